@@ -1,0 +1,111 @@
+"""Heads on top of the two trunks: L3-Net, AVE-Net and AVOL-Net.
+
+Every head takes the two conv4_2 maps, vision ``v`` (B, C, h, w) and audio
+``a`` (B, C, f, t), and returns a dict with ``"logit"``: the log-odds that the
+frame and the audio correspond, shape (B,). A two-way softmax over
+(no, yes) logits, as in the papers, is the same model as a sigmoid of their
+difference, so every head reports that difference and one loss serves all.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def global_max_pool(x: torch.Tensor) -> torch.Tensor:
+    return torch.amax(x, dim=(2, 3))  # (B, C, h, w) -> (B, C)
+
+
+class L3Head(nn.Module):
+    """L3-Net fusion: max-pool both maps, concat, fc 2C->fusion_dim + ReLU, fc ->2."""
+
+    def __init__(self, channels: int, fusion_dim: int = 128):
+        super().__init__()
+        self.fc1 = nn.Linear(2 * channels, fusion_dim)
+        self.fc2 = nn.Linear(fusion_dim, 2)
+
+    def forward(self, v: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = torch.cat([global_max_pool(v), global_max_pool(a)], dim=1)  # (B, 2C)
+        logits = self.fc2(F.relu(self.fc1(x)))  # (B, 2): (no, yes)
+        return {"logits": logits, "logit": logits[:, 1] - logits[:, 0]}
+
+
+class EmbedMLP(nn.Module):
+    """max-pool -> fc C->D + ReLU -> fc D->D (the AVE / AVOL audio branch)."""
+
+    def __init__(self, channels: int, dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(channels, dim)
+        self.fc2 = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.relu(self.fc1(global_max_pool(x))))  # (B, D)
+
+
+class AVEHead(nn.Module):
+    """AVE-Net: L2-normalised embeddings; Euclidean distance -> fc 1->2.
+
+    The last fc is initialised with the right sign: a small distance means
+    "correspond" (otherwise training may settle on anti-aligned embeddings).
+    """
+
+    def __init__(self, channels: int, dim: int = 128):
+        super().__init__()
+        self.vision = EmbedMLP(channels, dim)
+        self.audio = EmbedMLP(channels, dim)
+        self.fc = nn.Linear(1, 2)
+        with torch.no_grad():
+            # logit(yes) - logit(no) = -2 d + 2: positive while d < 1 (unit vectors: d in [0, 2]).
+            self.fc.weight.copy_(torch.tensor([[1.0], [-1.0]]))
+            self.fc.bias.copy_(torch.tensor([-1.0, 1.0]))
+
+    def embed_vision(self, v: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.vision(v), dim=1)  # (B, D), unit norm
+
+    def embed_audio(self, a: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.audio(a), dim=1)  # (B, D), unit norm
+
+    def forward(self, v: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
+        ev, ea = self.embed_vision(v), self.embed_audio(a)
+        dist = torch.linalg.vector_norm(ev - ea, dim=1, keepdim=True)  # (B, 1)
+        logits = self.fc(dist)  # (B, 2)
+        return {
+            "logits": logits,
+            "logit": logits[:, 1] - logits[:, 0],
+            "image_embedding": ev,
+            "audio_embedding": ea,
+        }
+
+
+class AVOLHead(nn.Module):
+    """AVOL-Net: a correspondence score at every location of the vision map.
+
+    Vision: 1x1 convs C->D + ReLU -> D->D on the unpooled map (no normalisation).
+    Audio: max-pool -> fc C->D + ReLU -> fc D->D (no normalisation).
+    Scalar product at each location -> 1x1 calibration conv -> sigmoid gives the
+    localisation map; its maximum over locations is the AVC score (multiple
+    instance learning). Since sigmoid is monotonic, max(sigmoid(s)) ==
+    sigmoid(max(s)), so ``logit`` is the max of the calibrated map.
+    """
+
+    def __init__(self, channels: int, dim: int = 128):
+        super().__init__()
+        self.vision = nn.Sequential(
+            nn.Conv2d(channels, dim, 1), nn.ReLU(inplace=True), nn.Conv2d(dim, dim, 1)
+        )
+        self.audio = EmbedMLP(channels, dim)
+        self.calibration = nn.Conv2d(1, 1, 1)
+        with torch.no_grad():
+            # Start with small scores: dot products of two 128-d vectors are large.
+            self.calibration.weight.fill_(1.0 / dim)
+            self.calibration.bias.zero_()
+
+    def forward(self, v: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
+        fv = self.vision(v)  # (B, D, h, w)
+        fa = self.audio(a)  # (B, D)
+        sim = torch.einsum("bdhw,bd->bhw", fv, fa).unsqueeze(1)  # (B, 1, h, w)
+        smap = self.calibration(sim).squeeze(1)  # (B, h, w) calibrated logits
+        logit = torch.amax(smap, dim=(1, 2))  # (B,)
+        return {"logit": logit, "map_logits": smap, "heatmap": torch.sigmoid(smap)}

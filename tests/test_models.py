@@ -1,0 +1,127 @@
+import json
+
+import pytest
+import torch
+
+from looklisten.checkpoint import load_config, load_model, save_checkpoint
+from looklisten.config import ARCHS, Config, get_config, list_presets
+from looklisten.losses import AVCLoss
+from looklisten.models import create_model
+
+# conv4_2 map sizes per preset (vision, audio)
+EXPECTED_MAPS = {
+    "paper": ((28, 28), (32, 24)),
+    "ots": ((14, 14), (16, 12)),
+    "small": ((7, 7), (8, 12)),
+    "tiny": ((4, 4), (8, 7)),
+}
+
+
+@pytest.mark.parametrize("preset", list_presets())
+def test_forward_shapes_every_preset(preset):
+    torch.manual_seed(0)
+    for arch in ARCHS:
+        cfg = get_config(preset, arch=arch)
+        model = create_model(cfg).eval()
+        image = torch.randn(2, *cfg.vision.shape)
+        wave = torch.randn(2, cfg.audio.clip_samples) * 0.1
+        with torch.no_grad():
+            v, a = model.forward_features(image, wave)
+            out = model.forward_head(v, a)
+        c = cfg.model.widths[-1]
+        assert v.shape == (2, c, *EXPECTED_MAPS[preset][0])
+        assert a.shape == (2, c, *EXPECTED_MAPS[preset][1])
+        assert out["logit"].shape == (2,)
+        if arch in ("l3", "ave"):
+            assert out["logits"].shape == (2, 2)
+            torch.testing.assert_close(out["logit"], out["logits"][:, 1] - out["logits"][:, 0])
+        if arch == "ave":
+            assert out["image_embedding"].shape == (2, cfg.model.embed_dim)
+            torch.testing.assert_close(out["image_embedding"].norm(dim=1), torch.ones(2))
+        if arch == "avol":
+            assert out["heatmap"].shape == (2, *EXPECTED_MAPS[preset][0])
+            torch.testing.assert_close(out["logit"], out["map_logits"].amax(dim=(1, 2)))
+        if preset != "paper":
+            break  # all heads on the paper preset; the rest only once (speed)
+
+
+def test_paper_preset_is_the_paper():
+    cfg = get_config("paper")
+    assert cfg.audio.shape == (1, 257, 199)
+    assert cfg.vision.shape == (3, 224, 224)
+    assert cfg.model.widths == (64, 128, 256, 512) and cfg.model.conv1_stride == 1
+    assert cfg.train.lr == 1e-4 and cfg.train.weight_decay == 1e-5 and cfg.train.batch_size == 256
+    assert cfg.sampler.max_shift_seconds == 1.0 and cfg.sampler.frame_grid
+    ots = get_config("ots", arch="ave")
+    assert ots.audio.shape == (1, 257, 200) and ots.model.conv1_stride == 2
+    assert ots.train.lr_decay == 0.94 and ots.train.lr_decay_epochs == 16
+    # the L3 fusion: fc 1024 -> 128 -> 2
+    m = create_model(cfg)
+    assert m.head.fc1.in_features == 1024 and m.head.fc1.out_features == 128
+    assert m.head.fc2.out_features == 2
+
+
+def test_smaller_presets_change_sizes_only():
+    paper = get_config("paper").to_dict()
+    for name in ("small", "tiny"):
+        d = get_config(name).to_dict()
+        assert d["audio"]["kind"] == paper["audio"]["kind"]
+        assert d["sampler"]["frame_grid"] and d["sampler"]["positive_fraction"] == 0.5
+        assert d["train"]["optimizer"] == "adam"
+
+
+def test_ave_distance_fc_has_the_right_sign():
+    cfg = get_config("tiny", arch="ave")
+    head = create_model(cfg).head
+    d = torch.tensor([[0.0], [2.0]])
+    logits = head.fc(d)
+    margin = logits[:, 1] - logits[:, 0]
+    assert margin[0] > 0 > margin[1]  # small distance -> "correspond"
+
+
+def test_avc_loss_matches_cross_entropy_and_bce():
+    logits = torch.randn(8, 2)
+    label = torch.randint(0, 2, (8,))
+    out = {"logits": logits, "logit": logits[:, 1] - logits[:, 0]}
+    ce = AVCLoss()(out, label)
+    bce = AVCLoss()({"logit": out["logit"]}, label)
+    torch.testing.assert_close(ce, bce)
+
+
+def test_config_json_round_trip_and_overrides():
+    cfg = get_config("small", arch="avol", **{"train.lr": 3e-4, "sampler.max_shift_seconds": 1.0})
+    back = Config.from_json(cfg.to_json())
+    assert back == cfg
+    assert back.train.lr == 3e-4 and back.model.arch == "avol"
+    with pytest.raises(ValueError):
+        get_config("tiny", **{"train.nope": 1})
+    with pytest.raises(ValueError):
+        get_config("nope")
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    cfg = get_config("tiny", arch="ave")
+    model = create_model(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    image = torch.randn(3, *cfg.vision.shape)
+    wave = torch.randn(3, cfg.audio.clip_samples) * 0.1
+    model.train()
+    loss = AVCLoss()(model(image, wave), torch.tensor([0, 1, 1]))
+    loss.backward()
+    opt.step()
+    save_checkpoint(tmp_path / "run", model, cfg, opt, {"step": 1})
+    # only safetensors + json on disk
+    files = sorted(p.name for p in (tmp_path / "run" / "checkpoint").iterdir())
+    assert files == ["config.json", "model.safetensors", "optimizer.safetensors", "state.json"]
+    json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
+    assert load_config(tmp_path / "run") == cfg
+    loaded = load_model(tmp_path / "run")
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(image, wave)["logit"], model(image, wave)["logit"])
+    # saving again swaps the directory atomically and leaves no temporary behind
+    save_checkpoint(tmp_path / "run", model, cfg, opt, {"step": 2})
+    siblings = [p.name for p in (tmp_path / "run").iterdir()]
+    assert siblings.count("checkpoint") == 1
+    assert len([s for s in siblings if s.startswith(".checkpoint")]) == 1  # the live version only
