@@ -1,0 +1,259 @@
+"""Synthetic demo data: files decode, annotations are consistent and match the content."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import av
+import numpy as np
+import pytest
+
+from looklisten import demo_data
+from looklisten.demo_data import (
+    DEFAULT_CLASSES,
+    box_at,
+    clip_background,
+    label_at,
+    load_annotations,
+    make_demo_data,
+    sounding_object,
+    stamp_index,
+    stamp_sound,
+)
+
+SEED = 3
+N_CLIPS = 6
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    make_demo_data(out, videos=N_CLIPS, seed=SEED, workers=2, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def anns(demo):
+    return load_annotations(demo)
+
+
+def _decode(path):
+    """(frames (T, H, W, 3) uint8, mono audio float32, audio rate, container info)."""
+    with av.open(str(path)) as c:
+        v, a = c.streams.video[0], c.streams.audio[0]
+        info = {
+            "rate": float(v.average_rate),
+            "width": v.codec_context.width,
+            "height": v.codec_context.height,
+            "channels": a.codec_context.channels,
+            "sample_rate": a.codec_context.sample_rate,
+            "duration": c.duration / 1e6,
+        }
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(v)])
+    with av.open(str(path)) as c:
+        chunks = [
+            f.to_ndarray().reshape(f.layout.nb_channels, -1).mean(0) for f in c.decode(audio=0)
+        ]
+    return frames, np.concatenate(chunks).astype(np.float32), info
+
+
+def _ncc(window: np.ndarray, rec: np.ndarray) -> float:
+    """Peak normalised cross-correlation of ``window`` with the stretches of ``rec`` it overlaps."""
+    n, m = len(window), len(rec)
+    nfft = 1 << (n + m - 1).bit_length()
+    # c[k] = sum_i window[i] * rec[i - k + m - 1]: rec shifted to start at k - m + 1.
+    c = np.fft.irfft(np.fft.rfft(window, nfft) * np.fft.rfft(rec[::-1], nfft), nfft)[: n + m - 1]
+    # Energy of the part of rec that lies under the window, per shift.
+    e2 = np.concatenate([[0.0], np.cumsum(rec.astype(np.float64) ** 2)])
+    k = np.arange(n + m - 1)
+    lo, hi = np.clip(m - 1 - k, 0, m), np.clip(m - 1 - k + n, 0, m)
+    energy = e2[hi] - e2[lo]
+    ok = energy > 0.1 * energy.max()
+    return float(np.max(np.abs(c[ok]) / (np.sqrt(energy[ok]) * np.linalg.norm(window) + 1e-12)))
+
+
+def test_assets_present_and_small():
+    root = resources.files("looklisten").joinpath("assets").joinpath("stamps")
+    index = stamp_index()
+    assert len(index) >= 40
+    assert set(DEFAULT_CLASSES) <= set(index)
+    total = 0
+    for entry in index.values():
+        for key in ("image", "sound"):
+            f = root.joinpath(entry[key])
+            assert f.is_file(), entry[key]
+            total += len(f.read_bytes())
+        assert 0.3 <= entry["sound_duration"] <= 6.5
+    lic = root.joinpath("LICENSE.md").read_text(encoding="utf-8")
+    assert "tuxpaint-stamps-default" in lic and "GPL" in lic
+    assert total < 8e6
+
+
+def test_files_decode(demo, anns):
+    assert sorted(anns) == [f"clip_{k:05d}.mp4" for k in range(N_CLIPS)]
+    for name, ann in anns.items():
+        frames, audio, info = _decode(demo / name)
+        assert frames.shape == (90, 192, 256, 3)
+        assert info["rate"] == pytest.approx(15.0)
+        assert (info["width"], info["height"]) == (256, 192)
+        assert info["channels"] == 1 and info["sample_rate"] == ann["sample_rate"] == 48000
+        assert info["duration"] == pytest.approx(6.0, abs=0.1)
+        assert len(audio) == pytest.approx(6.0 * 48000, abs=0.05 * 48000)
+        assert np.abs(audio).max() > 0.3
+
+
+def test_annotations_consistent(anns):
+    n_two = 0
+    for ann in anns.values():
+        assert ann["duration"] == 6.0 and ann["fps"] == 15.0
+        assert (ann["width"], ann["height"]) == (256, 192)
+        assert ann["split_hint"] is None
+        objs = ann["objects"]
+        assert ann["labels"] == [o["label"] for o in objs]
+        assert len(set(ann["labels"])) == len(objs) in (1, 2)
+        n_two += len(objs) == 2
+        for o in objs:
+            assert o["label"] in DEFAULT_CLASSES
+            assert o["category"] == stamp_index()[o["label"]]["category"]
+            assert len(o["boxes"]) == 90
+            for x0, y0, x1, y1 in o["boxes"]:
+                assert 0 <= x0 < x1 <= 256 and 0 <= y0 < y1 <= 192
+                assert 0.2 * 192 <= ((x1 - x0) * (y1 - y0)) ** 0.5 <= 0.6 * 192
+            if not ann["moving"]:
+                assert all(b == o["boxes"][0] for b in o["boxes"])
+        if len(objs) == 2:  # side by side, no overlap
+            for a, b in zip(objs[0]["boxes"], objs[1]["boxes"]):
+                assert a[2] <= b[0] or b[2] <= a[0]
+        segs = ann["sounding"]
+        assert segs[0]["start"] == 0.0 and segs[-1]["end"] == ann["duration"]
+        for s, nxt in zip(segs, segs[1:]):
+            assert s["end"] == nxt["start"] and s["object"] != nxt["object"]
+        assert all(0 <= s["object"] < len(objs) and s["end"] > s["start"] for s in segs)
+        if len(objs) == 1:
+            assert len(segs) == 1
+        else:
+            assert 2 <= len(segs) <= 3
+    assert n_two == round(0.4 * N_CLIPS)
+    assert any(a["moving"] for a in anns.values()) and not all(a["moving"] for a in anns.values())
+
+
+def test_helpers(anns):
+    ann = next(a for a in anns.values() if len(a["sounding"]) > 1)
+    for i in range(90):
+        t = i / 15.0
+        assert box_at(ann, 0, t) == tuple(ann["objects"][0]["boxes"][i])
+        assert box_at(ann, 0, t + 0.5 / 15) == tuple(ann["objects"][0]["boxes"][i])
+    assert box_at(ann, 0, 100.0) == tuple(ann["objects"][0]["boxes"][-1])
+    s0, s1 = ann["sounding"][0], ann["sounding"][1]
+    assert sounding_object(ann, 0.0) == s0["object"]
+    assert sounding_object(ann, s0["end"] - 1e-3) == s0["object"]
+    assert sounding_object(ann, s1["start"]) == s1["object"]
+    assert sounding_object(ann, ann["duration"]) == ann["sounding"][-1]["object"]
+    assert label_at(ann, s1["start"] + 0.01) == ann["objects"][s1["object"]]["label"]
+
+
+def test_deterministic(demo, tmp_path):
+    make_demo_data(tmp_path, videos=N_CLIPS, seed=SEED, workers=1, progress=False)
+    a = (demo / "annotations.jsonl").read_text()
+    b = (tmp_path / "annotations.jsonl").read_text()
+    assert a == b
+    make_demo_data(tmp_path / "other", videos=N_CLIPS, seed=SEED + 1, workers=1, progress=False)
+    assert (tmp_path / "other" / "annotations.jsonl").read_text() != a
+
+
+def test_pixels_match_boxes(demo, anns):
+    for name, ann in anns.items():
+        frames, _, _ = _decode(demo / name)
+        bg = clip_background(SEED, int(name[5:10]), (256, 192)).astype(np.float32)
+        for i in (0, 44, 89):
+            frame = frames[i].astype(np.float32)
+            diff = np.abs(frame - bg).mean(axis=2)
+            outside = np.ones((192, 256), bool)
+            for o in range(len(ann["objects"])):
+                x0, y0, x1, y1 = box_at(ann, o, i / 15.0)
+                outside[max(y0 - 2, 0) : y1 + 2, max(x0 - 2, 0) : x1 + 2] = False
+                inside = diff[y0:y1, x0:x1]
+                # The object covers a good part of its box ...
+                assert (inside > 20).mean() > 0.2, (name, i, o)
+                # ... and reaches each side of it (the box is tight).
+                for band in (inside[:3], inside[-3:], inside[:, :3], inside[:, -3:]):
+                    assert band.max() > 20, (name, i, o)
+            # Outside the boxes the frame is the background (up to compression).
+            assert diff[outside].mean() < 4.0, (name, i)
+            assert np.percentile(diff[outside], 99) < 20.0, (name, i)
+
+
+def test_audio_matches_sounding_object(demo, anns):
+    """Every 1 s window holds sound; it is the sounding object's recording, not another's."""
+    sr = 48000
+    for name, ann in anns.items():
+        _, audio, _ = _decode(demo / name)
+        labels = ann["labels"]
+        others = [c for c in DEFAULT_CLASSES if c not in labels][:1]
+        for seg in ann["sounding"]:
+            heard = labels[seg["object"]]
+            starts = np.arange(seg["start"], seg["end"] - 1.0 + 1e-9, 0.25)
+            scores = {c: [] for c in [*labels, *others]}
+            for t0 in starts:
+                w = audio[int(t0 * sr) : int((t0 + 1.0) * sr)]
+                assert np.sqrt(np.mean(w**2)) > 0.02, (name, t0)
+                assert label_at(ann, t0 + 0.5) == heard
+                for c in scores:
+                    scores[c].append(_ncc(w, stamp_sound(c, sr)))
+            best = {c: max(v) for c, v in scores.items()}
+            assert best[heard] > 0.5, (name, seg, best)
+            for c in scores:
+                if c != heard:
+                    assert best[heard] > 2 * best[c], (name, seg, best)
+                    wins = np.mean(np.array(scores[heard]) > np.array(scores[c]))
+                    assert wins >= 0.75, (name, seg, c, wins)
+
+
+def test_package_reader_agrees_with_annotations(demo, anns):
+    """looklisten.video's reader sees the frame / audio the annotations describe."""
+    from looklisten.video import read_audio, read_frame
+
+    name, ann = next((n, a) for n, a in anns.items() if a["moving"])
+    frames, audio, _ = _decode(demo / name)
+    for t in (0.0, 1.0, 2.02, 3.5, 5.99):
+        i = demo_data.frame_index(ann, t)
+        assert i == min(int(t * 15 + 1e-6), 89)
+        assert np.array_equal(read_frame(demo / name, t), frames[i]), t
+    w = read_audio(demo / name, 2.0, 3.0, 48000)
+    ref = audio[2 * 48000 : 3 * 48000]
+    assert len(w) == len(ref)
+    assert np.corrcoef(w, ref)[0, 1] > 0.99
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError):
+        make_demo_data(tmp_path, videos=2, classes=["no_such_stamp"], progress=False)
+    with pytest.raises(ValueError):
+        make_demo_data(tmp_path, videos=2, size=(255, 192), progress=False)
+
+
+def test_class_override(tmp_path):
+    make_demo_data(
+        tmp_path,
+        videos=3,
+        seed=1,
+        classes=["dog", "violin"],
+        duration=2.0,
+        workers=1,
+        progress=False,
+    )
+    anns = load_annotations(tmp_path)
+    assert len(anns) == 3
+    for ann in anns.values():
+        assert set(ann["labels"]) <= {"dog", "violin"}
+        assert len(ann["objects"][0]["boxes"]) == 30
+        assert ann["sounding"][-1]["end"] == 2.0
+    assert json.loads((tmp_path / "annotations.jsonl").read_text().splitlines()[0])["file"] == (
+        "clip_00000.mp4"
+    )
+
+
+def test_module_exports():
+    assert callable(demo_data.available_classes)
+    assert set(DEFAULT_CLASSES) <= set(demo_data.available_classes())
