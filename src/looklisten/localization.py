@@ -1,0 +1,449 @@
+"""Sound-source localisation metrics and heatmap helpers.
+
+Everything here is model-independent: a *heatmap* is a plain ``np.ndarray`` of
+shape ``(h, w)`` (e.g. AVOL-Net's 14x14 sigmoid map) where larger values mean
+"the sound comes from here". Ground truth is a bounding box in the image's pixel
+coordinates or a boolean mask at the image's resolution.
+
+Coordinates
+-----------
+A box is ``(x0, y0, x1, y1)`` in pixels of an image of size ``(H, W)``: ``x``
+runs along the width (columns), ``y`` along the height (rows). Pixel ``(i, j)``
+(row ``i``, column ``j``) covers ``[j, j+1) x [i, i+1)`` and its centre is
+``(j + 0.5, i + 0.5)``. A pixel belongs to a box when its centre lies inside the
+closed box ``x0 <= j + 0.5 <= x1`` and ``y0 <= i + 0.5 <= y1``; for integer boxes
+this is exactly the slice ``mask[y0:y1, x0:x1]`` used by the LVS / EZ-VSL
+evaluation code.
+
+Metrics
+-------
+* :func:`ciou` / :func:`ciou_summary`: consensus IoU of Senocak et al. (2018)
+  with a single annotation, summarised as ``ciou@0.5`` and the AUC of the
+  success-rate curve, following the LVS (Chen et al. 2021) and EZ-VSL (Mo &
+  Morgado 2022) evaluation scripts. See :func:`ciou` for the binarisation
+  protocol, which drives the numbers.
+* :func:`pointing_hit`: pointing game (is the heatmap's maximum in the box).
+* :func:`two_object_choice`: which of two boxes a heatmap favours.
+
+Baselines
+---------
+:func:`centre_prior`, :func:`whole_image` and :func:`random_map` produce heatmaps
+that need no model, to put the metrics in context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+Box = Sequence[float]
+
+#: Thresholds of the success-rate curve whose area is :func:`ciou_summary`'s ``auc``.
+AUC_THRESHOLDS = np.linspace(0.0, 1.0, 21)
+
+
+def _as_size(size: Sequence[int]) -> tuple[int, int]:
+    if len(size) != 2:
+        raise ValueError(f"size must be (H, W), got {size!r}")
+    H, W = int(size[0]), int(size[1])
+    if H <= 0 or W <= 0:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return H, W
+
+
+def _as_box(box: Box) -> tuple[float, float, float, float]:
+    if len(box) != 4:
+        raise ValueError(f"box must be (x0, y0, x1, y1), got {box!r}")
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not all(np.isfinite(v) for v in (x0, y0, x1, y1)):
+        raise ValueError(f"box must be finite, got {box!r}")
+    if x1 < x0 or y1 < y0:
+        raise ValueError(f"box must satisfy x0 <= x1 and y0 <= y1, got {box!r}")
+    return x0, y0, x1, y1
+
+
+def _as_heatmap(heatmap: np.ndarray) -> np.ndarray:
+    h = np.asarray(heatmap)
+    if h.ndim != 2:
+        raise ValueError(f"heatmap must be 2-D (h, w), got shape {h.shape}")
+    if h.size == 0:
+        raise ValueError("heatmap is empty")
+    if not np.issubdtype(h.dtype, np.floating):
+        h = h.astype(np.float32)
+    if not np.all(np.isfinite(h)):
+        raise ValueError("heatmap contains NaN or infinite values")
+    return h
+
+
+def upsample_heatmap(h: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Bilinearly resize heatmaps to an image size.
+
+    Uses ``torch.nn.functional.interpolate(mode="bilinear",
+    align_corners=False)``, i.e. the map's cells are treated as covering the
+    image evenly (cell centres at ``(k + 0.5) * H / h``), as in the localisation
+    literature.
+
+    Parameters
+    ----------
+    h : np.ndarray, shape (h, w) or (B, h, w)
+        Heatmap(s). Integer and boolean inputs are converted to float32.
+    size : (H, W)
+        Output height and width.
+
+    Returns
+    -------
+    np.ndarray, shape (H, W) or (B, H, W)
+        Float64 if ``h`` is float64, otherwise float32. A new array (never a
+        view of ``h``), also when the size does not change.
+    """
+    H, W = _as_size(size)
+    arr = np.asarray(h)
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"heatmap must be (h, w) or (B, h, w), got shape {arr.shape}")
+    dtype = np.float64 if arr.dtype == np.float64 else np.float32
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if arr.shape[-2:] == (H, W):
+        return arr.copy()
+    t = torch.from_numpy(arr)
+    t = t[None, None] if arr.ndim == 2 else t[:, None]
+    out = F.interpolate(t, size=(H, W), mode="bilinear", align_corners=False)
+    out = out[0, 0] if arr.ndim == 2 else out[:, 0]
+    return out.numpy().copy()
+
+
+def box_mask(box: Box, size: Sequence[int]) -> np.ndarray:
+    """Boolean mask of the pixels whose centres lie inside a box.
+
+    Parameters
+    ----------
+    box : (x0, y0, x1, y1)
+        Box in pixel coordinates (``x`` along the width). The box is clipped to
+        the image implicitly: parts outside it select nothing.
+    size : (H, W)
+        Image height and width.
+
+    Returns
+    -------
+    np.ndarray, shape (H, W), bool
+        ``mask[i, j]`` is True iff ``x0 <= j + 0.5 <= x1`` and
+        ``y0 <= i + 0.5 <= y1``. For integer boxes this equals
+        ``mask[y0:y1, x0:x1] = True``.
+    """
+    H, W = _as_size(size)
+    x0, y0, x1, y1 = _as_box(box)
+    cx = np.arange(W) + 0.5
+    cy = np.arange(H) + 0.5
+    in_x = (cx >= x0) & (cx <= x1)
+    in_y = (cy >= y0) & (cy <= y1)
+    return in_y[:, None] & in_x[None, :]
+
+
+def _minmax(h: np.ndarray) -> np.ndarray | None:
+    """Min-max normalise to [0, 1]; None for a constant map."""
+    h = h.astype(np.float64)
+    lo, hi = float(h.min()), float(h.max())
+    if not hi > lo:
+        return None
+    return (h - lo) / (hi - lo)
+
+
+def binarize(heatmap: np.ndarray, threshold: str | float = "median") -> np.ndarray:
+    """The binary prediction that :func:`ciou` scores (see there for the protocol).
+
+    Parameters
+    ----------
+    heatmap : np.ndarray, shape (H, W)
+        Heatmap at the resolution of the ground truth.
+    threshold : {"median", "lvs"} or float
+        Binarisation rule, see :func:`ciou`.
+
+    Returns
+    -------
+    np.ndarray, shape (H, W), bool
+        Predicted sounding region.
+    """
+    h = _as_heatmap(heatmap)
+    norm = _minmax(h)
+    if norm is None:
+        # A constant map carries no localisation: it predicts the whole image.
+        return np.ones(h.shape, dtype=bool)
+    if isinstance(threshold, str):
+        if threshold == "median":
+            thr = float(np.median(norm))
+        elif threshold == "lvs":
+            thr = float(np.sort(norm, axis=None)[norm.size // 2])
+        else:
+            raise ValueError(f"threshold must be 'median', 'lvs' or a float, got {threshold!r}")
+    else:
+        thr = float(threshold)
+        if not 0.0 <= thr <= 1.0:
+            raise ValueError(f"a numeric threshold must be in [0, 1], got {thr}")
+    return norm > thr
+
+
+def ciou(
+    heatmap: np.ndarray,
+    gt_mask: np.ndarray,
+    threshold: str | float = "median",
+) -> float:
+    """Consensus IoU (cIoU) of one heatmap against one ground-truth mask.
+
+    The protocol of the sound-source localisation literature (Senocak et al.,
+    CVPR 2018, with a single annotation, as implemented in the LVS and EZ-VSL
+    evaluation code):
+
+    1. **Resize.** If ``heatmap`` is smaller than ``gt_mask`` it is first
+       upsampled to ``gt_mask.shape`` with :func:`upsample_heatmap` (bilinear,
+       ``align_corners=False``). Pass a heatmap already at the image
+       resolution to control this yourself.
+    2. **Min-max normalise** it to [0, 1]: ``(h - min) / (max - min)``.
+    3. **Binarise** it. The prediction is the set of pixels *strictly above*
+       a threshold ``thr``::
+
+           pred = normalised > thr
+
+       chosen by ``threshold``:
+
+       * ``"median"`` (default): ``thr = np.median(normalised)``. With distinct
+         values this keeps exactly the top half of the pixels; it is the
+         "keep the top 50 %" rule of the literature.
+       * ``"lvs"``: ``thr = sort(normalised)[H * W // 2]``, literally what the
+         LVS / EZ-VSL scripts compute. For an even pixel count with distinct
+         values it keeps one pixel fewer than ``"median"`` (immaterial at
+         224x224), but the two differ on maps with ties: a map that is 1 on
+         exactly half of the pixels and 0 elsewhere keeps that half under
+         ``"median"`` (thr = 0.5) and *nothing* under ``"lvs"`` (thr = 1).
+       * a float in [0, 1]: a fixed threshold on the normalised map
+         (``0.5`` keeps pixels above the mid-range, not the top half).
+
+       Pixels *equal* to the threshold are not predicted, so a map with a
+       large plateau at its top can predict fewer than half of the pixels
+       (a map that is 1 on 75 % of the image predicts nothing under
+       ``"median"``). This follows the reference code.
+
+       **Constant maps.** Min-max normalisation is undefined when
+       ``max == min``, and a literal "strictly above the median" would predict
+       nothing (cIoU 0). We instead treat a constant map as predicting *every*
+       pixel, for any ``threshold``: that is the literature's "whole image"
+       baseline, whose cIoU is ``|gt| / (H * W)`` (see :func:`whole_image`).
+    4. **IoU against the ground truth**::
+
+           ciou = |pred & gt| / (|gt| + |pred & ~gt|)
+
+       which, for a binary ground truth, is the ordinary IoU
+       ``|pred & gt| / |pred | gt|``.
+
+    Parameters
+    ----------
+    heatmap : np.ndarray, shape (h, w) or (H, W)
+        Heatmap (any real values; larger = more likely to sound).
+    gt_mask : np.ndarray, shape (H, W), bool
+        Ground-truth sounding region, e.g. from :func:`box_mask`. Must not be
+        empty.
+    threshold : {"median", "lvs"} or float, default "median"
+        Binarisation rule, see step 3.
+
+    Returns
+    -------
+    float
+        cIoU in [0, 1].
+    """
+    gt = np.asarray(gt_mask).astype(bool)
+    if gt.ndim != 2:
+        raise ValueError(f"gt_mask must be 2-D (H, W), got shape {gt.shape}")
+    n_gt = int(gt.sum())
+    if n_gt == 0:
+        raise ValueError("gt_mask is empty: cIoU is undefined")
+    h = _as_heatmap(heatmap)
+    if h.shape != gt.shape:
+        if h.shape[0] > gt.shape[0] or h.shape[1] > gt.shape[1]:
+            raise ValueError(
+                f"heatmap {h.shape} is larger than gt_mask {gt.shape}; resize it first"
+            )
+        h = upsample_heatmap(h, gt.shape)
+    pred = binarize(h, threshold)
+    inter = int(np.count_nonzero(pred & gt))
+    false_pos = int(np.count_nonzero(pred & ~gt))
+    return inter / (n_gt + false_pos)
+
+
+def ciou_summary(cious: np.ndarray | Sequence[float]) -> dict[str, float]:
+    """Summarise per-image cIoUs as in the LVS / EZ-VSL tables.
+
+    Parameters
+    ----------
+    cious : array-like, shape (N,)
+        One cIoU per test image (from :func:`ciou`).
+
+    Returns
+    -------
+    dict
+        ``"ciou@0.5"``: share of images with cIoU >= 0.5.
+        ``"auc"``: area under the success-rate curve
+        ``s(t) = mean(cious >= t)`` sampled at ``t = np.linspace(0, 1, 21)``
+        (:data:`AUC_THRESHOLDS`) and integrated with the trapezoid rule over
+        ``t`` in [0, 1] (the ``sklearn.metrics.auc`` call of the reference code).
+        ``"mean_ciou"``: mean cIoU.
+        ``"n"``: number of images (as a float, to keep the dict homogeneous).
+    """
+    c = np.asarray(cious, dtype=np.float64).reshape(-1)
+    if c.size == 0:
+        raise ValueError("no cIoU values to summarise")
+    if not np.all(np.isfinite(c)):
+        raise ValueError("cIoU values must be finite")
+    success = (c[None, :] >= AUC_THRESHOLDS[:, None]).mean(axis=1)
+    return {
+        "ciou@0.5": float(np.mean(c >= 0.5)),
+        "auc": float(np.trapezoid(success, AUC_THRESHOLDS)),
+        "mean_ciou": float(c.mean()),
+        "n": float(c.size),
+    }
+
+
+def _at_size(heatmap: np.ndarray, size: Sequence[int] | None) -> np.ndarray:
+    h = _as_heatmap(heatmap)
+    if size is not None and h.shape != _as_size(size):
+        h = upsample_heatmap(h, size)
+    return h
+
+
+def pointing_hit(heatmap: np.ndarray, box: Box, size: Sequence[int] | None = None) -> bool:
+    """Pointing game: does the heatmap's maximum fall inside the box?
+
+    Parameters
+    ----------
+    heatmap : np.ndarray, shape (h, w)
+        Heatmap.
+    box : (x0, y0, x1, y1)
+        Ground-truth box in the image's pixel coordinates.
+    size : (H, W), optional
+        Image size. When given, the heatmap is first upsampled to it
+        (:func:`upsample_heatmap`); otherwise the heatmap is taken to be at the
+        image's resolution already.
+
+    Returns
+    -------
+    bool
+        True iff the centre of the argmax pixel (the first one in row-major
+        order on ties) lies inside the box (same rule as :func:`box_mask`).
+    """
+    h = _at_size(heatmap, size)
+    i, j = np.unravel_index(int(np.argmax(h)), h.shape)
+    x0, y0, x1, y1 = _as_box(box)
+    cx, cy = j + 0.5, i + 0.5
+    return bool(x0 <= cx <= x1 and y0 <= cy <= y1)
+
+
+def two_object_choice(
+    heatmap: np.ndarray, box_a: Box, box_b: Box, size: Sequence[int] | None = None
+) -> int:
+    """Which of two boxes the heatmap favours.
+
+    For "which of the two objects makes the sound" accuracy: the heatmap's
+    mean inside each box is compared.
+
+    Parameters
+    ----------
+    heatmap : np.ndarray, shape (h, w)
+        Heatmap.
+    box_a, box_b : (x0, y0, x1, y1)
+        The two candidate boxes in the image's pixel coordinates.
+    size : (H, W), optional
+        Image size; when given the heatmap is upsampled to it first, otherwise
+        the boxes are in the heatmap's own pixel coordinates.
+
+    Returns
+    -------
+    int
+        0 if ``mean(heatmap[box_a]) >= mean(heatmap[box_b])`` (ties go to
+        ``box_a``), else 1.
+    """
+    h = _at_size(heatmap, size)
+    means = []
+    for name, box in (("box_a", box_a), ("box_b", box_b)):
+        m = box_mask(box, h.shape)
+        if not m.any():
+            raise ValueError(f"{name} {box!r} contains no pixel centre of a {h.shape} map")
+        means.append(float(h[m].mean()))
+    return 0 if means[0] >= means[1] else 1
+
+
+# ---------------------------------------------------------------------------
+# Baselines
+# ---------------------------------------------------------------------------
+
+
+def centre_prior(H: int, W: int, sigma_frac: float = 0.25) -> np.ndarray:
+    """A Gaussian bump at the image centre: the "sound is in the middle" prior.
+
+    Parameters
+    ----------
+    H, W : int
+        Map size.
+    sigma_frac : float
+        Standard deviation as a fraction of the side:
+        ``sigma_y = sigma_frac * H``, ``sigma_x = sigma_frac * W``.
+
+    Returns
+    -------
+    np.ndarray, shape (H, W), float32
+        ``exp(-((x - W/2)^2 / (2 sigma_x^2) + (y - H/2)^2 / (2 sigma_y^2)))``
+        at pixel centres; values in (0, 1].
+    """
+    H, W = _as_size((H, W))
+    if not sigma_frac > 0:
+        raise ValueError(f"sigma_frac must be positive, got {sigma_frac}")
+    y = (np.arange(H) + 0.5 - H / 2) / (sigma_frac * H)
+    x = (np.arange(W) + 0.5 - W / 2) / (sigma_frac * W)
+    g = np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2))
+    return g.astype(np.float32)
+
+
+def whole_image(H: int, W: int) -> np.ndarray:
+    """A constant map: the "the whole image sounds" baseline.
+
+    Under :func:`ciou` (any threshold) a constant map predicts every pixel,
+    so its cIoU is ``|gt| / (H * W)``, the literature's whole-image baseline;
+    under :func:`pointing_hit` it points at pixel (0, 0).
+
+    Returns
+    -------
+    np.ndarray, shape (H, W), float32
+        All ones.
+    """
+    H, W = _as_size((H, W))
+    return np.ones((H, W), dtype=np.float32)
+
+
+def random_map(
+    h: int,
+    w: int,
+    rng: np.random.Generator | int | None = None,
+    size: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Uniform noise at the model's map resolution (chance-level baseline).
+
+    Parameters
+    ----------
+    h, w : int
+        Resolution of the noise (the model's map, e.g. 14x14).
+    rng : np.random.Generator or int, optional
+        Random generator or seed.
+    size : (H, W), optional
+        If given, the noise is upsampled bilinearly to this size, so it is
+        smooth at the scale of the model's cells like a real heatmap.
+
+    Returns
+    -------
+    np.ndarray, shape (h, w) or (H, W), float32
+        Values in [0, 1).
+    """
+    h, w = _as_size((h, w))
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    noise = gen.random((h, w), dtype=np.float32)
+    if size is not None:
+        noise = upsample_heatmap(noise, size)
+    return noise
