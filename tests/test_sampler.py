@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import cross_val_score
 
 from looklisten.config import get_config
@@ -67,6 +67,11 @@ def test_every_window_on_its_own_frame_grid_and_inside_the_clip(shift):
         assert max(offsets) > 0.8 and min(offsets) < -0.8
 
 
+def _probe():
+    # A flexible non-linear probe (it finds the naive sampler's phase shortcut at once).
+    return RandomForestClassifier(n_estimators=60, min_samples_leaf=20, n_jobs=1, random_state=0)
+
+
 def _audio_only_features(specs):
     """Everything an audio-only classifier could use: which video, where, and the phase on the grid."""
     X = []
@@ -86,7 +91,7 @@ def _audio_only_features(specs):
 
 
 def test_shortcut_probe_is_at_chance_with_the_fix_and_wins_without():
-    clf = HistGradientBoostingClassifier(max_iter=100)
+    clf = _probe()
     specs, _ = draws(8000, frame_grid=True, seed=1)
     X, y = _audio_only_features(specs)
     acc = cross_val_score(clf, X, y, cv=4).mean()
@@ -107,7 +112,7 @@ def test_image_side_is_label_free_too():
         ]
     )
     y = np.array([s.label for s in specs])
-    acc = cross_val_score(HistGradientBoostingClassifier(max_iter=100), X, y, cv=4).mean()
+    acc = cross_val_score(_probe(), X, y, cv=4).mean()
     assert abs(acc - 0.5) < 0.025, acc
 
 

@@ -154,6 +154,9 @@ class TrainConfig:
     epochs: int = 100
     val_pairs: int = 2048
     num_workers: int = 2
+    # Checkpoint every this many steps as well as at every epoch end (0: epoch ends only).
+    save_every_steps: int = 0
+    log_every_steps: int = 10
     seed: int = 0
     amp: bool = True
     channels_last: bool = True

@@ -40,7 +40,7 @@ from .checkpoint import (
 )
 from .config import Config
 from .dataset import Manifest, VideoEntry, scan_folder
-from .fileio import atomic_write_json
+from .fileio import atomic_write_json, atomic_write_text
 from .losses import AVCLoss
 from .models import create_model
 from .sampler import FileSource, MemorySource, PairDataset, PairSampler
@@ -110,7 +110,6 @@ class Trainer:
         device: torch.device,
         progress: bool = True,
         workers: int = 0,
-        log_every: int = 10,
     ):
         self.cfg = cfg
         self.out = Path(out)
@@ -119,7 +118,7 @@ class Trainer:
         self.device = device
         self.progress = progress
         self.workers = workers
-        self.log_every = log_every
+        self.log_every = max(1, cfg.train.log_every_steps)
         t = cfg.train
         torch.manual_seed(t.seed)
         self.model = create_model(cfg).to(device)
@@ -197,6 +196,9 @@ class Trainer:
         state = load_state(ckpt)
         self.step = int(state["step"])
         self.history = list(state.get("history", []))
+        # metrics.jsonl continues from the checkpoint: drop what was logged after it
+        lines = [json.dumps(r) + "\n" for r in self.history]
+        atomic_write_text(self.out / "metrics.jsonl", "".join(lines))
 
     def save(self) -> Path:
         state = {
@@ -313,6 +315,8 @@ class Trainer:
                     seen, tick = 0, time.time()
                 if end_of_epoch or self.step >= total:
                     break
+                if t.save_every_steps and self.step % t.save_every_steps == 0:
+                    self.save()
             val = self.validate()
             self._log(
                 {
