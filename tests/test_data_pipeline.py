@@ -1,7 +1,6 @@
 """Folder scan (rejects, cache, manifest) and pairs decoded from real encoded files."""
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,9 +18,20 @@ def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("videos")
     (root / "a" / "b").mkdir(parents=True)
     make_clip(root / "good1.mp4", "h264-aac", duration=3.0, fps=25, sample_rate=44100, channels=2)
-    make_clip(root / "a" / "good2.webm", "vp9-opus", duration=2.5, fps=30, sample_rate=48000, channels=1)
-    make_clip(root / "a" / "b" / "good3.avi", "mjpeg-pcm", duration=2.0, fps=15, sample_rate=16000, channels=1)
-    make_clip(root / "a" / "good4.mp4", "h264-aac", duration=2.2, fps=12, sample_rate=22050, channels=1)
+    make_clip(
+        root / "a" / "good2.webm", "vp9-opus", duration=2.5, fps=30, sample_rate=48000, channels=1
+    )
+    make_clip(
+        root / "a" / "b" / "good3.avi",
+        "mjpeg-pcm",
+        duration=2.0,
+        fps=15,
+        sample_rate=16000,
+        channels=1,
+    )
+    make_clip(
+        root / "a" / "good4.mp4", "h264-aac", duration=2.2, fps=12, sample_rate=22050, channels=1
+    )
     make_clip(root / "noaudio.mp4", "h264-aac", duration=2.0, audio=False)
     make_clip(root / "silent.mp4", "h264-aac", duration=2.0, silent=True)
     make_clip(root / "short.mp4", "h264-aac", duration=0.5)
@@ -36,9 +46,20 @@ def folder(tmp_path_factory):
 def test_scan_keeps_usable_videos_and_says_why_it_rejects(folder, tmp_path, monkeypatch):
     monkeypatch.setenv("LOOKLISTEN_CACHE", str(tmp_path / "cache"))
     man = scan_folder(folder, min_seconds=1.0, progress=False, workers=2)
-    assert [v.path for v in man.videos] == ["a/b/good3.avi", "a/good2.webm", "a/good4.mp4", "good1.mp4"]
+    assert [v.path for v in man.videos] == [
+        "a/b/good3.avi",
+        "a/good2.webm",
+        "a/good4.mp4",
+        "good1.mp4",
+    ]
     reasons = dict(man.rejected)
-    assert set(reasons) == {"noaudio.mp4", "silent.mp4", "short.mp4", "a/truncated.mp4", "notes.mp4"}
+    assert set(reasons) == {
+        "noaudio.mp4",
+        "silent.mp4",
+        "short.mp4",
+        "a/truncated.mp4",
+        "notes.mp4",
+    }
     assert "no audio" in reasons["noaudio.mp4"]
     assert "silent" in reasons["silent.mp4"]
     assert "shorter" in reasons["short.mp4"]
@@ -73,7 +94,13 @@ def test_file_and_memory_sources_give_the_same_pairs(folder, tmp_path, monkeypat
     man = scan_folder(folder, progress=False)
     sampler = PairSampler(man.videos, cfg.sampler, cfg.audio)
     files = PairDataset(sampler, FileSource(man.root, man.videos, cfg), 24, seed=0, train=True)
-    mem = PairDataset(sampler, MemorySource(man.root, man.videos, cfg, workers=2, progress=False), 24, seed=0, train=True)
+    mem = PairDataset(
+        sampler,
+        MemorySource(man.root, man.videos, cfg, workers=2, progress=False),
+        24,
+        seed=0,
+        train=True,
+    )
     for k in range(24):
         a, b = files[k], mem[k]
         assert a["label"] == b["label"] and a["audio_center"] == b["audio_center"]
@@ -84,7 +111,10 @@ def test_file_and_memory_sources_give_the_same_pairs(folder, tmp_path, monkeypat
         # a lag of up to 2 ms and compare shape.
         x, y = a["audio"].numpy(), b["audio"].numpy()
         lag = cfg.audio.sample_rate // 500
-        best = max(np.corrcoef(x[lag:-lag], y[lag + d : len(y) - lag + d])[0, 1] for d in range(-lag, lag + 1))
+        best = max(
+            np.corrcoef(x[lag:-lag], y[lag + d : len(y) - lag + d])[0, 1]
+            for d in range(-lag, lag + 1)
+        )
         assert best > 0.95
         assert abs(np.std(x) / np.std(y) - 1) < 0.1
 
@@ -101,15 +131,29 @@ def test_shortcut_probe_on_decoded_audio(folder, tmp_path, monkeypatch, frame_gr
     cfg = get_config("tiny", **{"sampler.frame_grid": frame_grid})
     man = scan_folder(folder, progress=False)
     sampler = PairSampler(man.videos, cfg.sampler, cfg.audio)
-    ds = PairDataset(sampler, MemorySource(man.root, man.videos, cfg, workers=2, progress=False), 3000, seed=1, train=True)
+    ds = PairDataset(
+        sampler,
+        MemorySource(man.root, man.videos, cfg, workers=2, progress=False),
+        3000,
+        seed=1,
+        train=True,
+    )
     X, y = [], []
     for k in range(len(ds)):
         item = ds[k]
         v = man.videos[item["audio_video"]]
         phase = ((item["audio_center"] - v.video_start) * v.fps) % 1.0
-        X.append(np.r_[_spectral_features(item["audio"].numpy(), cfg.audio.sample_rate), phase, min(phase, 1 - phase)])
+        X.append(
+            np.r_[
+                _spectral_features(item["audio"].numpy(), cfg.audio.sample_rate),
+                phase,
+                min(phase, 1 - phase),
+            ]
+        )
         y.append(int(item["label"]))
-    acc = cross_val_score(LogisticRegression(max_iter=2000, C=10.0), np.array(X), np.array(y), cv=3).mean()
+    acc = cross_val_score(
+        LogisticRegression(max_iter=2000, C=10.0), np.array(X), np.array(y), cv=3
+    ).mean()
     if frame_grid:
         assert abs(acc - 0.5) < 0.04, acc  # 3000 samples: std ~0.009
     else:

@@ -12,6 +12,8 @@ import pytest
 from looklisten import demo_data
 from looklisten.demo_data import (
     DEFAULT_CLASSES,
+    SIZE_RANGE,
+    TWO_OBJECT_FRACTION,
     box_at,
     clip_background,
     label_at,
@@ -94,9 +96,9 @@ def test_files_decode(demo, anns):
     assert sorted(anns) == [f"clip_{k:05d}.mp4" for k in range(N_CLIPS)]
     for name, ann in anns.items():
         frames, audio, info = _decode(demo / name)
-        assert frames.shape == (90, 192, 256, 3)
+        assert frames.shape == (90, 224, 224, 3)
         assert info["rate"] == pytest.approx(15.0)
-        assert (info["width"], info["height"]) == (256, 192)
+        assert (info["width"], info["height"]) == (224, 224)
         assert info["channels"] == 1 and info["sample_rate"] == ann["sample_rate"] == 48000
         assert info["duration"] == pytest.approx(6.0, abs=0.1)
         assert len(audio) == pytest.approx(6.0 * 48000, abs=0.05 * 48000)
@@ -107,7 +109,7 @@ def test_annotations_consistent(anns):
     n_two = 0
     for ann in anns.values():
         assert ann["duration"] == 6.0 and ann["fps"] == 15.0
-        assert (ann["width"], ann["height"]) == (256, 192)
+        assert (ann["width"], ann["height"]) == (224, 224)
         assert ann["split_hint"] is None
         objs = ann["objects"]
         assert ann["labels"] == [o["label"] for o in objs]
@@ -118,8 +120,8 @@ def test_annotations_consistent(anns):
             assert o["category"] == stamp_index()[o["label"]]["category"]
             assert len(o["boxes"]) == 90
             for x0, y0, x1, y1 in o["boxes"]:
-                assert 0 <= x0 < x1 <= 256 and 0 <= y0 < y1 <= 192
-                assert 0.2 * 192 <= ((x1 - x0) * (y1 - y0)) ** 0.5 <= 0.6 * 192
+                assert 0 <= x0 < x1 <= 224 and 0 <= y0 < y1 <= 224
+                assert 0.2 * 224 <= ((x1 - x0) * (y1 - y0)) ** 0.5 <= SIZE_RANGE[1] * 224 + 1
             if not ann["moving"]:
                 assert all(b == o["boxes"][0] for b in o["boxes"])
         if len(objs) == 2:  # side by side, no overlap
@@ -134,7 +136,7 @@ def test_annotations_consistent(anns):
             assert len(segs) == 1
         else:
             assert 2 <= len(segs) <= 3
-    assert n_two == round(0.4 * N_CLIPS)
+    assert n_two == round(TWO_OBJECT_FRACTION * N_CLIPS)
     assert any(a["moving"] for a in anns.values()) and not all(a["moving"] for a in anns.values())
 
 
@@ -165,11 +167,11 @@ def test_deterministic(demo, tmp_path):
 def test_pixels_match_boxes(demo, anns):
     for name, ann in anns.items():
         frames, _, _ = _decode(demo / name)
-        bg = clip_background(SEED, int(name[5:10]), (256, 192)).astype(np.float32)
+        bg = clip_background(SEED, int(name[5:10]), (224, 224)).astype(np.float32)
         for i in (0, 44, 89):
             frame = frames[i].astype(np.float32)
             diff = np.abs(frame - bg).mean(axis=2)
-            outside = np.ones((192, 256), bool)
+            outside = np.ones((224, 224), bool)
             for o in range(len(ann["objects"])):
                 x0, y0, x1, y1 = box_at(ann, o, i / 15.0)
                 outside[max(y0 - 2, 0) : y1 + 2, max(x0 - 2, 0) : x1 + 2] = False

@@ -11,7 +11,12 @@ from looklisten.config import get_config
 from looklisten.demo_data import make_demo_data
 from looklisten.train import train
 
-SMALL_RUN = {"train.batch_size": 8, "train.epoch_pairs": 32, "train.val_pairs": 16, "train.epochs": 2}
+SMALL_RUN = {
+    "train.batch_size": 8,
+    "train.epoch_pairs": 32,
+    "train.val_pairs": 16,
+    "train.epochs": 2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +40,18 @@ def test_train_writes_metrics_and_checkpoint_and_resumes_exactly(clips, tmp_path
         assert (run / name).is_file(), name
     recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in recs if r["split"] == "val"] == [4, 8]
-    assert all({"loss", "avc_accuracy", "lr", "pairs_per_s"} <= r.keys() for r in recs if r["split"] == "train")
+    assert all(
+        {"loss", "avc_accuracy", "lr", "pairs_per_s"} <= r.keys()
+        for r in recs
+        if r["split"] == "train"
+    )
     split = json.loads((run / "split.json").read_text())
     assert not set(split["train"]) & set(split["val"])
 
     # interrupted after one epoch, then resumed: the same weights as the uninterrupted run
-    half = train(clips, tmp_path / "half", cfg.with_overrides(**{"train.epochs": 1}), progress=False)
+    half = train(
+        clips, tmp_path / "half", cfg.with_overrides(**{"train.epochs": 1}), progress=False
+    )
     assert half["steps"] == 4
     # the resumed run reads its own saved config; ask it for the second epoch
     shutil.copy(tmp_path / "half" / "checkpoint" / "config.json", tmp_path / "cfg.json")
@@ -64,7 +75,12 @@ def test_a_bad_file_in_the_folder_is_skipped_and_reported(clips, tmp_path, monke
     (data / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)
     full = (data / "clip_00000.mp4").read_bytes()
     (data / "cut.mp4").write_bytes(full[: len(full) // 3])
-    summary = train(data, tmp_path / "run", get_config("tiny", **{**SMALL_RUN, "train.epochs": 1}), progress=False)
+    summary = train(
+        data,
+        tmp_path / "run",
+        get_config("tiny", **{**SMALL_RUN, "train.epochs": 1}),
+        progress=False,
+    )
     assert summary["steps"] == 4
     rejected = (tmp_path / "run" / "rejected.tsv").read_text()
     assert "broken.mp4" in rejected and "cut.mp4" in rejected
@@ -78,6 +94,8 @@ def test_cli_train_help_and_errors(tmp_path, capsys):
     out = capsys.readouterr().out
     for cmd in ("demo", "make-demo-data", "train", "presets"):
         assert cmd in out
-    assert main(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert (
+        main(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    )
     err = capsys.readouterr().err
     assert "missing" in err and "Traceback" not in err

@@ -65,6 +65,7 @@ def cmd_train(args) -> int:
         device=args.device,
         cache=args.cache,
         max_steps=args.max_steps,
+        time_budget=args.time_budget * 60 if args.time_budget else None,
         progress=not args.quiet,
         workers=args.workers,
     )
@@ -96,7 +97,8 @@ def cmd_demo(args) -> int:
         make_demo_data(data, videos=args.videos, seed=args.seed, workers=args.workers)
     out = Path(args.out)
     cfg = _config(args)
-    summary = train(data, out, cfg, progress=not args.quiet)
+    budget = args.time_budget * 60 if args.time_budget else None
+    summary = train(data, out, cfg, progress=not args.quiet, time_budget=budget)
     print(json.dumps(summary, indent=2))
     print(
         f"held-out AVC accuracy: {summary['val_avc_accuracy']:.3f} (chance 0.5); see {out / 'metrics.json'}"
@@ -180,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="DataLoader workers (default: 0 with the memory cache, else the preset's)",
     )
     sp.add_argument("--max-steps", type=int, help="stop after this many steps")
+    sp.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="stop after this much training time (then validate and checkpoint)",
+    )
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser(
@@ -202,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="demo-out", help="output folder")
     sp.add_argument("--videos", type=int, default=240)
     sp.add_argument("--workers", type=int, default=2)
+    sp.add_argument(
+        "--time-budget",
+        type=float,
+        default=9.0,
+        metavar="MINUTES",
+        help="training time limit (default 9: the whole demo fits in 15 min on 2 cores)",
+    )
     model_opts(sp, "tiny")
     sp.set_defaults(func=cmd_demo)
 
@@ -216,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev_sub = ev.add_subparsers(dest="eval_command", metavar="WHAT")
     ev.set_defaults(func=lambda args: (ev.print_help(), 2)[1])
     # evaluations register themselves on ev_sub (add_eval_cli(ev_sub))
+    from . import embed, eval_retrieval, search
+
+    embed.add_cli(sub)
+    search.add_cli(sub)
+    eval_retrieval.add_eval_cli(ev_sub)
+    from . import eval_localization, localize
+
+    localize.add_cli(sub)
+    eval_localization.add_eval_cli(ev_sub)
     return p
 
 

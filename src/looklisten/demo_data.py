@@ -11,8 +11,8 @@ localisation can be checked against the truth.
 Clip content
 ------------
 * Background: a smooth colour gradient or blurred colour noise, new per clip.
-* Objects: one (60 % of the clips) or two stamps of distinct classes (40 %),
-  alpha-composited. Object size (square root of the box area) is 35-55 % of the
+* Objects: one (70 % of the clips) or two stamps of distinct classes (30 %),
+  alpha-composited. Object size (square root of the box area) is 45-70 % of the
   frame height, capped to fit; two objects live in the left and right halves of
   the frame, so they never overlap. In half of the clips the objects stay still,
   in the other half they drift linearly and bounce off the edges of their area.
@@ -100,9 +100,9 @@ DEFAULT_CLASSES: list[str] = [
     "firetruck",
 ]
 
-TWO_OBJECT_FRACTION = 0.4
+TWO_OBJECT_FRACTION = 0.3
 MOVING_FRACTION = 0.5
-SIZE_RANGE = (0.35, 0.55)  # sqrt(box area) / frame height
+SIZE_RANGE = (0.45, 0.7)  # sqrt(box area) / frame height
 SPEED_RANGE = (15.0, 45.0)  # px / s
 MIN_SEGMENT = 1.5  # s, shortest sounding segment in two-object clips
 GAP_RANGE = (0.05, 0.35)  # s, silence between repetitions of a recording
@@ -400,7 +400,7 @@ def make_demo_data(
     videos: int = 240,
     seed: int = 0,
     *,
-    size: tuple[int, int] = (256, 192),
+    size: tuple[int, int] = (224, 224),
     fps: float = 15.0,
     duration: float = 6.0,
     classes: list[str] | None = None,

@@ -131,6 +131,7 @@ class Trainer:
         if self.steps_per_epoch < 1:
             raise ValueError(f"epoch_pairs ({t.epoch_pairs}) < batch_size ({t.batch_size})")
         self.step = 0
+        self.stopped_early = False
         self.history: list[dict] = []
         self.amp = t.amp and device.type == "cuda"
 
@@ -267,8 +268,17 @@ class Trainer:
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def fit(self, epochs: int | None = None, max_steps: int | None = None) -> dict[str, Any]:
-        """Train to ``epochs`` (default cfg.train.epochs), validating and checkpointing each epoch."""
+    def fit(
+        self,
+        epochs: int | None = None,
+        max_steps: int | None = None,
+        time_budget: float | None = None,
+    ) -> dict[str, Any]:
+        """Train to ``epochs`` (default cfg.train.epochs), validating and checkpointing each epoch.
+
+        ``time_budget`` (seconds): stop early once this much training time has
+        passed, after a last validation and checkpoint (the summary says so).
+        """
         from tqdm.auto import tqdm
 
         t = self.cfg.train
@@ -313,7 +323,8 @@ class Trainer:
                     loss_acc.zero_()
                     correct_acc.zero_()
                     seen, tick = 0, time.time()
-                if end_of_epoch or self.step >= total:
+                out_of_time = time_budget is not None and time.time() - start_time > time_budget
+                if end_of_epoch or self.step >= total or out_of_time:
                     break
                 if t.save_every_steps and self.step % t.save_every_steps == 0:
                     self.save()
@@ -330,6 +341,9 @@ class Trainer:
                 f"step {self.step}: val AVC accuracy {val['val_avc_accuracy']:.3f} (loss {val['val_loss']:.3f})"
             )
             self.save()
+            if time_budget is not None and time.time() - start_time > time_budget:
+                self.stopped_early = True
+                break
         bar.close()
         vals = [r for r in self.history if r.get("split") == "val"]
         summary = {
@@ -340,6 +354,7 @@ class Trainer:
             "train_seconds": time.time() - start_time,
             "val_avc_accuracy": vals[-1]["val_avc_accuracy"] if vals else math.nan,
             "best_val_avc_accuracy": max((r["val_avc_accuracy"] for r in vals), default=math.nan),
+            "stopped_by_time_budget": self.stopped_early,
             "train_videos": len(self.train_set.sampler.videos),
             "val_videos": len(self.val_set.sampler.videos),
         }
@@ -357,6 +372,7 @@ def train(
     cache: str = "auto",
     epochs: int | None = None,
     max_steps: int | None = None,
+    time_budget: float | None = None,
     progress: bool = True,
     workers: int | None = None,
 ) -> dict[str, Any]:
@@ -374,4 +390,4 @@ def train(
     if not resume:
         (Path(out) / "metrics.jsonl").unlink(missing_ok=True)
     np.seterr(all="ignore")
-    return trainer.fit(epochs=epochs, max_steps=max_steps)
+    return trainer.fit(epochs=epochs, max_steps=max_steps, time_budget=time_budget)
