@@ -94,7 +94,8 @@ def cmd_demo(args) -> int:
     data = Path(args.data)
     if not (data / "annotations.jsonl").is_file():
         print(f"building demo data in {data} ...")
-        make_demo_data(data, videos=args.videos, seed=args.seed, workers=args.workers)
+        seed = 0 if args.seed is None else args.seed
+        make_demo_data(data, videos=args.videos, seed=seed, workers=args.workers)
     out = Path(args.out)
     cfg = _config(args)
     budget = args.time_budget * 60 if args.time_budget else None
