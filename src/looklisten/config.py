@@ -146,7 +146,9 @@ class TrainConfig:
     optimizer: str = "adam"
     lr: float = 1e-4
     weight_decay: float = 1e-5
-    # Step decay: lr *= lr_decay every lr_decay_epochs epochs (OtS: 0.94 / 16).
+    # "step": lr *= lr_decay every lr_decay_epochs epochs (OtS: 0.94 / 16);
+    # "cosine": from lr to 0 over the run (short CPU runs of the small presets).
+    schedule: str = "step"
     lr_decay: float = 1.0
     lr_decay_epochs: int = 16
     batch_size: int = 256
@@ -319,5 +321,7 @@ def _tiny() -> Config:
         ),
         vision=VisionConfig(image_size=64, resize=72),
         model=ModelConfig(conv1_stride=2, widths=(16, 32, 64, 128), fusion_dim=64, embed_dim=64),
-        train=TrainConfig(batch_size=64, epoch_pairs=12800, epochs=15, val_pairs=1024, lr=1e-3),
+        train=TrainConfig(
+            batch_size=64, epoch_pairs=12800, epochs=13, val_pairs=1024, lr=1e-3, schedule="cosine"
+        ),
     )

@@ -210,7 +210,13 @@ class Trainer:
         return save_checkpoint(self.out, self.model, self.cfg, self.optimizer, state)
 
     def lr_at(self, step: int) -> float:
+        """The learning rate of a step: the papers' step decay, or cosine to zero over the run."""
         t = self.cfg.train
+        if t.schedule == "cosine":
+            total = max(1, t.epochs * self.steps_per_epoch)
+            return t.lr * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+        if t.schedule != "step":
+            raise ValueError(f"unknown train.schedule {t.schedule!r} (step, cosine)")
         epoch = step // self.steps_per_epoch
         return t.lr * t.lr_decay ** (epoch // max(1, t.lr_decay_epochs))
 
