@@ -214,9 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--time-budget",
         type=float,
-        default=10.5,
+        default=11.5,
         metavar="MINUTES",
-        help="training time limit (default 10.5: the whole demo fits in 15 min on 2 cores)",
+        help="training time limit (default 11.5: the whole demo fits in 15 min on 2 cores)",
     )
     model_opts(sp, "tiny")
     sp.set_defaults(func=cmd_demo)

@@ -322,6 +322,6 @@ def _tiny() -> Config:
         vision=VisionConfig(image_size=64, resize=72),
         model=ModelConfig(conv1_stride=2, widths=(16, 32, 64, 128), fusion_dim=64, embed_dim=64),
         train=TrainConfig(
-            batch_size=64, epoch_pairs=12800, epochs=13, val_pairs=1024, lr=1e-3, schedule="cosine"
+            batch_size=64, epoch_pairs=12800, epochs=15, val_pairs=1024, lr=1e-3, schedule="cosine"
         ),
     )
