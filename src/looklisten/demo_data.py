@@ -92,36 +92,6 @@ DEFAULT_CLASSES: list[str] = [
     "kettle",
     "saw",
     "firetruck",
-] = [
-    # mammals
-    "dog",
-    "cow",
-    "lion",
-    "horse",
-    "elephant",
-    "zebra",
-    "sheep",
-    "chimp",
-    "dolphin",
-    # birds, frog, insect
-    "rooster",
-    "duck",
-    "owl",
-    "crow",
-    "cuckoo",
-    "seagull",
-    "frog",
-    "bee",
-    # instruments
-    "cello",
-    "violin",
-    "drumkit",
-    "cymbal_crash",
-    # household, tools, vehicles
-    "kettle",
-    "toilet",
-    "saw",
-    "firetruck",
 ]
 
 TWO_OBJECT_FRACTION = 0.3
