@@ -18,6 +18,12 @@ commands:
   make-demo-data   write short MP4 clips made from real photos and recorded sounds,
                    with annotations (labels, the sounding object's box over time)
   train            train L3-Net / AVE-Net / AVOL-Net on a folder of videos
+  embed            audio / image / time-aligned video embeddings from files (.npz per input)
+  index            embed a folder (or read .npz files) into a FAISS index of both modalities
+  search           search sounds by image, images by sound (ranked hits, optional HTML page)
+  localize         AVOL-Net heatmaps: an overlay video with its sound, or a PNG for image + audio
+  eval             evaluations that print one JSON object with baselines
+                   (eval retrieval, eval localization)
   presets          list the model presets and their input shapes
 
 Run 'looklisten COMMAND --help' for a command's options.
