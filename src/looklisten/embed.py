@@ -239,11 +239,9 @@ def _window_starts(times: np.ndarray, sr: int, n: int) -> np.ndarray:
 
 
 def _slice(signal: np.ndarray, start: int, n: int) -> np.ndarray:
-    out = np.zeros(n, np.float32)
-    lo, hi = max(start, 0), min(start + n, len(signal))
-    if hi > lo:
-        out[lo - start : hi - start] = signal[lo:hi]
-    return out
+    from .video import _take  # the reader's zero-padded window
+
+    return _take(signal, start, n)
 
 
 # ---------------------------------------------------------------------------

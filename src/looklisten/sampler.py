@@ -245,13 +245,10 @@ class MemorySource:
     def audio(self, vid: int, center: float) -> np.ndarray:
         a = self.audio_cfg
         track = self.tracks[vid]
+        from .video import _take
+
         start = int(round((center - a.clip_seconds / 2) * a.sample_rate))
-        n = a.clip_samples
-        out = np.zeros(n, np.float32)
-        s0, s1 = max(start, 0), min(start + n, len(track))
-        if s1 > s0:
-            out[s0 - start : s1 - start] = track[s0:s1]
-        return out
+        return _take(track, start, a.clip_samples)
 
 
 def _decode_all(job):
