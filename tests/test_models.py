@@ -125,3 +125,15 @@ def test_checkpoint_round_trip(tmp_path):
     siblings = [p.name for p in (tmp_path / "run").iterdir()]
     assert siblings.count("checkpoint") == 1
     assert len([s for s in siblings if s.startswith(".checkpoint")]) == 1  # the live version only
+
+
+def test_embedding_does_not_load_training_code():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, looklisten, looklisten.embed, looklisten.localize, looklisten.search;"
+        "m = [k for k in ('looklisten.train', 'looklisten.sampler', 'looklisten.losses') if k in sys.modules];"
+        "assert not m, m"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
