@@ -237,17 +237,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev_sub = ev.add_subparsers(dest="eval_command", metavar="WHAT")
     ev.set_defaults(func=lambda args: (ev.print_help(), 2)[1])
-    # evaluations register themselves on ev_sub (add_eval_cli(ev_sub))
-    from . import embed, eval_retrieval, search
+    # Commands and evaluations defined in their own modules register themselves:
+    # module.add_cli(sub) / module.add_eval_cli(ev_sub). Their heavy imports stay
+    # inside the command functions, so building the parser stays light.
+    import importlib
 
-    embed.add_cli(sub)
-    search.add_cli(sub)
-    eval_retrieval.add_eval_cli(ev_sub)
-    from . import eval_localization, localize
-
-    localize.add_cli(sub)
-    eval_localization.add_eval_cli(ev_sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f".{name}", __package__).add_cli(sub)
+    for name in EVAL_MODULES:
+        importlib.import_module(f".{name}", __package__).add_eval_cli(ev_sub)
     return p
+
+
+# One entry per module; keep one name per line (several people extend these).
+COMMAND_MODULES = (
+    "embed",
+    "search",
+    "localize",
+)
+EVAL_MODULES = (
+    "eval_retrieval",
+    "eval_localization",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
