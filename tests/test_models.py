@@ -137,3 +137,18 @@ def test_embedding_does_not_load_training_code():
         "assert not m, m"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_preset_arch_overrides_give_tiny_avol_a_map_that_can_localise():
+    # tiny's vision trunk sees 133 px per location: AVOL-Net gets 128 px frames (8x8 map)
+    cfg = get_config("tiny", arch="avol")
+    assert cfg.vision.image_size == 128 and cfg.vision.resize == 144
+    assert get_config("tiny", arch="ave").vision.image_size == 64
+    assert get_config("tiny").vision.image_size == 64
+    # explicit overrides still win over the preset's per-head ones
+    assert get_config("tiny", arch="avol", **{"vision.image_size": 96}).vision.image_size == 96
+    model = create_model(cfg).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, *cfg.vision.shape), torch.zeros(1, cfg.audio.clip_samples))
+    assert out["heatmap"].shape == (1, 8, 8)
+    assert Config.from_json(cfg.to_json()) == cfg  # saved with the checkpoint as built

@@ -114,7 +114,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_presets(args) -> int:
-    from .config import get_config, list_presets
+    from .config import arch_overrides, get_config, list_presets
 
     for name in list_presets():
         c = get_config(name)
@@ -123,6 +123,9 @@ def cmd_presets(args) -> int:
             f"{c.audio.n_bins}x{c.audio.n_frames} {c.audio.kind}  widths {c.model.widths}  "
             f"conv1 stride {c.model.conv1_stride}  batch {c.train.batch_size}"
         )
+        for arch, over in arch_overrides(name).items():
+            sets = ", ".join(f"{k}={v}" for k, v in over.items())
+            print(f"{'':8s}   with --model {arch}: {sets}")
     return 0
 
 

@@ -239,18 +239,31 @@ _SUBCONFIGS = {
 # ---------------------------------------------------------------------------
 
 _PRESETS: dict[str, Callable[[], Config]] = {}
+# Per-head overrides of a preset: {preset: {arch: {dotted field: value}}}.
+_ARCH_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {}
 
 
-def register_preset(name: str):
-    """Decorator: register a zero-argument function returning a :class:`Config`."""
+def register_preset(name: str, arch_overrides: dict[str, dict[str, Any]] | None = None):
+    """Decorator: register a zero-argument function returning a :class:`Config`.
+
+    ``arch_overrides`` maps a head (``"avol"`` ...) to dotted overrides applied
+    when the preset is built for that head, e.g. a larger input for AVOL-Net,
+    whose localisation map needs frames several times the trunk's receptive field.
+    """
 
     def deco(fn: Callable[[], Config]) -> Callable[[], Config]:
         if name in _PRESETS:
             raise ValueError(f"preset {name!r} registered twice")
         _PRESETS[name] = fn
+        _ARCH_OVERRIDES[name] = dict(arch_overrides or {})
         return fn
 
     return deco
+
+
+def arch_overrides(preset: str) -> dict[str, dict[str, Any]]:
+    """The per-head overrides registered with a preset (see :func:`register_preset`)."""
+    return _ARCH_OVERRIDES.get(preset, {})
 
 
 def list_presets() -> list[str]:
@@ -279,6 +292,7 @@ def get_config(preset: str = "paper", arch: str | None = None, **overrides: Any)
         if arch != "l3":
             # Objects that Sound's schedule: lr decayed by 6 % every 16 epochs.
             cfg = cfg.with_overrides(**{"train.lr_decay": 0.94})
+    cfg = cfg.with_overrides(**arch_overrides(preset).get(cfg.model.arch, {}))
     return cfg.with_overrides(**overrides)
 
 
@@ -312,7 +326,10 @@ def _small() -> Config:
     )
 
 
-@register_preset("tiny")
+# tiny's vision trunk sees 133 px around each map location: at 64 px every
+# location sees the whole frame and AVOL-Net cannot localise; at 128 px its
+# 8x8 map can (measured in the issue-4 note).
+@register_preset("tiny", arch_overrides={"avol": {"vision.image_size": 128, "vision.resize": 144}})
 def _tiny() -> Config:
     return Config(
         preset="tiny",
