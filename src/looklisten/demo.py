@@ -1,0 +1,167 @@
+"""``looklisten demo`` / ``make demo``: the whole product on the built-in demo clips, on a CPU.
+
+What it does, in order (each step's output lands in ``OUT``)::
+
+    DATA/                    demo clips (built if absent; see looklisten.demo_data)
+    OUT/l3/                  an L3-Net run (AVC task)               -> metrics.json, checkpoint/
+    OUT/ave/                 an AVE-Net run (cross-modal embeddings)
+    OUT/avol/                an AVOL-Net run (localisation)
+    OUT/ave/eval/retrieval.json       nDCG@30 / recall@k of AVE-Net, random, L3 (+CCA)
+    OUT/avol/eval/localization.json   cIoU / AUC / pointing of AVOL-Net and trivial baselines
+    OUT/overlays/*.png, *.mp4         AVOL-Net heatmaps over held-out frames, and one
+                                      held-out clip with the heatmap and its sound
+    OUT/report.html          one page: curves, retrieval examples, overlays, metrics
+    OUT/metrics.json         the summary (``val_avc_accuracy`` is the L3-Net's)
+
+Every run is an ordinary training run: ``looklisten embed / search / localize /
+eval ... --checkpoint OUT/ave`` work on them. A run that already finished (its
+``metrics.json`` exists) is reused, so a second ``make demo`` only redoes the
+evaluations and the report.
+
+The training lengths (:data:`DEMO_EPOCHS`) are chosen so that the whole demo takes
+about 25 minutes on 2 CPU cores; ``--time-budget`` caps each run's training time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .fileio import atomic_write_json
+
+log = logging.getLogger("looklisten.demo")
+
+DEMO_MODELS = ("l3", "ave", "avol")
+# Epochs of the tiny preset's 200 steps (64 pairs each) per model: the cosine
+# schedule then ends where training stops.
+DEMO_EPOCHS = {"l3": 10, "ave": 10, "avol": 8}
+OVERLAY_PNGS = 8
+
+
+def _train_or_reuse(data: Path, run: Path, cfg, time_budget: float | None, progress: bool) -> dict:
+    from .train import train
+
+    summary_path = run / "metrics.json"
+    if summary_path.is_file() and (run / "checkpoint").exists():
+        summary = json.loads(summary_path.read_text())
+        if summary.get("model") == cfg.model.arch and summary.get("preset") == cfg.preset:
+            print(f"reusing {run} (delete it to retrain)")
+            return summary
+    print(f"training {cfg.model.arch} ({cfg.preset}) -> {run}")
+    return train(data, run, cfg, progress=progress, time_budget=time_budget)
+
+
+def _overlay_video(data: Path, run: Path, out_dir: Path) -> Path | None:
+    """AVOL heatmaps over one held-out clip (two objects if there is one), with its sound."""
+    from .localize import load_avol, localize_video
+    from .overlay import write_overlay_video
+
+    split = json.loads((run / "split.json").read_text())
+    anns = {}
+    ann_path = data / "annotations.jsonl"
+    if ann_path.is_file():
+        for line in ann_path.read_text().splitlines():
+            if line.strip():
+                a = json.loads(line)
+                anns[a["file"]] = a
+    val = sorted(split["val"], key=lambda p: (len(anns.get(p, {}).get("objects", [])) != 2, p))
+    if not val:
+        return None
+    src = data / val[0]
+    model = load_avol(run)
+    heat, times = localize_video(model, src)
+    dst = out_dir / f"{Path(val[0]).stem}_avol.mp4"
+    write_overlay_video(src, dst, heat, times, alpha=0.5)
+    return dst
+
+
+def run_demo(
+    data: str | os.PathLike = "demo-data",
+    out: str | os.PathLike = "demo-out",
+    *,
+    videos: int = 240,
+    workers: int | None = None,
+    models: tuple[str, ...] = DEMO_MODELS,
+    preset: str = "tiny",
+    epochs: int | None = None,
+    time_budget: float | None = None,
+    seed: int = 0,
+    overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the demo (see the module docstring); return the summary written to OUT/metrics.json.
+
+    Parameters
+    ----------
+    models : tuple of {"l3", "ave", "avol"}
+        Which networks to train (default all three).
+    epochs : int, optional
+        Epochs for every model (default :data:`DEMO_EPOCHS`).
+    time_budget : float, optional
+        Seconds of training per model at most.
+    overrides : dict, optional
+        Dotted config overrides for every model (``--set``).
+    """
+    from .config import get_config
+    from .demo_data import make_demo_data
+
+    data, out = Path(data), Path(out)
+    if not (data / "annotations.jsonl").is_file():
+        print(f"building demo data in {data} ...")
+        make_demo_data(data, videos=videos, seed=seed, workers=workers)
+    out.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, Path] = {}
+    summary: dict[str, Any] = {"data": str(data), "runs": {}}
+    for arch in models:
+        over = {"train.seed": seed, **(overrides or {})}
+        over.setdefault("train.epochs", epochs or DEMO_EPOCHS.get(arch))
+        cfg = get_config(preset, arch=arch, **{k: v for k, v in over.items() if v is not None})
+        runs[arch] = out / arch
+        s = _train_or_reuse(data, runs[arch], cfg, time_budget, progress)
+        summary["runs"][arch] = {"run": str(runs[arch]), **s}
+        print(f"{arch}: held-out AVC accuracy {s['val_avc_accuracy']:.3f} (chance 0.5)")
+    first = models[0] if models else None
+    if first:
+        summary["val_avc_accuracy"] = summary["runs"][first]["val_avc_accuracy"]
+        summary["val_avc_accuracy_model"] = first
+
+    if "ave" in runs:
+        from .eval_retrieval import evaluate_retrieval
+
+        print("evaluating cross-modal retrieval on held-out clips ...")
+        res = evaluate_retrieval(data, runs["ave"], baseline_checkpoint=runs.get("l3"))
+        atomic_write_json(runs["ave"] / "eval" / "retrieval.json", res)
+        summary["retrieval"] = res.get("cross_modal_ndcg", res.get("scores"))
+    if "avol" in runs:
+        from .eval_localization import evaluate_localization
+
+        print("evaluating localisation on held-out clips and writing overlays ...")
+        overlays = out / "overlays"
+        res = evaluate_localization(data, runs["avol"], png_dir=overlays, png_count=OVERLAY_PNGS)
+        atomic_write_json(runs["avol"] / "eval" / "localization.json", res)
+        summary["localization"] = {"avol": res["avol"], "baselines": res["baselines"]}
+        video = _overlay_video(data, runs["avol"], overlays)
+        summary["overlays"] = str(overlays)
+        if video:
+            summary["overlay_video"] = str(video)
+    report = _write_report(out, runs, data)
+    if report:
+        summary["report"] = str(report)
+    atomic_write_json(out / "metrics.json", summary)
+    return summary
+
+
+def _write_report(out: Path, runs: dict[str, Path], data: Path) -> Path | None:
+    try:
+        from .report import write_report
+    except ImportError:  # the report module is optional in minimal installs
+        return None
+    if not runs:
+        return None
+    names = list(runs)
+    return write_report(
+        runs[names[0]], data=data, out=out / "report.html", others=[runs[n] for n in names[1:]]
+    )

@@ -1,0 +1,45 @@
+"""`looklisten demo` end to end on a few encoded clips: three runs, evaluations, overlays, summary."""
+
+import json
+
+import av
+import pytest
+
+from looklisten.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_trains_three_models_evaluates_and_writes_overlays(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LOOKLISTEN_CACHE", str(tmp_path / "cache"))
+    data, out = tmp_path / "data", tmp_path / "out"
+    argv = ["demo", "--data", data, "--out", out, "--videos", 14, "--epochs", 1, "--quiet"]
+    argv += ["--set", "train.batch_size=8", "--set", "train.epoch_pairs=16"]
+    argv += ["--set", "train.val_pairs=16"]
+    assert main([str(a) for a in argv]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "metrics.json").read_text())
+    assert set(summary["runs"]) == {"l3", "ave", "avol"}
+    for arch, s in summary["runs"].items():
+        assert s["model"] == arch and s["steps"] == 2
+        assert (out / arch / "checkpoint").exists()
+    assert summary["val_avc_accuracy"] == summary["runs"]["l3"]["val_avc_accuracy"]
+    # the AVOL run used the tiny preset's per-head input size
+    cfg = json.loads((out / "avol" / "checkpoint" / "config.json").read_text())
+    assert cfg["vision"]["image_size"] == 128
+    # evaluations saved beside their runs, with baselines
+    ret = json.loads((out / "ave" / "eval" / "retrieval.json").read_text())
+    assert "random" in ret and "l3" in ret
+    loc = json.loads((out / "avol" / "eval" / "localization.json").read_text())
+    assert {"centre_prior", "whole_image", "random_map"} <= set(loc["baselines"])
+    # overlays: PNG frames and one video with its sound
+    assert len(list((out / "overlays").glob("*.png"))) > 0
+    with av.open(summary["overlay_video"]) as c:
+        assert c.streams.video and c.streams.audio
+    assert "held-out AVC accuracy" in printed and str(out / "metrics.json") in printed
+
+    # a second run reuses the finished runs (no retraining) and redoes the rest
+    mtime = (out / "l3" / "checkpoint").stat().st_mtime_ns
+    assert main([str(a) for a in argv]) == 0
+    assert "reusing" in capsys.readouterr().out
+    assert (out / "l3" / "checkpoint").stat().st_mtime_ns == mtime
