@@ -30,6 +30,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_data_and_train.py
+	$(PY) benchmarks/train_throughput.py --presets tiny,ots --loader memory
 
 clean:
 	rm -rf demo-data demo-out .pytest_cache
