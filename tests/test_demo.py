@@ -37,6 +37,8 @@ def test_demo_trains_three_models_evaluates_and_writes_overlays(tmp_path, capsys
     with av.open(summary["overlay_video"]) as c:
         assert c.streams.video and c.streams.audio
     assert "held-out AVC accuracy" in printed and str(out / "metrics.json") in printed
+    html = (out / "report.html").read_text()
+    assert summary["report"] == str(out / "report.html") and "AVOL-Net" in html and "<audio" in html
 
     # a second run reuses the finished runs (no retraining) and redoes the rest
     mtime = (out / "l3" / "checkpoint").stat().st_mtime_ns

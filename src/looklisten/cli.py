@@ -22,6 +22,7 @@ commands:
   index            embed a folder (or read .npz files) into a FAISS index of both modalities
   search           search sounds by image, images by sound (ranked hits, optional HTML page)
   localize         AVOL-Net heatmaps: an overlay video with its sound, or a PNG for image + audio
+  report           one self-contained HTML page about runs: curves, examples, overlays, evals
   eval             evaluations that print one JSON object with baselines
                    (eval retrieval, eval localization)
   presets          list the model presets and their input shapes
@@ -292,6 +293,7 @@ COMMAND_MODULES = (
     "embed",
     "search",
     "localize",
+    "report",
 )
 EVAL_MODULES = (
     "eval_retrieval",

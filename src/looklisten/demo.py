@@ -155,13 +155,9 @@ def run_demo(
 
 
 def _write_report(out: Path, runs: dict[str, Path], data: Path) -> Path | None:
-    try:
-        from .report import write_report
-    except ImportError:  # the report module is optional in minimal installs
-        return None
+    from .report import write_report
+
     if not runs:
         return None
-    names = list(runs)
-    return write_report(
-        runs[names[0]], data=data, out=out / "report.html", others=[runs[n] for n in names[1:]]
-    )
+    first, *rest = runs.values()
+    return write_report(first, data=data, out=out / "report.html", others=rest)

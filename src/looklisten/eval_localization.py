@@ -468,6 +468,10 @@ def cmd_eval_localization(args) -> int:
         png_count=args.png_count,
         progress=not args.quiet,
     )
+    if args.save:  # where 'looklisten report' looks
+        from .fileio import atomic_write_json
+
+        atomic_write_json(_run_dir(args.checkpoint) / "eval" / "localization.json", result)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -510,4 +514,7 @@ def add_eval_cli(eval_subparsers) -> None:
     sp.add_argument("--png-dir", metavar="DIR", help="write overlays of some samples here")
     sp.add_argument("--png-count", type=int, default=12, help="how many overlays (default 12)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.add_argument(
+        "--save", action="store_true", help="also write RUN/eval/localization.json (for the report)"
+    )
     sp.set_defaults(func=cmd_eval_localization)

@@ -510,10 +510,12 @@ def cmd_eval_retrieval(args) -> int:
         progress=not args.quiet and sys.stderr.isatty(),
     )
     text = json.dumps(result, indent=2)
-    if args.out:
-        from .fileio import atomic_write_text
+    from .fileio import atomic_write_text
 
+    if args.out:
         atomic_write_text(args.out, text + "\n")
+    if args.save:  # where 'looklisten report' looks
+        atomic_write_text(_run_dir(args.checkpoint) / "eval" / "retrieval.json", text + "\n")
     print(text)
     return 0
 
@@ -542,5 +544,8 @@ def add_eval_cli(eval_subparsers) -> None:
     sp.add_argument("--batch-size", type=int, default=64)
     sp.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     sp.add_argument("--out", metavar="FILE.json", help="also write the JSON here")
+    sp.add_argument(
+        "--save", action="store_true", help="also write RUN/eval/retrieval.json (for the report)"
+    )
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
     sp.set_defaults(func=cmd_eval_retrieval)
