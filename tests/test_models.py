@@ -15,6 +15,12 @@ EXPECTED_MAPS = {
     "small": ((7, 7), (8, 12)),
     "tiny": ((4, 4), (8, 7)),
 }
+# the motion variants (AVE+MF, AVE+OF) keep their base preset's maps
+MOTION_BASE = {
+    f"{prefix}ave-{kind}": base
+    for prefix, base in (("", "ots"), ("small-", "small"), ("tiny-", "tiny"))
+    for kind in ("mf", "of")
+}
 
 
 @pytest.mark.parametrize("preset", list_presets())
@@ -24,13 +30,16 @@ def test_forward_shapes_every_preset(preset):
         cfg = get_config(preset, arch=arch)
         model = create_model(cfg).eval()
         image = torch.randn(2, *cfg.vision.shape)
+        if cfg.vision.num_frames > 1:  # AVE+MF: (B, 3, K, S, S) clips
+            image = torch.randn(2, 3, cfg.vision.num_frames, *cfg.vision.shape[1:])
         wave = torch.randn(2, cfg.audio.clip_samples) * 0.1
         with torch.no_grad():
             v, a = model.forward_features(image, wave)
             out = model.forward_head(v, a)
         c = cfg.model.widths[-1]
-        assert v.shape == (2, c, *EXPECTED_MAPS[preset][0])
-        assert a.shape == (2, c, *EXPECTED_MAPS[preset][1])
+        maps = EXPECTED_MAPS[MOTION_BASE.get(preset, preset)]
+        assert v.shape == (2, c, *maps[0])
+        assert a.shape == (2, c, *maps[1])
         assert out["logit"].shape == (2,)
         if arch in ("l3", "ave"):
             assert out["logits"].shape == (2, 2)
@@ -39,7 +48,7 @@ def test_forward_shapes_every_preset(preset):
             assert out["image_embedding"].shape == (2, cfg.model.embed_dim)
             torch.testing.assert_close(out["image_embedding"].norm(dim=1), torch.ones(2))
         if arch == "avol":
-            assert out["heatmap"].shape == (2, *EXPECTED_MAPS[preset][0])
+            assert out["heatmap"].shape == (2, *maps[0])
             torch.testing.assert_close(out["logit"], out["map_logits"].amax(dim=(1, 2)))
         if preset != "paper":
             break  # all heads on the paper preset; the rest only once (speed)

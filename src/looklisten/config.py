@@ -106,11 +106,31 @@ class VisionConfig:
     brightness: float = 0.4
     saturation: float = 0.4
     # Random-resized-crop-free: the crop is a plain random crop of the resized frame.
+    # AVE+MF (Objects that Sound): K consecutive frames centred on the pair's
+    # frame (indices i - K // 2 ... i + (K - 1) // 2), one crop / flip / jitter for
+    # all K; the vision trunk's convolutions are inflated to 3D (looklisten.motion).
     num_frames: int = 1
+    # AVE+OF: the pair's RGB frame plus L TV-L1 optical-flow fields (2L channels,
+    # (dx, dy) per field) between frames i - L // 2 ... i + L - L // 2, in a
+    # second stream (looklisten.motion). 0: no flow stream. Flow is computed
+    # once per clip on grey frames at ``resize`` (looklisten.flow), clipped to
+    # +-flow_bound pixels and stored as uint8: q = 128 + round(127 * f / bound).
+    flow_frames: int = 0
+    flow_bound: float = 20.0
+    # TV-L1 (OpenCV's DualTVL1OpticalFlow): pyramid scales, warps per scale,
+    # outer and inner iterations (OpenCV's defaults: 5, 5, 10, 30).
+    flow_scales: int = 5
+    flow_warps: int = 5
+    flow_outer_iterations: int = 10
+    flow_inner_iterations: int = 30
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return (3, self.image_size, self.image_size)
+        """(channels, S, S) of one frame: 3, or 3 + 2L with L flow fields (AVE+OF).
+
+        AVE+MF takes (3, K, S, S) clips of K = ``num_frames`` such frames.
+        """
+        return (3 + 2 * self.flow_frames, self.image_size, self.image_size)
 
 
 @dataclass(frozen=True)
@@ -124,6 +144,11 @@ class ModelConfig:
     fusion_dim: int = 128
     # AVE / AVOL embedding size.
     embed_dim: int = 128
+    # AVE+MF: temporal size of the 3D-inflated kernels (3x3 -> t x 3 x 3).
+    temporal_kernel: int = 3
+    # AVE+OF: blocks that the RGB and flow streams have each before they are
+    # concatenated (3: fused at conv4_1's input, the 14x14 stage of ``ots``).
+    flow_fusion_block: int = 3
 
 
 @dataclass(frozen=True)
@@ -143,7 +168,7 @@ class SamplerConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    optimizer: str = "adam"
+    optimizer: str = "adam"  # "adam" (the papers) or "sgd" (momentum 0.9)
     lr: float = 1e-4
     weight_decay: float = 1e-5
     # "step": lr *= lr_decay every lr_decay_epochs epochs (OtS: 0.94 / 16);
@@ -162,6 +187,11 @@ class TrainConfig:
     seed: int = 0
     amp: bool = True
     channels_last: bool = True
+    # torch.compile the model (CUDA: faster steps after a compile of a minute or so).
+    compile: bool = False
+    # Parameter dtype: "float32", or "float64" for numerical checks (e.g. that
+    # several processes train like one: float32 results depend on summation order).
+    dtype: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -341,4 +371,51 @@ def _tiny() -> Config:
         train=TrainConfig(
             batch_size=64, epoch_pairs=12800, epochs=15, val_pairs=1024, lr=1e-3, schedule="cosine"
         ),
+    )
+
+
+# Objects that Sound's motion variants, at each size: AVE-Net on a multi-frame
+# vision trunk with 3D-inflated convolutions (AVE+MF) or on an RGB frame plus
+# a stack of TV-L1 optical flow in a second stream fused at the 14x14 stage
+# (AVE+OF). ``ave-mf`` / ``ave-of`` have the sizes of ``ots`` (the paper's
+# network); ``small-ave-*`` and ``tiny-ave-*`` those of ``small`` and ``tiny``.
+MOTION_NUM_FRAMES = 5  # AVE+MF frames per example ("several frames")
+MOTION_FLOW_FRAMES = 10  # AVE+OF flow fields per example (the paper's 10)
+# prefix -> (base preset, flow bound in pixels at its resize (TSN's 20 px at
+# 256, scaled), other overrides). tiny's TV-L1 is cheaper (3 scales of 72 px,
+# fewer iterations: about half the time, same flow on the demo's motion).
+_MOTION_SIZES: dict[str, tuple[str, float, dict[str, Any]]] = {
+    "": ("ots", 20.0, {}),
+    "small-": ("small", 10.0, {}),
+    "tiny-": (
+        "tiny",
+        6.0,
+        {
+            "vision.flow_scales": 3,
+            "vision.flow_warps": 3,
+            "vision.flow_outer_iterations": 5,
+            "vision.flow_inner_iterations": 10,
+        },
+    ),
+}
+
+
+def _motion_preset(name: str, base: str, overrides: dict[str, Any]) -> None:
+    def build() -> Config:
+        return get_config(base, arch="ave", **overrides).with_overrides(preset=name)
+
+    register_preset(name)(build)
+
+
+for _prefix, (_base, _bound, _extra) in _MOTION_SIZES.items():
+    # 5-D (B, 3, K, S, S) inputs: no channels-last (a 4-D memory format).
+    _motion_preset(
+        f"{_prefix}ave-mf",
+        _base,
+        {"vision.num_frames": MOTION_NUM_FRAMES, "train.channels_last": False},
+    )
+    _motion_preset(
+        f"{_prefix}ave-of",
+        _base,
+        {"vision.flow_frames": MOTION_FLOW_FRAMES, "vision.flow_bound": _bound, **_extra},
     )

@@ -40,6 +40,9 @@ Window ``i`` holds the samples ``round(t_i * sr) - L // 2 + [0, L)`` with
 outside the signal). For a video, the image embedding at ``t_i`` is that of the
 frame displayed at ``t_i`` (the last frame whose presentation time is at or
 before ``t_i``), the frame a positive training pair would use with this audio.
+Motion models (AVE+MF / AVE+OF, looklisten.motion) see the K frames or the
+frame + optical flow around it, as in training; a still image is to them a
+static clip (K copies of it / zero flow).
 
 Results do not depend on the batch size (the model runs in eval mode; only
 float rounding differs, ~1e-6).
@@ -378,7 +381,8 @@ class _Task:
     """One input's work: windows and/or images to embed, produced lazily.
 
     ``items[m]`` yields, for modality m ("audio" / "image"), ``counts[m]``
-    arrays: float32 (L,) windows or uint8 (R, R, 3) squares.
+    arrays: float32 (L,) windows or uint8 (R, R, 3) squares (motion models:
+    (K, R, R, 3) or (R, R, 3 + 2L), see looklisten.motion).
     """
 
     key: Any
@@ -407,9 +411,11 @@ def _audio_task(key, signal: np.ndarray, cfg: Config, hop: float, center: bool, 
 
 
 def _image_task(key, images: np.ndarray, cfg: Config, info=None):
-    def squares():
+    from .motion import still_item
+
+    def squares():  # a still is a static clip for the motion models (looklisten.motion)
         for img in images:
-            yield _square(img, cfg)
+            yield still_item(_square(img, cfg), cfg.vision)
 
     return _Task(
         key,
@@ -447,9 +453,13 @@ def _video_task(key, path: str, info: MediaInfo, cfg: Config, hop: float, center
             yield _slice(signal, int(s), n)
 
     def frames():
+        from .motion import item_from_reader
+        from .sampler import square_crop
+
         r = cfg.vision.resize
-        for t in times:
-            yield _square(reader.read_frame(float(t), size=r), cfg)
+        for t in times:  # with motion: the K frames / frame + flow around t (one seek)
+            item = item_from_reader(reader, float(t), cfg.vision)
+            yield np.ascontiguousarray(square_crop(item, r, None))
 
     counts = {"audio": len(times) if signal is not None else 0, "image": len(times)}
     items = {"image": frames}
@@ -571,7 +581,8 @@ class _Engine:
             frames = torch.from_numpy(np.stack(items)).to(self.device)
             image = self.transform(frames, train=False)
             if self.cfg.train.channels_last:
-                image = image.contiguous(memory_format=torch.channels_last)
+                fmt = torch.channels_last if image.ndim == 4 else torch.channels_last_3d
+                image = image.contiguous(memory_format=fmt)
             out = self.model.embed_image(image)
         return out.float().cpu().numpy()
 

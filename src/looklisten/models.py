@@ -14,6 +14,7 @@ from torch import nn
 from .audio import Spectrogram
 from .config import Config
 from .heads import AVEHead, AVOLHead, L3Head, global_max_pool
+from .motion import create_vision_trunk
 from .trunks import VGGTrunk
 
 
@@ -22,7 +23,9 @@ class AVNet(nn.Module):
 
     Inputs
     ------
-    image : (B, 3, S, S) float, normalised (see looklisten.vision)
+    image : (B, 3, S, S) float, normalised (see looklisten.vision); with
+            motion (looklisten.motion): (B, 3, K, S, S) frames (AVE+MF) or
+            (B, 3 + 2L, S, S) frame + flow (AVE+OF)
     wave  : (B, N) float mono waveform, N = cfg.audio.clip_samples
 
     ``forward`` returns the head's dict; ``out["logit"]`` (B,) is the log-odds
@@ -34,7 +37,7 @@ class AVNet(nn.Module):
         self.cfg = cfg
         m = cfg.model
         self.spectrogram = Spectrogram(cfg.audio)
-        self.vision = VGGTrunk(3, m.widths, m.conv1_stride)
+        self.vision = create_vision_trunk(cfg)
         self.audio = VGGTrunk(1, m.widths, m.conv1_stride)
         c = m.widths[-1]
         if m.arch == "l3":
@@ -88,7 +91,12 @@ class AVNet(nn.Module):
 def create_model(cfg: Config) -> AVNet:
     model = AVNet(cfg)
     if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        # channels-last for 2D weights, its 3D form for inflated (AVE+MF) ones
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() in (4, 5):
+                    fmt = torch.channels_last if p.dim() == 4 else torch.channels_last_3d
+                    p.data = p.data.contiguous(memory_format=fmt)
     return model
 
 

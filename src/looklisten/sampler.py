@@ -130,20 +130,24 @@ class PairSampler:
 
 
 def square_crop(frame: np.ndarray, side: int, rng: np.random.Generator | None) -> np.ndarray:
-    """(H, W, 3) with min(H, W) >= side -> (side, side, 3); random position if rng, else centre."""
-    h, w = frame.shape[:2]
+    """([K,] H, W, C) with min(H, W) >= side -> ([K,] side, side, C); random position if rng,
+    else centre; the same position for all K frames."""
+    h, w = frame.shape[-3:-1]
     if rng is None:
         y, x = (h - side) // 2, (w - side) // 2
     else:
         y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
-    return frame[y : y + side, x : x + side]
+    return frame[..., y : y + side, x : x + side, :]
 
 
 class FileSource:
     """Decodes each pair's frame and audio window from the files, on demand.
 
     Keeps a few readers open per process (DataLoader worker). Frames come out
-    of the decoder scaled so the shorter side is ``vision.resize``.
+    of the decoder scaled so the shorter side is ``vision.resize``. With motion
+    (looklisten.motion) a pair's K frames / flow window is read with one seek;
+    its flow is then computed per pair (slow: the memory cache and shards
+    compute it once per clip).
     """
 
     def __init__(
@@ -168,9 +172,12 @@ class FileSource:
         return r
 
     def frame(self, vid: int, index: int, t: float) -> np.ndarray:
+        """The pair's vision item: (H, W, 3), or with motion (K, H, W, 3) / (H, W, 3 + 2L)."""
+        from .motion import item_from_reader
+
         # Ask for a time inside the frame's display interval, robust to pts rounding.
         fps = self.videos[vid].fps
-        return self._reader(vid).read_frame(t + 0.5 / fps, size=self.vision_cfg.resize)
+        return item_from_reader(self._reader(vid), t + 0.5 / fps, self.vision_cfg, threads=1)
 
     def audio(self, vid: int, center: float) -> np.ndarray:
         a = self.audio_cfg
@@ -189,6 +196,9 @@ class MemorySource:
     For small data sets (the demo, a laptop try): each video is decoded once,
     in parallel, and pairs are then sliced out with no decoding at all.
     Produces the same frames as :class:`FileSource` for the same pairs.
+    With ``vision.flow_frames`` (AVE+OF) each clip's optical flow is computed
+    once here (:func:`looklisten.flow.clip_flow`, in the same worker pool) and
+    kept as uint8; ``flow_seconds`` is the CPU time it took (all workers).
     """
 
     def __init__(
@@ -199,6 +209,7 @@ class MemorySource:
         workers: int = 2,
         progress: bool = True,
     ):
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         from tqdm.auto import tqdm
@@ -213,15 +224,23 @@ class MemorySource:
                 v.num_frames,
                 cfg.vision.resize,
                 cfg.audio.sample_rate,
+                cfg.vision if cfg.vision.flow_frames > 0 else None,
             )
             for v in videos
         ]
         self.frames: list[np.ndarray] = [None] * len(jobs)  # type: ignore[list-item]
         self.tracks: list[np.ndarray] = [None] * len(jobs)  # type: ignore[list-item]
+        self.flows: list[np.ndarray | None] = [None] * len(jobs)
+        self.flow_seconds = 0.0
         bar = tqdm(total=len(jobs), desc="decode", unit="video", disable=not progress)
-        with ProcessPoolExecutor(max(1, workers)) as ex:
-            for i, (fr, tr) in enumerate(ex.map(_decode_all, jobs, chunksize=2)):
-                self.frames[i], self.tracks[i] = fr, tr
+        # spawned, not forked: forking a process whose torch / OpenCV thread pools
+        # have run crashed the workers (BrokenProcessPool) when MF and OF models
+        # were trained one after the other in one process
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max(1, workers), mp_context=ctx) as ex:
+            for i, (fr, tr, fl, sec) in enumerate(ex.map(_decode_all, jobs, chunksize=2)):
+                self.frames[i], self.tracks[i], self.flows[i] = fr, tr, fl
+                self.flow_seconds += sec
                 bar.update()
         bar.close()
 
@@ -235,12 +254,15 @@ class MemorySource:
                 if v.width >= v.height
                 else (r, max(r, round(v.height * r / v.width)))
             )
-            total += v.num_frames * w * h * 3 + int(v.duration * cfg.audio.sample_rate) * 4
+            channels = 3 + (2 if cfg.vision.flow_frames > 0 else 0)  # + one flow field a frame
+            total += v.num_frames * w * h * channels + int(v.duration * cfg.audio.sample_rate) * 4
         return total
 
     def frame(self, vid: int, index: int, t: float) -> np.ndarray:
-        fr = self.frames[vid]
-        return fr[min(max(index, 0), len(fr) - 1)]
+        """The pair's vision item: (H, W, 3), or with motion (K, H, W, 3) / (H, W, 3 + 2L)."""
+        from .motion import item_from_clip
+
+        return item_from_clip(self.frames[vid], self.flows[vid], index, self.vision_cfg)
 
     def audio(self, vid: int, center: float) -> np.ndarray:
         a = self.audio_cfg
@@ -252,19 +274,29 @@ class MemorySource:
 
 
 def _decode_all(job):
-    path, start, num_frames, resize, sr = job
+    path, start, num_frames, resize, sr, flow_cfg = job
+    import time
+
     from .video import read_audio, read_frames
 
     frames = read_frames(path, start, num_frames, size=resize)
     track = read_audio(path, 0.0, None, sr)
-    return frames, track
+    flows, seconds = None, 0.0
+    if flow_cfg is not None:
+        from .flow import clip_flow
+
+        tick = time.perf_counter()
+        flows = clip_flow(frames, flow_cfg, threads=1)
+        seconds = time.perf_counter() - tick
+    return frames, track, flows, seconds
 
 
 class PairDataset(torch.utils.data.Dataset):
     """Map-style dataset of AVC pairs; item ``k`` is a pure function of (seed, epoch, k).
 
     Each item: ``frame`` uint8 (R, R, 3) with R = vision.resize (a random square
-    crop when training, the centre one otherwise), ``audio`` float32 (N,),
+    crop when training, the centre one otherwise; with motion (K, R, R, 3) or
+    (R, R, 3 + 2L), one crop for all, see looklisten.motion), ``audio`` float32 (N,),
     ``label`` int64, and the pair's provenance. A pair whose decoding fails is
     replaced by the next draw of the same generator, and counted in ``skipped``.
     """

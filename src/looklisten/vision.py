@@ -30,6 +30,11 @@ class VisionTransform:
     share all of these. Evaluation: the centre crop (offset ``(H - S) // 2``,
     ``(W - S) // 2``), nothing random. Then ``(x - mean) / std``.
 
+    With optical flow (``cfg.flow_frames = L > 0``, AVE+OF) frames carry
+    ``3 + 2L`` channels: RGB, then uint8 flow codes (see looklisten.flow). The
+    flow is cropped and flipped with the frame (a flip also negates every dx),
+    not jittered, and becomes ``(q - 128) / 127`` (flow / bound, in [-1, 1]).
+
     Crop and flip are one gather on the uint8 frames, so moving uint8 frames to
     the GPU first and transforming there is cheap. Given the generator, the
     output is deterministic.
@@ -50,8 +55,8 @@ class VisionTransform:
 
         Parameters
         ----------
-        frames : np.ndarray or Tensor, uint8, shape (B, H, W, 3) or (B, K, H, W, 3)
-            RGB frames, ``H, W >= cfg.image_size``.
+        frames : np.ndarray or Tensor, uint8, shape (B, H, W, C) or (B, K, H, W, C)
+            RGB frames (C = 3; C = 3 + 2L with flow), ``H, W >= cfg.image_size``.
         train : bool
             Random crop, flip and jitter if True; centre crop otherwise.
         generator : torch.Generator, optional
@@ -59,15 +64,16 @@ class VisionTransform:
 
         Returns
         -------
-        Tensor, float32, shape (B, 3, S, S) or (B, 3, K, S, S)
+        Tensor, float32, shape (B, C, S, S) or (B, C, K, S, S)
             Normalised crops (contiguous), on the device of ``frames``.
         """
         if isinstance(frames, np.ndarray) and not frames.flags.writeable:
             frames = frames.copy()  # torch warns about read-only arrays (e.g. np.frombuffer)
         x = torch.as_tensor(frames)
-        if x.dtype != torch.uint8 or x.ndim not in (4, 5) or x.shape[-1] != 3:
+        channels = 3 + 2 * self.cfg.flow_frames
+        if x.dtype != torch.uint8 or x.ndim not in (4, 5) or x.shape[-1] != channels:
             raise ValueError(
-                f"expected uint8 (B, [K,] H, W, 3) frames, got {tuple(x.shape)} {x.dtype}"
+                f"expected uint8 (B, [K,] H, W, {channels}) frames, got {tuple(x.shape)} {x.dtype}"
             )
         single = x.ndim == 4
         if single:
@@ -95,7 +101,9 @@ class VisionTransform:
         cols = left[:, None] + torch.where(flip[:, None], S - 1 - ar, ar)
         b = torch.arange(B, device=dev)[:, None, None]
         x = x.permute(0, 2, 3, 1, 4)[b, rows[:, :, None], cols[:, None, :]]
-        x = x.permute(0, 4, 3, 1, 2).float().div_(255)  # (B, 3, K, S, S)
+        x = x.permute(0, 4, 3, 1, 2)  # (B, C, K, S, S) uint8
+        flow = x[:, 3:] if channels > 3 else None
+        x = x[:, :3].float().div_(255)  # (B, 3, K, S, S)
 
         if train:
             bshape = (B, 1, 1, 1, 1)
@@ -110,6 +118,13 @@ class VisionTransform:
 
         cshape = (1, 3, 1, 1, 1)
         x = (x - self.mean.to(dev).view(cshape)) / self.std.to(dev).view(cshape)
+        if flow is not None:
+            from looklisten.flow import dequantize
+
+            flow = dequantize(flow)  # (B, 2L, K, S, S), flow / bound
+            sign = torch.where(flip, -1.0, 1.0).view(B, 1, 1, 1, 1)
+            flow[:, 0::2] *= sign  # mirrored motion: dx -> -dx
+            x = torch.cat([x, flow], dim=1)
         x = x[:, :, 0] if single else x
         return x.contiguous()
 
