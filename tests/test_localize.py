@@ -113,7 +113,9 @@ def test_full_mode_map_tiles_the_frame(avol):
     cfg = avol.cfg
     H, W = 192, 256
     h, w = (s // map_stride(cfg) for s in full_input_size(H, W, cfg))
-    assert (h, w) == (5, 6)  # 80x96 pixels in: shorter side ~resize (72), multiples of 16
+    # shorter side scaled to resize, each side rounded to a multiple of the map stride
+    s, r = map_stride(cfg), cfg.vision.resize
+    assert (h, w) == (round(H * r / H / s), round(W * r / H / s))  # tiny AVOL: 144x192 px, (9, 12)
     m = localize_batch(avol, [_image(H, W)], [_wave()], resolution="map")
     assert m.shape == (1, h, w)
 

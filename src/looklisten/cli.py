@@ -18,13 +18,15 @@ commands:
   make-demo-data   write short MP4 clips made from real photos and recorded sounds,
                    with annotations (labels, the sounding object's box over time)
   train            train L3-Net / AVE-Net / AVOL-Net on a folder of videos
+  shard            decode a folder of videos once into WebDataset shards (train reads them)
   embed            audio / image / time-aligned video embeddings from files (.npz per input)
   index            embed a folder (or read .npz files) into a FAISS index of both modalities
   search           search sounds by image, images by sound (ranked hits, optional HTML page)
   localize         AVOL-Net heatmaps: an overlay video with its sound, or a PNG for image + audio
   report           one self-contained HTML page about runs: curves, examples, overlays, evals
   eval             evaluations that print one JSON object with baselines
-                   (eval retrieval, eval localization)
+                   (eval retrieval, eval localization, eval probe, eval shortcut,
+                   eval units)
   presets          list the model presets and their input shapes
 
 Run 'looklisten COMMAND --help' for a command's options.
@@ -58,6 +60,8 @@ def _config(args):
         over["train.epoch_pairs"] = args.epoch_pairs
     if getattr(args, "seed", None) is not None:
         over["train.seed"] = args.seed
+    if getattr(args, "compile", False):
+        over["train.compile"] = True
     return get_config(args.preset, arch=args.model, **over)
 
 
@@ -187,9 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on a folder of videos",
         description="Scan DIR recursively for videos, reject unusable ones (listed in OUT/rejected.tsv with reasons), split by video, and train on the audio-visual correspondence task. Metrics go to OUT/metrics.jsonl, the checkpoint to OUT/checkpoint/.",
     )
-    sp.add_argument("data", metavar="DIR", help="folder of videos (searched recursively)")
+    sp.add_argument(
+        "data",
+        metavar="DIR",
+        help="folder of videos (searched recursively), or shards from 'looklisten shard' (a folder or an fsspec URL)",
+    )
     sp.add_argument("--out", required=True, metavar="RUN", help="run directory")
     model_opts(sp, "small")
+    sp.add_argument(
+        "--compile", action="store_true", help="torch.compile the model (train.compile)"
+    )
     sp.add_argument(
         "--resume",
         action="store_true",
@@ -294,10 +305,14 @@ COMMAND_MODULES = (
     "search",
     "localize",
     "report",
+    "shards",
 )
 EVAL_MODULES = (
     "eval_retrieval",
     "eval_localization",
+    "eval_probe",
+    "eval_shortcut",
+    "eval_units",
 )
 
 

@@ -11,9 +11,18 @@ What a run writes::
     RUN/metrics.json                        the final summary (val_avc_accuracy, ...)
     RUN/checkpoint/                         the last checkpoint (atomic; see looklisten.checkpoint)
 
+DATA is a folder of videos or a shard folder / URL (see looklisten.shards).
+
 Determinism: pair k of epoch e is a pure function of (seed, e, k) (see
-looklisten.sampler) and the augmentation of step s of (seed, s), so
-``--resume`` continues with exactly the batches an uninterrupted run would see.
+looklisten.sampler) and its augmentation of (seed, step, position in the global
+batch), so ``--resume`` continues with exactly the batches an uninterrupted run
+would see.
+
+Several processes (``torchrun``, see looklisten.distributed): rank r of W
+computes the contiguous slice r of every global batch of ``train.batch_size``
+pairs, with batch norm statistics and gradients over the whole global batch,
+so W processes train like one (up to float summation order). Rank 0 alone
+writes files; the others wait for its checkpoints at a barrier.
 """
 
 from __future__ import annotations
@@ -39,7 +48,19 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import Config
-from .dataset import Manifest, VideoEntry, scan_folder
+from .dataset import VideoEntry, scan_folder
+from .distributed import (
+    SINGLE,
+    DistEnv,
+    all_reduce_sum,
+    barrier,
+    broadcast_flag,
+    init_from_env,
+    pick_local_device,
+    shutdown,
+    sync_batchnorm,
+    wrap_ddp,
+)
 from .fileio import atomic_write_json, atomic_write_text
 from .losses import AVCLoss
 from .models import create_model
@@ -55,47 +76,108 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-class _StartAt(torch.utils.data.Sampler):
-    """Indices start, start+1, ..., length-1 (resume in the middle of an epoch)."""
+class _GlobalBatches(torch.utils.data.Sampler):
+    """This rank's (epoch, pair index) items for global steps ``start .. stop - 1``.
 
-    def __init__(self, start: int, length: int):
-        self.start, self.length = start, length
+    Step s covers the pairs ``(s % steps_per_epoch) * B + [0, B)`` of epoch
+    ``s // steps_per_epoch``; rank r of W takes the contiguous slice
+    ``[r B / W, (r + 1) B / W)`` of them, so the ranks' union is the global batch.
+    """
+
+    def __init__(self, start: int, stop: int, steps_per_epoch: int, batch: int, env: DistEnv):
+        self.start, self.stop, self.spe = start, stop, steps_per_epoch
+        self.local = batch // env.world_size
+        self.first = env.rank * self.local
+        self.batch = batch
 
     def __iter__(self):
-        return iter(range(self.start, self.length))
+        for step in range(self.start, self.stop):
+            epoch, offset = divmod(step, self.spe)
+            base = offset * self.batch + self.first
+            for i in range(self.local):
+                yield epoch, base + i
 
     def __len__(self) -> int:
-        return max(0, self.length - self.start)
+        return max(0, self.stop - self.start) * self.local
 
 
-def _make_source(root: Path, videos: list[VideoEntry], cfg: Config, cache: str, progress: bool):
+class _EpochPairs(torch.utils.data.Dataset):
+    """Items addressed by (epoch, k): one loader (and its workers) can span epochs."""
+
+    def __init__(self, pairs: PairDataset):
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, item: tuple[int, int]) -> dict:
+        epoch, k = item
+        self.pairs.set_epoch(epoch)
+        return self.pairs[k]
+
+
+def _make_source(
+    root: Path,
+    videos: list[VideoEntry],
+    cfg: Config,
+    cache: str,
+    progress: bool,
+    env: DistEnv = SINGLE,
+):
     """'memory' | 'files' | 'auto' (memory when it fits in ``LOOKLISTEN_CACHE_MB``, default 3000)."""
     if cache == "auto":
         budget = float(os.environ.get("LOOKLISTEN_CACHE_MB", "3000")) * 2**20
         cache = "memory" if MemorySource.estimate_bytes(videos, cfg) <= budget else "files"
     if cache == "memory":
-        return MemorySource(
-            root, videos, cfg, workers=max(1, os.cpu_count() or 1), progress=progress
-        )
+        procs = max(1, (os.cpu_count() or 1) // env.local_world_size)
+        return MemorySource(root, videos, cfg, workers=procs, progress=progress)
     if cache == "files":
         return FileSource(root, videos, cfg)
     raise ValueError(f"unknown cache mode {cache!r} (auto, memory, files)")
 
 
 def _loader(
-    dataset: PairDataset, batch_size: int, start: int, workers: int, device
+    pairs: PairDataset, sampler: _GlobalBatches, workers: int, device: torch.device
 ) -> torch.utils.data.DataLoader:
     kw: dict[str, Any] = {}
     if workers > 0:
-        kw = {"num_workers": workers, "persistent_workers": False, "prefetch_factor": 4}
+        kw = {"num_workers": workers, "persistent_workers": True, "prefetch_factor": 4}
     return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=_StartAt(start, len(dataset)),
+        _EpochPairs(pairs),
+        batch_size=sampler.local,
+        sampler=sampler,
         drop_last=True,
         pin_memory=device.type == "cuda",
         **kw,
     )
+
+
+def augmentation_generator(seed: int, step: int, skip: int = 0) -> torch.Generator:
+    """The augmentation stream of a training step, advanced by ``skip`` float64 draws.
+
+    In one process, a step's vision transform draws 5 numbers per example
+    (B x 5), then the audio gain one per example (B). CPU draws are
+    sequential, so the rank computing the examples ``[first, first + b)`` of
+    the global batch skips ``5 * first`` draws for its vision rows and
+    ``5 * B + first`` for its gains: every pair gets the augmentation of its
+    position in the global batch, whatever rank computes it.
+    """
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + step)
+    if skip:
+        torch.rand(skip, generator=g, dtype=torch.float64)
+    return g
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """``train.optimizer``: "adam" (the papers) or "sgd" (momentum 0.9)."""
+    t = cfg.train
+    if t.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=t.lr, momentum=0.9, weight_decay=t.weight_decay
+        )
+    raise ValueError(f"unknown train.optimizer {t.optimizer!r} (adam, sgd)")
 
 
 class Trainer:
@@ -110,23 +192,41 @@ class Trainer:
         device: torch.device,
         progress: bool = True,
         workers: int = 0,
+        env: DistEnv = SINGLE,
     ):
         self.cfg = cfg
         self.out = Path(out)
         self.train_set = train_set
         self.val_set = val_set
         self.device = device
-        self.progress = progress
+        self.env = env
+        self.progress = progress and env.is_main
         self.workers = workers
         self.log_every = max(1, cfg.train.log_every_steps)
         t = cfg.train
+        if t.batch_size % env.world_size:
+            raise ValueError(
+                f"train.batch_size ({t.batch_size}) must be a multiple of the number of "
+                f"processes ({env.world_size})"
+            )
+        self.local_batch = t.batch_size // env.world_size
         torch.manual_seed(t.seed)
-        self.model = create_model(cfg).to(device)
+        self.dtype = getattr(torch, t.dtype)
+        self.model = create_model(cfg).to(device=device, dtype=self.dtype)
+        if self.dtype != torch.float32:  # the spectrogram frontend computes in float32
+            self.model.audio.register_forward_pre_hook(
+                lambda module, args: tuple(a.to(self.dtype) for a in args)
+            )
+        if env.distributed:
+            self.model = sync_batchnorm(self.model, device)
+        self.net: torch.nn.Module = self.model  # what the step calls: DDP, compiled, or the model
+        if env.distributed:
+            self.net = wrap_ddp(self.model, env, device)
+        if t.compile:
+            self.net = torch.compile(self.net)
         self.transform = VisionTransform(cfg.vision)
         self.loss_fn = AVCLoss()
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay
-        )
+        self.optimizer = make_optimizer(self.model, cfg)
         self.steps_per_epoch = t.epoch_pairs // t.batch_size
         if self.steps_per_epoch < 1:
             raise ValueError(f"epoch_pairs ({t.epoch_pairs}) < batch_size ({t.batch_size})")
@@ -134,6 +234,7 @@ class Trainer:
         self.stopped_early = False
         self.history: list[dict] = []
         self.amp = t.amp and device.type == "cuda"
+        self._val_loader: torch.utils.data.DataLoader | None = None
 
     # -- construction ------------------------------------------------------------
     @classmethod
@@ -147,30 +248,61 @@ class Trainer:
         progress: bool = True,
         workers: int | None = None,
         resume: bool = False,
+        env: DistEnv = SINGLE,
     ) -> Trainer:
+        """Scan ``data`` (a folder of videos, or shards: see looklisten.shards) and set up the run."""
+        from .shards import ShardSet, is_shard_location
+
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         if resume:
             cfg = load_config(out)  # the run's own config wins
-        manifest: Manifest = scan_folder(
-            data, min_seconds=cfg.audio.clip_seconds, progress=progress
-        )
-        manifest.write(out)
-        if manifest.rejected:
-            log.warning("%d file(s) rejected, see %s", len(manifest.rejected), out / "rejected.tsv")
+        main = env.is_main
+        shards = None
+        if is_shard_location(data):
+            shards = ShardSet.open(data)
+            shards.check(cfg)
+            manifest = shards.manifest()
+        else:
+            # rank 0 scans first; the others then find the scan in the cache
+            if not main:
+                barrier(env)
+            manifest = scan_folder(
+                data, min_seconds=cfg.audio.clip_seconds, progress=progress and main
+            )
+            if main:
+                barrier(env)
+        if main:
+            manifest.write(out)
+            if manifest.rejected:
+                log.warning(
+                    "%d file(s) rejected, see %s", len(manifest.rejected), out / "rejected.tsv"
+                )
         train_v, val_v = manifest.split(cfg.sampler.val_fraction, cfg.sampler.split_seed)
         if len(train_v) < 2 or len(val_v) < 2:
             raise ValueError(
                 f"{data}: need at least 2 training and 2 validation videos, got "
                 f"{len(train_v)} and {len(val_v)} usable of {len(manifest.videos) + len(manifest.rejected)}"
             )
-        atomic_write_json(
-            out / "split.json", {"train": [v.path for v in train_v], "val": [v.path for v in val_v]}
-        )
+        if main:
+            atomic_write_json(
+                out / "split.json",
+                {"train": [v.path for v in train_v], "val": [v.path for v in val_v]},
+            )
         dev = pick_device(device)
         t = cfg.train
-        src_train = _make_source(manifest.root, train_v, cfg, cache, progress)
-        src_val = _make_source(manifest.root, val_v, cfg, cache, progress)
+        if shards is not None:
+            if shards.remote:  # one download per machine: local rank 0 first
+                if env.local_rank:
+                    barrier(env)
+                shards.fetch(progress=progress and main)
+                if not env.local_rank:
+                    barrier(env)
+            src_train = shards.source(train_v, cfg)
+            src_val = shards.source(val_v, cfg)
+        else:
+            src_train = _make_source(manifest.root, train_v, cfg, cache, progress and main, env)
+            src_val = _make_source(manifest.root, val_v, cfg, cache, progress and main, env)
         if workers is None:
             workers = 0 if isinstance(src_train, MemorySource) else t.num_workers
         train_set = PairDataset(
@@ -184,7 +316,9 @@ class Trainer:
         val_set = PairDataset(
             PairSampler(val_v, cfg.sampler, cfg.audio), src_val, val_pairs, t.seed, train=False
         )
-        trainer = cls(cfg, out, train_set, val_set, dev, progress=progress, workers=workers)
+        trainer = cls(
+            cfg, out, train_set, val_set, dev, progress=progress, workers=workers, env=env
+        )
         if resume:
             trainer.load(out)
         return trainer
@@ -197,17 +331,23 @@ class Trainer:
         state = load_state(ckpt)
         self.step = int(state["step"])
         self.history = list(state.get("history", []))
-        # metrics.jsonl continues from the checkpoint: drop what was logged after it
-        lines = [json.dumps(r) + "\n" for r in self.history]
-        atomic_write_text(self.out / "metrics.jsonl", "".join(lines))
+        if self.env.is_main:
+            # metrics.jsonl continues from the checkpoint: drop what was logged after it
+            lines = [json.dumps(r) + "\n" for r in self.history]
+            atomic_write_text(self.out / "metrics.jsonl", "".join(lines))
 
     def save(self) -> Path:
+        """Checkpoint (rank 0 writes; every rank returns once it is on disk)."""
         state = {
             "step": self.step,
             "epoch": self.step / self.steps_per_epoch,
             "history": self.history,
         }
-        return save_checkpoint(self.out, self.model, self.cfg, self.optimizer, state)
+        path = self.out / "checkpoint"
+        if self.env.is_main:
+            path = save_checkpoint(self.out, self.model, self.cfg, self.optimizer, state)
+        barrier(self.env)
+        return path
 
     def lr_at(self, step: int) -> float:
         """The learning rate of a step: the papers' step decay, or cosine to zero over the run."""
@@ -222,26 +362,39 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------
     def _inputs(self, batch: dict, train: bool, step: int):
-        g = torch.Generator().manual_seed(int(self.cfg.train.seed) * 1_000_003 + step)
+        """Move a batch to the device and augment it (see :func:`augmentation_generator`)."""
         frames = batch["frame"].to(self.device, non_blocking=True)
         wave = batch["audio"].to(self.device, non_blocking=True)
-        image = self.transform(frames, train=train, generator=g if train else None)
-        if train and self.cfg.audio.gain_jitter > 0:
-            wave = random_gain(wave, self.cfg.audio.gain_jitter, g)
+        if train:
+            first, seed = self.env.rank * self.local_batch, self.cfg.train.seed
+            image = self.transform(
+                frames, train=True, generator=augmentation_generator(seed, step, 5 * first)
+            )
+            if self.cfg.audio.gain_jitter > 0:
+                g = augmentation_generator(seed, step, 5 * self.cfg.train.batch_size + first)
+                wave = random_gain(wave, self.cfg.audio.gain_jitter, g)
+        else:
+            image = self.transform(frames, train=False)
+        image = image.to(self.dtype)
         if self.cfg.train.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         return image, wave, batch["label"].to(self.device, non_blocking=True)
 
-    def _forward(self, image, wave):
+    def _forward(self, net, image, wave):
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            return self.model(image, wave)
+            return net(image, wave)
 
     def train_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        self.model.train()
+        """One optimiser step on this rank's slice of a global batch.
+
+        Returns the rank-local mean loss and number of correct pairs, on the
+        device (no host synchronisation).
+        """
+        self.net.train()
         image, wave, label = self._inputs(batch, True, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
-        out = self._forward(image, wave)
+        out = self._forward(self.net, image, wave)
         loss = self.loss_fn(out, label)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -252,27 +405,33 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
+        """AVC loss and accuracy on the fixed validation pairs (all ranks' slices together)."""
         self.model.eval()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        n = 0
-        for batch in _loader(self.val_set, self.cfg.train.batch_size, 0, self.workers, self.device):
+        if self._val_loader is None:
+            t = self.cfg.train
+            steps = len(self.val_set) // t.batch_size
+            sampler = _GlobalBatches(0, steps, steps, t.batch_size, self.env)
+            self._val_loader = _loader(self.val_set, sampler, self.workers, self.device)
+        sums = torch.zeros(3, device=self.device, dtype=torch.float64)
+        for batch in self._val_loader:
             image, wave, label = self._inputs(batch, False, 0)
-            out = self._forward(image, wave)
-            loss_sum += self.loss_fn(out, label) * len(label)
-            correct += ((out["logit"] > 0).long() == label).sum()
-            n += len(label)
+            out = self._forward(self.model, image, wave)
+            sums[0] += self.loss_fn(out, label).double() * len(label)
+            sums[1] += ((out["logit"] > 0).long() == label).sum()
+            sums[2] += len(label)
+        loss_sum, correct, n = all_reduce_sum(sums, self.env).tolist()
         return {
-            "val_loss": float(loss_sum) / n,
-            "val_avc_accuracy": float(correct) / n,
-            "val_pairs": n,
+            "val_loss": loss_sum / n,
+            "val_avc_accuracy": correct / n,
+            "val_pairs": int(n),
         }
 
     # -- the loop ------------------------------------------------------------
     def _log(self, record: dict) -> None:
         self.history.append(record)
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if self.env.is_main:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
 
     def fit(
         self,
@@ -284,10 +443,12 @@ class Trainer:
 
         ``time_budget`` (seconds): stop early once this much training time has
         passed, after a last validation and checkpoint (the summary says so).
+        With several processes, rank 0's clock decides, at log steps.
         """
         from tqdm.auto import tqdm
 
         t = self.cfg.train
+        env = self.env
         epochs = t.epochs if epochs is None else epochs
         total = epochs * self.steps_per_epoch
         if max_steps is not None:
@@ -296,60 +457,61 @@ class Trainer:
         bar = tqdm(
             total=total, initial=self.step, desc="train", unit="step", disable=not self.progress
         )
-        while self.step < total:
-            epoch, offset = divmod(self.step, self.steps_per_epoch)
-            self.train_set.set_epoch(epoch)
-            loader = _loader(
-                self.train_set, t.batch_size, offset * t.batch_size, self.workers, self.device
-            )
-            loss_acc = torch.zeros((), device=self.device)
-            correct_acc = torch.zeros((), device=self.device, dtype=torch.long)
-            seen, tick = 0, time.time()
-            for batch in loader:
-                loss, correct = self.train_step(batch)
-                loss_acc += loss
-                correct_acc += correct
-                seen += 1
-                bar.update()
-                end_of_epoch = self.step % self.steps_per_epoch == 0
-                if self.step % self.log_every == 0 or end_of_epoch or self.step >= total:
-                    dt = time.time() - tick
-                    rec = {
-                        "split": "train",
-                        "step": self.step,
-                        "epoch": self.step / self.steps_per_epoch,
-                        "lr": self.lr_at(self.step - 1),
-                        "loss": float(loss_acc) / seen,
-                        "avc_accuracy": float(correct_acc) / (seen * t.batch_size),
-                        "pairs_per_s": seen * t.batch_size / max(dt, 1e-9),
-                        "time": time.time() - start_time,
-                    }
-                    self._log(rec)
-                    bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['avc_accuracy']:.3f}")
-                    loss_acc.zero_()
-                    correct_acc.zero_()
-                    seen, tick = 0, time.time()
-                out_of_time = time_budget is not None and time.time() - start_time > time_budget
-                if end_of_epoch or self.step >= total or out_of_time:
-                    break
-                if t.save_every_steps and self.step % t.save_every_steps == 0:
-                    self.save()
-            val = self.validate()
-            self._log(
-                {
-                    "split": "val",
+        sampler = _GlobalBatches(self.step, total, self.steps_per_epoch, t.batch_size, env)
+        loader = _loader(self.train_set, sampler, self.workers, self.device)
+        sums = torch.zeros(2, device=self.device, dtype=torch.float64)  # loss, correct
+        seen, tick = 0, time.time()
+        for batch in loader:
+            loss, correct = self.train_step(batch)
+            sums[0] += loss
+            sums[1] += correct
+            seen += 1
+            bar.update()
+            end_of_epoch = self.step % self.steps_per_epoch == 0
+            log_step = self.step % self.log_every == 0 or end_of_epoch or self.step >= total
+            out_of_time = False
+            if log_step:  # the only host synchronisation of the loop
+                dt = time.time() - tick
+                loss_sum, correct_sum = all_reduce_sum(sums, env).tolist()
+                rec = {
+                    "split": "train",
                     "step": self.step,
                     "epoch": self.step / self.steps_per_epoch,
-                    **val,
+                    "lr": self.lr_at(self.step - 1),
+                    "loss": loss_sum / (seen * env.world_size),
+                    "avc_accuracy": correct_sum / (seen * t.batch_size),
+                    "pairs_per_s": seen * t.batch_size / max(dt, 1e-9),
+                    "time": time.time() - start_time,
                 }
-            )
-            bar.write(
-                f"step {self.step}: val AVC accuracy {val['val_avc_accuracy']:.3f} (loss {val['val_loss']:.3f})"
-            )
-            self.save()
-            if time_budget is not None and time.time() - start_time > time_budget:
-                self.stopped_early = True
-                break
+                self._log(rec)
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['avc_accuracy']:.3f}")
+                sums.zero_()
+                seen, tick = 0, time.time()
+            if time_budget is not None and (log_step or not env.distributed):
+                out_of_time = time.time() - start_time > time_budget
+                if env.distributed:
+                    out_of_time = broadcast_flag(out_of_time, env, self.device)
+            if end_of_epoch or self.step >= total or out_of_time:
+                val = self.validate()
+                self._log(
+                    {
+                        "split": "val",
+                        "step": self.step,
+                        "epoch": self.step / self.steps_per_epoch,
+                        **val,
+                    }
+                )
+                if self.progress:
+                    bar.write(
+                        f"step {self.step}: val AVC accuracy {val['val_avc_accuracy']:.3f} "
+                        f"(loss {val['val_loss']:.3f})"
+                    )
+                self.save()
+                if out_of_time:
+                    self.stopped_early = True
+                    break
+            elif t.save_every_steps and self.step % t.save_every_steps == 0:
+                self.save()
         bar.close()
         vals = [r for r in self.history if r.get("split") == "val"]
         summary = {
@@ -363,8 +525,10 @@ class Trainer:
             "stopped_by_time_budget": self.stopped_early,
             "train_videos": len(self.train_set.sampler.videos),
             "val_videos": len(self.val_set.sampler.videos),
+            "processes": env.world_size,
         }
-        atomic_write_json(self.out / "metrics.json", summary)
+        if env.is_main:
+            atomic_write_json(self.out / "metrics.json", summary)
         return summary
 
 
@@ -382,18 +546,30 @@ def train(
     progress: bool = True,
     workers: int | None = None,
 ) -> dict[str, Any]:
-    """Train on a folder of videos; return the summary written to RUN/metrics.json."""
-    trainer = Trainer.from_folder(
-        data,
-        out,
-        cfg,
-        device=device,
-        cache=cache,
-        progress=progress,
-        workers=workers,
-        resume=resume,
-    )
-    if not resume:
-        (Path(out) / "metrics.jsonl").unlink(missing_ok=True)
-    np.seterr(all="ignore")
-    return trainer.fit(epochs=epochs, max_steps=max_steps, time_budget=time_budget)
+    """Train on a folder of videos or on shards; return the summary written to RUN/metrics.json.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this with the
+    same arguments; it joins the process group (NCCL on CUDA, gloo on the CPU)
+    and leaves it at the end if it created it.
+    """
+    dev = pick_local_device(device)
+    env = init_from_env(dev)
+    try:
+        trainer = Trainer.from_folder(
+            data,
+            out,
+            cfg,
+            device=str(dev),
+            cache=cache,
+            progress=progress,
+            workers=workers,
+            resume=resume,
+            env=env,
+        )
+        if not resume and env.is_main:
+            (Path(out) / "metrics.jsonl").unlink(missing_ok=True)
+        barrier(env)
+        np.seterr(all="ignore")
+        return trainer.fit(epochs=epochs, max_steps=max_steps, time_budget=time_budget)
+    finally:
+        shutdown(env)
