@@ -158,3 +158,37 @@ def test_shards_by_url_are_fetched_once_into_the_cache(shards, tmp_path):
         assert np.array_equal(a.audio(vid, 1.0), b.audio(vid, 1.0))
     with pytest.raises(ValueError, match="fsspec"):
         ShardSet.open("nosuchprotocol://bucket/shards")
+
+
+@pytest.mark.slow
+def test_optical_flow_is_computed_once_into_the_shards(tmp_path):
+    """AVE+OF shards hold each clip's TV-L1 flow: the pairs' flow is the in-memory cache's."""
+    from looklisten.demo_data import make_demo_data
+    from looklisten.sampler import MemorySource
+
+    make_demo_data(tmp_path / "clips", videos=3, seed=2, duration=2.0, workers=1, progress=False)
+    of = get_config("tiny-ave-of")
+    out = shard_folder(
+        tmp_path / "clips", tmp_path / "of", of, workers=2, shard_size=2, progress=False
+    )
+    assert out["settings"]["flow"]["bound"] == of.vision.flow_bound
+    shards = ShardSet.open(tmp_path / "of")
+    src = shards.source(shards.videos, of)
+    mem = MemorySource(tmp_path / "clips", shards.videos, of, workers=1, progress=False)
+    rgb = slice(0, 3)
+    for vid, v in enumerate(shards.videos):
+        assert len(src.flows[vid]) == v.num_frames - 1
+        for index in (0, 5, v.num_frames - 1):
+            got, want = src.frame(vid, index, 0.0), mem.frame(vid, index, 0.0)
+            assert got.shape == want.shape == (*want.shape[:2], 3 + 2 * of.vision.flow_frames)
+            np.testing.assert_array_equal(got[..., 3:], want[..., 3:])  # lossless PNG flow
+            assert np.abs(got[..., rgb].astype(int) - want[..., rgb]).mean() < 4.0  # JPEG
+        assert np.abs(src.decode_flow(vid, 5).astype(int) - 128).max() > 0  # the clips move
+    # a flow preset needs flow in the shards; the plain preset of that size reads them too
+    plain = shard_folder(
+        tmp_path / "clips", tmp_path / "plain", get_config("tiny"), workers=1, progress=False
+    )
+    assert plain["settings"]["flow"] is None
+    with pytest.raises(ValueError, match="reshard"):
+        ShardSet.open(tmp_path / "plain").source(shards.videos, of)
+    ShardSet.open(tmp_path / "of").check(get_config("tiny"))

@@ -3,8 +3,9 @@
 Objects that Sound's AVE+OF feeds the vision network an RGB frame plus a stack
 of 10 TV-L1 optical-flow fields. Computing flow is far costlier than training
 on it, so it is computed **once per clip** in the data path (the in-memory
-cache of :class:`looklisten.sampler.MemorySource`, or a shard writer calling
-:func:`clip_flow`), never per training step.
+cache of :class:`looklisten.sampler.MemorySource`, or ``looklisten shard``
+with an optical-flow preset, which stores every clip's fields in its shards,
+see :mod:`looklisten.shards`), never per training step.
 
 Conventions
 -----------

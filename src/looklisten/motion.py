@@ -47,6 +47,7 @@ __all__ = [
     "TimeConv3d",
     "TwoStreamTrunk",
     "create_vision_trunk",
+    "flow_item",
     "inflate",
     "item_from_clip",
     "item_from_frames",
@@ -269,12 +270,26 @@ def item_from_clip(
     if v.flow_frames > 0:
         if flows is None:
             raise ValueError("vision.flow_frames > 0 needs the clip's flow")
-        idx = window(index, n, v)
-        fields = flows[np.minimum(idx[:-1], len(flows) - 1)].copy()
-        fields[idx[1:] == idx[:-1]] = FLOW_ZERO
-        rgb = frames[idx[v.flow_frames // 2]]
-        return np.concatenate([rgb, stack_fields(fields)], axis=-1)
+        return flow_item(frames.__getitem__, flows.__getitem__, n, len(flows), index, v)
     return frames[min(max(int(index), 0), n - 1)]
+
+
+def flow_item(
+    frame_at, field_at, num_frames: int, num_fields: int, index: int, v: VisionConfig
+) -> np.ndarray:
+    """The AVE+OF item of frame ``index`` from a clip's stored frames and flow fields.
+
+    ``frame_at(i)`` gives frame ``i`` (H, W, 3) and ``field_at(j)`` the uint8
+    field ``j`` (H, W, 2) of :func:`~looklisten.flow.clip_flow`; only the
+    window's frame and fields are asked for (the in-memory cache indexes
+    arrays, shards decode members). A field between two copies of an edge
+    frame (the window clamped at the clip's ends) is zero.
+    """
+    idx = window(index, num_frames, v)
+    fields = np.stack([field_at(int(j)) for j in np.minimum(idx[:-1], num_fields - 1)])
+    fields[idx[1:] == idx[:-1]] = FLOW_ZERO
+    rgb = frame_at(int(idx[v.flow_frames // 2]))
+    return np.concatenate([rgb, stack_fields(fields)], axis=-1)
 
 
 def item_from_reader(reader, t: float, v: VisionConfig, threads: int | None = None) -> np.ndarray:

@@ -9,6 +9,10 @@ WebDataset layout (the members of one video share the key ``v0000042``)::
                               vision.resize (as the decoder gives training), JPEG
     v0000042.audio.npy        the whole audio track, mono, at audio.sample_rate,
                               float16 (sample i at time i / sample_rate)
+    v0000042.000000.flow.png  with an optical-flow preset (AVE+OF: vision.flow_frames
+    ...                       > 0) the clip's TV-L1 flow, computed once here: field j
+                              (frame j -> j + 1) as a lossless 2-channel PNG of the
+                              uint8 codes of looklisten.flow (dx, dy)
     v0000042.json             the VideoEntry fields ("entry"), and where each
                               frame and the audio lie in the tar ("frames", "audio")
 
@@ -57,6 +61,20 @@ DEFAULT_SHARD_SIZE = 64  # videos per shard
 DEFAULT_JPEG_QUALITY = 90
 
 
+def _flow_settings(cfg: Config) -> dict[str, Any] | None:
+    """The TV-L1 settings whose flow the shards hold (None: a preset without flow)."""
+    v = cfg.vision
+    if v.flow_frames <= 0:
+        return None
+    return {
+        "bound": v.flow_bound,
+        "scales": v.flow_scales,
+        "warps": v.flow_warps,
+        "outer_iterations": v.flow_outer_iterations,
+        "inner_iterations": v.flow_inner_iterations,
+    }
+
+
 def _settings(cfg: Config, jpeg_quality: int) -> dict[str, Any]:
     """What decides the bytes of a shard (a shard written with other settings is redone)."""
     return {
@@ -66,6 +84,7 @@ def _settings(cfg: Config, jpeg_quality: int) -> dict[str, Any]:
         "min_seconds": cfg.audio.clip_seconds,
         "jpeg_quality": int(jpeg_quality),
         "audio_dtype": "float16",
+        "flow": _flow_settings(cfg),
     }
 
 
@@ -78,9 +97,22 @@ def _shard_name(i: int) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _encode_video(job: tuple) -> tuple[list[bytes] | None, bytes | None, str | None]:
-    """Decode one video (in a worker process): JPEG frames, float16 .npy audio, or a reason."""
-    path, entry, resize, sample_rate, quality = job
+def _png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def _encode_video(job: tuple) -> tuple[list[bytes], bytes, list[bytes], str | None]:
+    """Decode one video (in a worker process).
+
+    Returns JPEG frames, the float16 .npy audio and, with a flow config, the
+    PNG flow fields (computed here, once per clip, on the decoded frames), or
+    ``([], b"", [], reason)`` for a video that fails.
+    """
+    path, entry, resize, sample_rate, quality, flow_cfg = job
     from PIL import Image
 
     from .video import MediaError, MediaReader
@@ -88,18 +120,26 @@ def _encode_video(job: tuple) -> tuple[list[bytes] | None, bytes | None, str | N
     v = VideoEntry(**entry)
     try:
         with MediaReader(path) as reader:
-            jpgs = []
-            for i in range(v.num_frames):
-                frame = reader.read_frame(v.video_start + (i + 0.5) / v.fps, size=resize)
-                buf = io.BytesIO()
-                Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
-                jpgs.append(buf.getvalue())
+            frames = [
+                reader.read_frame(v.video_start + (i + 0.5) / v.fps, size=resize)
+                for i in range(v.num_frames)
+            ]
             track = reader.read_audio(0.0, None, sample_rate)
     except MediaError as e:
-        return None, None, e.reason
+        return [], b"", [], e.reason
+    jpgs = []
+    for frame in frames:
+        buf = io.BytesIO()
+        Image.fromarray(frame).save(buf, format="JPEG", quality=quality)
+        jpgs.append(buf.getvalue())
+    flows: list[bytes] = []
+    if flow_cfg is not None:
+        from .flow import clip_flow
+
+        flows = [_png(field) for field in clip_flow(np.stack(frames), flow_cfg, threads=1)]
     buf = io.BytesIO()
     np.save(buf, track.astype(np.float16), allow_pickle=False)
-    return jpgs, buf.getvalue(), None
+    return jpgs, buf.getvalue(), flows, None
 
 
 class _TarWriter:
@@ -218,6 +258,7 @@ def shard_folder(
             cfg.vision.resize,
             cfg.audio.sample_rate,
             jpeg_quality,
+            cfg.vision if settings["flow"] is not None else None,
         )
         for s in todo
         for v in groups[s]
@@ -232,7 +273,7 @@ def shard_folder(
         try:
             kept, failed = [], []
             for j, v in enumerate(groups[s]):
-                jpgs, audio, reason = next(results)
+                jpgs, audio, flows, reason = next(results)
                 bar.update()
                 if reason is not None:
                     failed.append([v.path, reason])
@@ -241,6 +282,10 @@ def shard_folder(
                 frames = [writer.add(f"{key}.{i:06d}.jpg", b) for i, b in enumerate(jpgs)]
                 audio_at = writer.add(f"{key}.audio.npy", audio)
                 meta = {"entry": asdict(v), "frames": frames, "audio": list(audio_at)}
+                if flows:
+                    meta["flows"] = [
+                        writer.add(f"{key}.{i:06d}.flow.png", b) for i, b in enumerate(flows)
+                    ]
                 meta_at = writer.add(f"{key}.json", json.dumps(meta).encode())
                 kept.append({"key": key, "entry": asdict(v), "meta": list(meta_at)})
             size = writer.close()
@@ -381,13 +426,20 @@ class ShardSet:
         return Manifest(root=self.local_dir, videos=list(self.videos), rejected=rejected)
 
     def check(self, cfg: Config) -> None:
-        """Raise if ``cfg`` needs frames or audio other than the shards hold."""
+        """Raise if ``cfg`` needs frames, audio or optical flow other than the shards hold."""
         s = self.settings
         if s["resize"] != cfg.vision.resize or s["sample_rate"] != cfg.audio.sample_rate:
             raise ValueError(
                 f"{self.location}: shards hold {s['resize']} px frames and {s['sample_rate']} Hz "
                 f"audio, the config needs {cfg.vision.resize} px and {cfg.audio.sample_rate} Hz: "
                 f"train with --preset {self.index.get('preset')} or reshard"
+            )
+        want = _flow_settings(cfg)
+        if want is not None and s.get("flow") != want:
+            held = "no optical flow" if not s.get("flow") else f"flow with {s['flow']}"
+            raise ValueError(
+                f"{self.location}: the config needs TV-L1 flow with {want}, the shards hold "
+                f"{held}: reshard with 'looklisten shard ... --preset {cfg.preset}'"
             )
 
     def shards_of(self, videos: list[VideoEntry]) -> list[int]:
@@ -448,10 +500,13 @@ class ShardSource:
         self.shard_names = shard_names
         self._maps: dict[str, np.ndarray] = {}
         self.frames: list[np.ndarray] = []  # (num_frames, 2) offset, size
+        self.flows: list[np.ndarray | None] = []  # (num_fields, 2) offset, size (AVE+OF)
         self.tracks: list[tuple[int, int]] = []  # offset, size of the .npy member
         for name, (off, size) in zip(shard_names, metas):
             meta = json.loads(bytes(self._map(name)[off : off + size]))
             self.frames.append(np.asarray(meta["frames"], dtype=np.int64).reshape(-1, 2))
+            flows = meta.get("flows")
+            self.flows.append(None if flows is None else np.asarray(flows, np.int64).reshape(-1, 2))
             self.tracks.append(tuple(meta["audio"]))
 
     def _map(self, name: str) -> np.ndarray:
@@ -463,29 +518,46 @@ class ShardSource:
             m = self._maps[name] = np.memmap(path, dtype=np.uint8, mode="r")
         return m
 
-    def decode(self, vid: int, index: int) -> np.ndarray:
-        """Frame ``index`` (clamped) of video ``vid``: (H, W, 3) uint8 RGB."""
+    def _member(self, table: np.ndarray, vid: int, index: int) -> np.ndarray:
         from PIL import Image
 
-        fr = self.frames[vid]
-        off, size = fr[min(max(index, 0), len(fr) - 1)]
+        off, size = table[min(max(index, 0), len(table) - 1)]
         data = self._map(self.shard_names[vid])[off : off + size]
         with Image.open(io.BytesIO(data)) as im:
-            return np.array(im.convert("RGB"))
+            return np.array(im)
+
+    def decode(self, vid: int, index: int) -> np.ndarray:
+        """Frame ``index`` (clamped) of video ``vid``: (H, W, 3) uint8 RGB."""
+        return self._member(self.frames[vid], vid, index)
+
+    def decode_flow(self, vid: int, index: int) -> np.ndarray:
+        """Flow field ``index`` (clamped) of video ``vid``: (H, W, 2) uint8 codes."""
+        flows = self.flows[vid]
+        if flows is None:
+            raise ValueError(f"{self.videos[vid].path}: these shards hold no optical flow")
+        return self._member(flows, vid, index)
 
     def frame(self, vid: int, index: int, t: float) -> np.ndarray:
         """The pair's vision item: (H, W, 3), or with motion (K, H, W, 3) / (H, W, 3 + 2L).
 
-        With optical flow (AVE+OF) the window's flow is computed per pair, as
-        :class:`~looklisten.sampler.FileSource` does.
+        Optical flow (AVE+OF) is read from the shard (computed once per clip by
+        :func:`shard_folder`), not recomputed.
         """
-        from .motion import item_from_frames, window
+        from .motion import flow_item, window
 
-        idx = window(index, len(self.frames[vid]), self.vision_cfg)
+        v = self.vision_cfg
+        n = len(self.frames[vid])
+        if v.flow_frames > 0:
+            flows = self.flows[vid]
+            if flows is None:
+                raise ValueError(f"{self.videos[vid].path}: these shards hold no optical flow")
+            get_frame = lambda i: self.decode(vid, i)  # noqa: E731
+            get_field = lambda j: self.decode_flow(vid, j)  # noqa: E731
+            return flow_item(get_frame, get_field, n, len(flows), index, v)
+        idx = window(index, n, v)
         if len(idx) == 1:
             return self.decode(vid, int(idx[0]))
-        frames = np.stack([self.decode(vid, int(i)) for i in idx])
-        return item_from_frames(frames, self.vision_cfg, threads=1)
+        return np.stack([self.decode(vid, int(i)) for i in idx])
 
     def track(self, vid: int) -> np.ndarray:
         """The whole audio track (float16, a view on the mapped shard)."""
