@@ -123,3 +123,57 @@ def test_two_gloo_processes_match_one_and_resume_exactly(shards, tmp_path, monke
     w3 = _weights(tmp_path / "half")
     for k in w2:
         torch.testing.assert_close(w3[k], w2[k], rtol=0, atol=0, msg=k)
+
+
+@pytest.mark.slow
+def test_own_rank_data_deals_shards_to_ranks_and_resumes_exactly(tmp_path, monkeypatch):
+    """train.rank_data=own: each rank fetches and samples only its shards; resume is exact."""
+    root = tmp_path
+    make_demo_data(root / "clips", videos=16, seed=4, workers=2, progress=False, duration=3.0)
+    cache = root / "cache"
+    monkeypatch.setenv("LOOKLISTEN_CACHE", str(cache))
+    shard_folder(
+        root / "clips", root / "shards", get_config("tiny"), workers=2, shard_size=2, progress=False
+    )
+    url = "file://" + str(root / "shards")  # a "remote" location: shards are fetched
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    own = ["--rank-data", "own", "--set", "sampler.val_fraction=0.5"]
+    _torchrun(url, root / "run", *own, env=env)
+    ranks = json.loads((root / "run" / "ranks.json").read_text())["ranks"]
+    index = json.loads((root / "shards" / "index.json").read_text())
+    all_shards = list(range(len(index["shards"])))
+    assert [r["shards"] for r in ranks] == [all_shards[0::2], all_shards[1::2]]
+    summary = json.loads((root / "run" / "metrics.json").read_text())
+    assert summary["rank_data"] == "own" and summary["processes"] == 2
+    assert sum(r["train_videos"] for r in ranks) == summary["train_videos"]
+    assert sum(r["val_videos"] for r in ranks) == summary["val_videos"]
+    # the union of what the ranks fetched is every shard, each once
+    fetched = sorted(p.name for p in (cache.parent / "shards").rglob("shard-*.tar"))
+    assert fetched == sorted(s["name"] for s in index["shards"])
+    # interrupted inside the first epoch and resumed: the uninterrupted run, bit for bit
+    _torchrun(url, root / "half", *own, "--max-steps", "3", env=env)
+    _torchrun(url, root / "half", "--resume", env=env)
+    assert _losses(root / "half")[-1] == _losses(root / "run")[-1]
+    w1, w2 = _weights(root / "run"), _weights(root / "half")
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=0, atol=0, msg=k)
+
+
+def test_own_part_deals_whole_shards(monkeypatch):
+    from looklisten.dataset import VideoEntry
+    from looklisten.distributed import DistEnv
+    from looklisten.train import own_part
+
+    def video(i):
+        return VideoEntry(f"v{i}.mp4", 3.0, 10.0, 0.0, 64, 64, 16000, 1, 1000, 0)
+
+    vids = [video(i) for i in range(12)]
+    shard_of = {v.path: i // 3 for i, v in enumerate(vids)}  # 4 shards of 3
+    train_v, val_v = vids[::2], vids[1::2]
+    parts = [own_part(train_v, val_v, DistEnv(r, 2), shard_of) for r in range(2)]
+    assert [p[2] for p in parts] == [[0, 2], [1, 3]]
+    for tr, va, mine in parts:
+        assert {shard_of[v.path] for v in tr + va} == set(mine)
+    assert sorted(v.path for p in parts for v in p[0]) == sorted(v.path for v in train_v)
+    with pytest.raises(ValueError, match="shard-size"):
+        own_part(train_v, val_v, DistEnv(0, 4), shard_of)

@@ -62,6 +62,8 @@ def _config(args):
         over["train.seed"] = args.seed
     if getattr(args, "compile", False):
         over["train.compile"] = True
+    if getattr(args, "rank_data", None):
+        over["train.rank_data"] = args.rank_data
     return get_config(args.preset, arch=args.model, **over)
 
 
@@ -200,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     model_opts(sp, "small")
     sp.add_argument(
         "--compile", action="store_true", help="torch.compile the model (train.compile)"
+    )
+    sp.add_argument(
+        "--rank-data",
+        choices=("all", "own"),
+        help="under torchrun: 'all' (default) every rank samples from every training video, "
+        "exactly like one process; 'own' deals the shards to the ranks, each fetching and "
+        "reading only its own (train.rank_data)",
     )
     sp.add_argument(
         "--resume",

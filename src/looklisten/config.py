@@ -189,6 +189,13 @@ class TrainConfig:
     channels_last: bool = True
     # torch.compile the model (CUDA: faster steps after a compile of a minute or so).
     compile: bool = False
+    # Several processes (torchrun): "all": every rank samples its slice of each
+    # global batch from all training videos (W processes train exactly like one;
+    # every machine reads every shard). "own": shards (videos of a raw folder)
+    # are dealt to ranks, shard s of the sorted list to rank s mod W; each rank
+    # fetches, reads and samples only its own (negatives from its other videos),
+    # for data sets larger than one machine's disk.
+    rank_data: str = "all"
     # Parameter dtype: "float32", or "float64" for numerical checks (e.g. that
     # several processes train like one: float32 results depend on summation order).
     dtype: str = "float32"

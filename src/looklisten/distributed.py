@@ -116,6 +116,15 @@ def all_reduce_sum(x: torch.Tensor, env: DistEnv) -> torch.Tensor:
     return x
 
 
+def all_gather_objects(obj, env: DistEnv) -> list:
+    """Every rank's ``obj`` (small, picklable: made by this program), in rank order."""
+    if not env.distributed:
+        return [obj]
+    out: list = [None] * env.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def broadcast_flag(flag: bool, env: DistEnv, device: torch.device) -> bool:
     """Rank 0's value of ``flag`` on every rank (a host sync: call it at log steps only)."""
     if not env.distributed:
@@ -221,6 +230,7 @@ __all__ = [
     "DistEnv",
     "SINGLE",
     "CrossRankBatchNorm",
+    "all_gather_objects",
     "all_reduce_sum",
     "barrier",
     "broadcast_flag",

@@ -302,9 +302,18 @@ class PairDataset(torch.utils.data.Dataset):
     """
 
     def __init__(
-        self, sampler: PairSampler, source, length: int, seed: int, train: bool, epoch: int = 0
+        self,
+        sampler: PairSampler,
+        source,
+        length: int,
+        seed: int,
+        train: bool,
+        epoch: int = 0,
+        stream: int | None = None,
     ):
         self.sampler = sampler
+        # an independent stream of pairs per rank (train.rank_data="own"): [seed, e, k, stream]
+        self.stream = stream
         self.source = source
         self.length = length
         self.seed = seed
@@ -322,7 +331,8 @@ class PairDataset(torch.utils.data.Dataset):
     def __getitem__(self, k: int) -> dict:
         from .video import MediaError
 
-        rng = np.random.default_rng([self.seed, self.epoch, int(k)])
+        key = [self.seed, self.epoch, int(k)]
+        rng = np.random.default_rng(key if self.stream is None else [*key, self.stream])
         last_error = None
         for _ in range(8):
             spec = self.sampler.sample(rng)

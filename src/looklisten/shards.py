@@ -442,6 +442,10 @@ class ShardSet:
                 f"{held}: reshard with 'looklisten shard ... --preset {cfg.preset}'"
             )
 
+    def shard_of(self) -> dict[str, int]:
+        """Video path -> the number of the shard that holds it."""
+        return {path: r["shard"] for path, r in self._records.items()}
+
     def shards_of(self, videos: list[VideoEntry]) -> list[int]:
         return sorted({self._records[v.path]["shard"] for v in videos})
 

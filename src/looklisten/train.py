@@ -22,7 +22,10 @@ Several processes (``torchrun``, see looklisten.distributed): rank r of W
 computes the contiguous slice r of every global batch of ``train.batch_size``
 pairs, with batch norm statistics and gradients over the whole global batch,
 so W processes train like one (up to float summation order). Rank 0 alone
-writes files; the others wait for its checkpoints at a barrier.
+writes files; the others wait for its checkpoints at a barrier. With
+``train.rank_data = "own"`` the shards (or a raw folder's videos) are dealt to
+ranks instead and each rank draws its slice of every global batch from its own
+videos only (:func:`own_part`): each machine then needs only its ranks' shards.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from .dataset import VideoEntry, scan_folder
 from .distributed import (
     SINGLE,
     DistEnv,
+    all_gather_objects,
     all_reduce_sum,
     barrier,
     broadcast_flag,
@@ -82,13 +86,23 @@ class _GlobalBatches(torch.utils.data.Sampler):
     Step s covers the pairs ``(s % steps_per_epoch) * B + [0, B)`` of epoch
     ``s // steps_per_epoch``; rank r of W takes the contiguous slice
     ``[r B / W, (r + 1) B / W)`` of them, so the ranks' union is the global batch.
+    With ``own`` (train.rank_data="own") each rank indexes its own pairs:
+    step s is its pairs ``(s % steps_per_epoch) * B / W + [0, B / W)``.
     """
 
-    def __init__(self, start: int, stop: int, steps_per_epoch: int, batch: int, env: DistEnv):
+    def __init__(
+        self,
+        start: int,
+        stop: int,
+        steps_per_epoch: int,
+        batch: int,
+        env: DistEnv,
+        own: bool = False,
+    ):
         self.start, self.stop, self.spe = start, stop, steps_per_epoch
         self.local = batch // env.world_size
-        self.first = env.rank * self.local
-        self.batch = batch
+        self.first = 0 if own else env.rank * self.local
+        self.batch = self.local if own else batch
 
     def __iter__(self):
         for step in range(self.start, self.stop):
@@ -114,6 +128,43 @@ class _EpochPairs(torch.utils.data.Dataset):
         epoch, k = item
         self.pairs.set_epoch(epoch)
         return self.pairs[k]
+
+
+def own_part(
+    train_v: list[VideoEntry],
+    val_v: list[VideoEntry],
+    env: DistEnv,
+    shard_of: dict[str, int] | None = None,
+) -> tuple[list[VideoEntry], list[VideoEntry], list[int]]:
+    """This rank's training and validation videos when ``train.rank_data = "own"``.
+
+    With shards (``shard_of``: video path -> shard number) the shards are
+    dealt to ranks: the i-th shard of the sorted list goes to rank i mod W,
+    with its videos on both sides of the split. A raw folder deals videos the
+    same way (the i-th training video to rank i mod W; likewise validation).
+
+    Returns
+    -------
+    train, val, shards
+        The rank's videos and (with shards) its shard numbers.
+    """
+    W, r = env.world_size, env.rank
+    if shard_of is not None:
+        ids = sorted({shard_of[v.path] for v in train_v + val_v})
+        mine = set(ids[r::W])
+        train_v = [v for v in train_v if shard_of[v.path] in mine]
+        val_v = [v for v in val_v if shard_of[v.path] in mine]
+        shards, unit = sorted(mine), f"{len(ids)} shards"
+    else:
+        train_v, val_v, shards = train_v[r::W], val_v[r::W], []
+        unit = "the videos"
+    if len(train_v) < 2 or len(val_v) < 2:
+        raise ValueError(
+            f"train.rank_data=own: rank {r} of {W} got {len(train_v)} training and "
+            f"{len(val_v)} validation videos from {unit} (each rank needs 2 of each): "
+            "make more, smaller shards (looklisten shard --shard-size) or use train.rank_data=all"
+        )
+    return train_v, val_v, shards
 
 
 def _make_source(
@@ -235,6 +286,9 @@ class Trainer:
         self.history: list[dict] = []
         self.amp = t.amp and device.type == "cuda"
         self._val_loader: torch.utils.data.DataLoader | None = None
+        # set by from_folder: train.rank_data="own" in effect; all training / validation videos
+        self.own = False
+        self.total_videos = (len(train_set.sampler.videos), len(val_set.sampler.videos))
 
     # -- construction ------------------------------------------------------------
     @classmethod
@@ -291,8 +345,23 @@ class Trainer:
             )
         dev = pick_device(device)
         t = cfg.train
+        if t.rank_data not in ("all", "own"):
+            raise ValueError(f"unknown train.rank_data {t.rank_data!r} (all, own)")
+        own = t.rank_data == "own" and env.distributed
+        total_videos = (len(train_v), len(val_v))
+        if own:
+            shard_of = shards.shard_of() if shards is not None else None
+            train_v, val_v, mine = own_part(train_v, val_v, env, shard_of)
+            parts = all_gather_objects(
+                {"shards": mine, "train_videos": len(train_v), "val_videos": len(val_v)}, env
+            )
+            if main:
+                ranks = [{"rank": i, **p} for i, p in enumerate(parts)]
+                atomic_write_json(out / "ranks.json", {"rank_data": "own", "ranks": ranks})
         if shards is not None:
-            if shards.remote:  # one download per machine: local rank 0 first
+            if own:  # each rank copies only its own shards
+                shards.fetch(mine, progress=progress and main)
+            elif shards.remote:  # one download per machine: local rank 0 first
                 if env.local_rank:
                     barrier(env)
                 shards.fetch(progress=progress and main)
@@ -305,20 +374,30 @@ class Trainer:
             src_val = _make_source(manifest.root, val_v, cfg, cache, progress and main, env)
         if workers is None:
             workers = 0 if isinstance(src_train, MemorySource) else t.num_workers
+        share = env.world_size if own else 1  # "own": each rank's own pairs
+        stream = env.rank if own else None
         train_set = PairDataset(
             PairSampler(train_v, cfg.sampler, cfg.audio),
             src_train,
-            t.epoch_pairs,
+            t.epoch_pairs // share,
             t.seed,
             train=True,
+            stream=stream,
         )
         val_pairs = max(t.batch_size, t.val_pairs // t.batch_size * t.batch_size)
         val_set = PairDataset(
-            PairSampler(val_v, cfg.sampler, cfg.audio), src_val, val_pairs, t.seed, train=False
+            PairSampler(val_v, cfg.sampler, cfg.audio),
+            src_val,
+            val_pairs // share,
+            t.seed,
+            train=False,
+            stream=stream,
         )
         trainer = cls(
             cfg, out, train_set, val_set, dev, progress=progress, workers=workers, env=env
         )
+        trainer.own = own
+        trainer.total_videos = total_videos
         if resume:
             trainer.load(out)
         return trainer
@@ -409,8 +488,8 @@ class Trainer:
         self.model.eval()
         if self._val_loader is None:
             t = self.cfg.train
-            steps = len(self.val_set) // t.batch_size
-            sampler = _GlobalBatches(0, steps, steps, t.batch_size, self.env)
+            steps = len(self.val_set) * (self.env.world_size if self.own else 1) // t.batch_size
+            sampler = _GlobalBatches(0, steps, steps, t.batch_size, self.env, self.own)
             self._val_loader = _loader(self.val_set, sampler, self.workers, self.device)
         sums = torch.zeros(3, device=self.device, dtype=torch.float64)
         for batch in self._val_loader:
@@ -457,7 +536,9 @@ class Trainer:
         bar = tqdm(
             total=total, initial=self.step, desc="train", unit="step", disable=not self.progress
         )
-        sampler = _GlobalBatches(self.step, total, self.steps_per_epoch, t.batch_size, env)
+        sampler = _GlobalBatches(
+            self.step, total, self.steps_per_epoch, t.batch_size, env, self.own
+        )
         loader = _loader(self.train_set, sampler, self.workers, self.device)
         sums = torch.zeros(2, device=self.device, dtype=torch.float64)  # loss, correct
         seen, tick = 0, time.time()
@@ -523,9 +604,10 @@ class Trainer:
             "val_avc_accuracy": vals[-1]["val_avc_accuracy"] if vals else math.nan,
             "best_val_avc_accuracy": max((r["val_avc_accuracy"] for r in vals), default=math.nan),
             "stopped_by_time_budget": self.stopped_early,
-            "train_videos": len(self.train_set.sampler.videos),
-            "val_videos": len(self.val_set.sampler.videos),
+            "train_videos": self.total_videos[0],
+            "val_videos": self.total_videos[1],
             "processes": env.world_size,
+            "rank_data": "own" if self.own else "all",
         }
         if env.is_main:
             atomic_write_json(self.out / "metrics.json", summary)
