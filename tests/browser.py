@@ -48,6 +48,11 @@ FLAGS = (
     "--disable-dev-shm-usage",
     "--mute-audio",
     "--hide-scrollbars",
+    # no calls home: on a machine with no network they fail, many at a time
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
 )
 
 
