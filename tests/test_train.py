@@ -114,3 +114,46 @@ def test_tiny_l3_beats_chance_on_held_out_demo_clips(tmp_path_factory, monkeypat
     assert summary["val_videos"] >= 5
     # 1024 held-out pairs: chance is 0.5 with a standard deviation of 0.016
     assert summary["val_avc_accuracy"] > 0.6, summary
+
+
+def test_init_warm_starts_avol_from_an_ave_run(clips, tmp_path, monkeypatch):
+    """--init copies the trunks (and the audio branch) of another run; the rest starts fresh."""
+    from looklisten.checkpoint import init_weights, save_checkpoint
+    from looklisten.cli import main
+    from looklisten.models import create_model
+
+    monkeypatch.setenv("LOOKLISTEN_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(1)
+    ave_cfg = get_config("tiny", arch="ave")
+    save_checkpoint(tmp_path / "ave", create_model(ave_cfg), ave_cfg)
+    src = _weights(tmp_path / "ave")
+    avol = create_model(get_config("tiny", arch="avol"))
+    info = init_weights(avol, tmp_path / "ave", avol.cfg)
+    own = avol.state_dict()
+    assert any(k.startswith("vision.") for k in info["copied"])
+    assert "head.audio.fc1.weight" in info["copied"]  # the same audio branch in both heads
+    assert "head.calibration.weight" in info["kept"]
+    for k in info["copied"]:
+        assert torch.equal(own[k], src[k]), k
+    # another audio frontend: refused with the reason
+    small = create_model(get_config("small", arch="avol"))
+    with pytest.raises(ValueError, match="audio frontend"):
+        init_weights(small, tmp_path / "ave", small.cfg)
+    # through the CLI; the run records where it started from
+    args = [
+        "train",
+        str(clips),
+        "--model",
+        "avol",
+        "--preset",
+        "tiny",
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    args += ["--init", str(tmp_path / "ave"), "--quiet", "--epochs", "1"]
+    for k, v in SMALL_RUN.items():
+        if k != "train.epochs":
+            args += ["--set", f"{k}={v}"]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert summary["init"] == str((tmp_path / "ave").resolve())

@@ -93,6 +93,37 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
         )
 
 
+def init_weights(model: torch.nn.Module, path: str | os.PathLike, cfg: Config) -> dict[str, Any]:
+    """Warm-start ``model`` from another run: copy every tensor whose name and shape match.
+
+    For fine-tuning one head from another's trunks (an AVOL-Net from an
+    AVE-Net: both trunks and the audio branch carry over; the vision head is
+    new). The audio frontends must agree (the audio trunk's weights mean
+    nothing on another spectrogram); image sizes may differ (the trunks are
+    fully convolutional).
+
+    Returns
+    -------
+    dict
+        ``from`` (the checkpoint), ``copied`` and ``kept`` (parameter names
+        copied / left at their initial values).
+    """
+    ckpt = resolve(path)
+    src_cfg = load_config(ckpt)
+    if src_cfg.audio != cfg.audio:
+        raise ValueError(
+            f"{ckpt}: its audio frontend ({src_cfg.audio}) differs from this run's "
+            f"({cfg.audio}); warm-start from a run of the same preset"
+        )
+    weights = load_file(str(ckpt / "model.safetensors"))
+    own = model.state_dict()
+    take = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    if not any(k.startswith(("vision.", "audio.")) for k in take):
+        raise ValueError(f"{ckpt}: no trunk weights match this model's")
+    model.load_state_dict(take, strict=False)
+    return {"from": str(ckpt), "copied": sorted(take), "kept": sorted(set(own) - set(take))}
+
+
 def load_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) -> None:
     ckpt = resolve(path)
     meta = load_state(ckpt)["optimizer"]

@@ -64,6 +64,8 @@ def _config(args):
         over["train.compile"] = True
     if getattr(args, "rank_data", None):
         over["train.rank_data"] = args.rank_data
+    if getattr(args, "init", None):
+        over["train.init"] = str(Path(args.init).resolve())
     return get_config(args.preset, arch=args.model, **over)
 
 
@@ -202,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     model_opts(sp, "small")
     sp.add_argument(
         "--compile", action="store_true", help="torch.compile the model (train.compile)"
+    )
+    sp.add_argument(
+        "--init",
+        metavar="RUN",
+        help="warm start: copy the weights of another run whose names and shapes match "
+        "(e.g. an AVOL-Net from an AVE-Net's trunks; same audio frontend) (train.init)",
     )
     sp.add_argument(
         "--rank-data",

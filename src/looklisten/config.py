@@ -196,6 +196,10 @@ class TrainConfig:
     # fetches, reads and samples only its own (negatives from its other videos),
     # for data sets larger than one machine's disk.
     rank_data: str = "all"
+    # Warm start: a run (or checkpoint) whose matching weights initialise this
+    # run's model (looklisten.checkpoint.init_weights), e.g. an AVOL-Net from an
+    # AVE-Net's trunks. "" = random initialisation (the papers).
+    init: str = ""
     # Parameter dtype: "float32", or "float64" for numerical checks (e.g. that
     # several processes train like one: float32 results depend on summation order).
     dtype: str = "float32"

@@ -43,6 +43,7 @@ import torch
 
 from .audio import random_gain
 from .checkpoint import (
+    init_weights,
     load_config,
     load_optimizer,
     load_state,
@@ -267,6 +268,15 @@ class Trainer:
         if self.dtype != torch.float32:  # the spectrogram frontend computes in float32
             self.model.audio.register_forward_pre_hook(
                 lambda module, args: tuple(a.to(self.dtype) for a in args)
+            )
+        self.init_info = None
+        if t.init:  # before wrapping; a resumed run then loads its own checkpoint over it
+            self.init_info = init_weights(self.model, t.init, cfg)
+            log.info(
+                "initialised %d tensors from %s (%d kept)",
+                len(self.init_info["copied"]),
+                self.init_info["from"],
+                len(self.init_info["kept"]),
             )
         if env.distributed:
             self.model = sync_batchnorm(self.model, device)
@@ -608,6 +618,7 @@ class Trainer:
             "val_videos": self.total_videos[1],
             "processes": env.world_size,
             "rank_data": "own" if self.own else "all",
+            "init": self.cfg.train.init or None,
         }
         if env.is_main:
             atomic_write_json(self.out / "metrics.json", summary)
