@@ -260,6 +260,12 @@ def test_eval_localization_json(avol_run, demo, tmp_path, capsys):
     # The whole-image baseline predicts every pixel: cIoU = box share of the frame.
     assert 0.0 < res["baselines"]["whole_image"]["mean_ciou"] < 0.5  # = box share of the frame
     assert res["chance"]["two_object_accuracy"] == 0.5
+    # the breakdown by objects shown partitions the samples
+    parts = [p for p in res["by_objects"].values() if p is not None]
+    assert sum(p["samples"] for p in parts) == res["samples"]
+    for p in parts:
+        assert set(p) == {"samples", "avol", *res["baselines"]}
+        assert set(p["avol"]) == {"ciou@0.5", "auc", "pointing"}
     assert len(res["overlays"]) == 2 and all(Path(p).is_file() for p in res["overlays"])
 
 

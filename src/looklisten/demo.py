@@ -5,7 +5,8 @@ What it does, in order (each step's output lands in ``OUT``)::
     DATA/                    demo clips (built if absent; see looklisten.demo_data)
     OUT/l3/                  an L3-Net run (AVC task)               -> metrics.json, checkpoint/
     OUT/ave/                 an AVE-Net run (cross-modal embeddings)
-    OUT/avol/                an AVOL-Net run (localisation)
+    OUT/avol/                an AVOL-Net run (localisation), warm-started from
+                             the AVE-Net's trunks (``train --init``)
     OUT/ave/eval/retrieval.json       nDCG@30 / recall@k of AVE-Net, random, L3 (+CCA)
     OUT/avol/eval/localization.json   cIoU / AUC / pointing of AVOL-Net and trivial baselines
     OUT/overlays/*.png, *.mp4         AVOL-Net heatmaps over held-out frames, and one
@@ -118,6 +119,8 @@ def run_demo(
     for arch in models:
         over = {"train.seed": seed, **(overrides or {})}
         over.setdefault("train.epochs", epochs or DEMO_EPOCHS.get(arch))
+        if arch == "avol" and "ave" in runs:  # warm start from the AVE-Net's trunks
+            over.setdefault("train.init", str(runs["ave"].resolve()))
         cfg = get_config(preset, arch=arch, **{k: v for k, v in over.items() if v is not None})
         runs[arch] = out / arch
         s = _train_or_reuse(data, runs[arch], cfg, time_budget, progress)
