@@ -27,6 +27,14 @@ def test_demo_trains_three_models_evaluates_and_writes_overlays(tmp_path, capsys
     # the AVOL run used the tiny preset's per-head input size
     cfg = json.loads((out / "avol" / "checkpoint" / "config.json").read_text())
     assert cfg["vision"]["image_size"] == 128
+    # ... warm-started from the AVE-Net's trunks
+    assert summary["runs"]["avol"]["init"] == str((out / "ave").resolve())
+    # L3's linear probes (with baselines) and unit galleries, for the report
+    for modality in ("audio", "image"):
+        probe = json.loads((out / "l3" / "eval" / f"probe_{modality}.json").read_text())
+        assert {"random_weights", "handmade", "majority"} <= set(probe["baselines"])
+        assert summary["probes"][modality]["model"] == probe["accuracy"]["mean"]
+    assert (out / "l3" / "eval" / "units.json").is_file()
     # evaluations saved beside their runs, with baselines
     ret = json.loads((out / "ave" / "eval" / "retrieval.json").read_text())
     assert "random" in ret and "l3" in ret

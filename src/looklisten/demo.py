@@ -150,11 +150,27 @@ def run_demo(
         summary["overlays"] = str(overlays)
         if video:
             summary["overlay_video"] = str(video)
+    if "l3" in runs:  # L3's transfer experiments and what its units learned (for the report)
+        from .eval_probe import evaluate_probe, save_result
+        from .eval_units import evaluate_units
+
+        print("linear probes and unit galleries of the L3-Net on the demo labels ...")
+        summary["probes"] = {}
+        for modality in ("audio", "image"):
+            res = evaluate_probe(data, runs["l3"], modality=modality)
+            save_result(runs["l3"], f"probe_{modality}.json", res)
+            summary["probes"][modality] = _probe_line(res)
+        save_result(runs["l3"], "units.json", evaluate_units(data, runs["l3"]))
     report = _write_report(out, runs, data)
     if report:
         summary["report"] = str(report)
     atomic_write_json(out / "metrics.json", summary)
     return summary
+
+
+def _probe_line(res: dict) -> dict[str, Any]:
+    """Mean probe accuracies: the network's and its baselines'."""
+    return {"model": res["accuracy"]["mean"], **{k: v["mean"] for k, v in res["baselines"].items()}}
 
 
 def _write_report(out: Path, runs: dict[str, Path], data: Path) -> Path | None:
