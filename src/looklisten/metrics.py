@@ -485,7 +485,7 @@ def cca_align(
     aud_feat_train: np.ndarray,
     dim: int = 128,
     *,
-    max_iter: int = 500,
+    max_iter: int = 5000,
     tol: float = 1e-6,
     normalize: bool = True,
 ) -> CCAAlign:
@@ -505,7 +505,9 @@ def cca_align(
     dim : int
         Shared dimension; clamped (with a warning) to ``min(N - 1, P, R)``.
     max_iter, tol
-        Passed to :class:`sklearn.cross_decomposition.CCA`.
+        Passed to :class:`sklearn.cross_decomposition.CCA` (its NIPALS stopped
+        at 500 iterations before converging on some components of the demo's
+        L3-Net features, a handicap for the baseline; 5000 lets them converge).
     normalize : bool
         L2-normalise the projections.
 
