@@ -3,7 +3,8 @@
 For each preset this measures, in one run on this machine:
 
 * **loader pairs/s**: the real data path alone (a ``PairDataset`` over a
-  ``MemorySource`` or a ``FileSource`` of demo clips, batched by a
+  ``MemorySource``, a ``FileSource`` or the ``ShardSource`` of shards written
+  from demo clips (``--loader memory|files|shards``), batched by a
   ``DataLoader`` with ``--workers`` processes), worker start-up excluded;
 * **train pairs/s**: one training step as ``looklisten train`` does it
   (vision crop / flip / jitter of uint8 frames, audio gain, forward with the
@@ -280,6 +281,13 @@ def bench_loader(preset: str, args, data: Path, device: torch.device) -> dict:
         source = MemorySource(
             man.root, man.videos, cfg, workers=os.cpu_count() or 1, progress=False
         )
+    elif args.loader == "shards":  # written once per preset (setup time), then memory-mapped
+        from looklisten.shards import ShardSet, shard_folder
+
+        out = Path(tempfile.mkdtemp(prefix=f"shards-{preset}-"))
+        shard_folder(data, out, cfg, workers=os.cpu_count() or 1, progress=False)
+        shards = ShardSet.open(out)
+        source = shards.source(man.videos, cfg)
     else:
         source = FileSource(man.root, man.videos, cfg)
     preload = time.perf_counter() - t0
@@ -310,6 +318,11 @@ def bench_loader(preset: str, args, data: Path, device: torch.device) -> dict:
         n = sum(len(b["label"]) for b in it)
         rate = n / (time.perf_counter() - t0)
         del it  # the workers exit
+    if args.loader == "shards":
+        import shutil
+
+        del loader, ds, source
+        shutil.rmtree(out, ignore_errors=True)
     return {
         "source": args.loader,
         "workers": args.workers,
@@ -385,7 +398,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
     ap.add_argument("--fused-adam", action="store_true", help="Adam(fused=True)")
     ap.add_argument("--no-amp", action="store_true", help="fp32 on CUDA too")
-    ap.add_argument("--loader", choices=("memory", "files", "none"), default="memory")
+    ap.add_argument("--loader", choices=("memory", "files", "shards", "none"), default="memory")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers of the loader")
     ap.add_argument("--loader-batch", type=int, default=64)
     ap.add_argument("--loader-pairs", type=int, default=512)
