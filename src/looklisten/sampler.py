@@ -209,9 +209,6 @@ class MemorySource:
         workers: int = 2,
         progress: bool = True,
     ):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         from tqdm.auto import tqdm
 
         self.videos = videos
@@ -233,11 +230,9 @@ class MemorySource:
         self.flows: list[np.ndarray | None] = [None] * len(jobs)
         self.flow_seconds = 0.0
         bar = tqdm(total=len(jobs), desc="decode", unit="video", disable=not progress)
-        # spawned, not forked: forking a process whose torch / OpenCV thread pools
-        # have run crashed the workers (BrokenProcessPool) when MF and OF models
-        # were trained one after the other in one process
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max(1, workers), mp_context=ctx) as ex:
+        from .pool import process_pool
+
+        with process_pool(workers) as ex:  # spawned (see looklisten.pool)
             for i, (fr, tr, fl, sec) in enumerate(ex.map(_decode_all, jobs, chunksize=2)):
                 self.frames[i], self.tracks[i], self.flows[i] = fr, tr, fl
                 self.flow_seconds += sec

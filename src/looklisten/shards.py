@@ -44,7 +44,6 @@ import os
 import tarfile
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -179,7 +178,9 @@ def _imap_bounded(fn: Callable, jobs: list, workers: int, ahead: int):
     if workers <= 1:
         yield from map(fn, jobs)
         return
-    with ProcessPoolExecutor(workers) as ex:
+    from .pool import process_pool
+
+    with process_pool(workers) as ex:  # spawned (see looklisten.pool)
         pending: deque = deque()
         it = iter(jobs)
         for job in it:
