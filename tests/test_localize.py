@@ -267,6 +267,11 @@ def test_eval_localization_json(avol_run, demo, tmp_path, capsys):
         assert set(p) == {"samples", "avol", *res["baselines"]}
         assert set(p["avol"]) == {"ciou@0.5", "auc", "pointing"}
     assert len(res["overlays"]) == 2 and all(Path(p).is_file() for p in res["overlays"])
+    assert json.loads((avol_run / "eval" / "localization.json").read_text()) == res
+    # --no-save leaves the run alone
+    (avol_run / "eval" / "localization.json").unlink()
+    assert main(args + ["--times", "1", "--quiet", "--max-clips", "1", "--no-save"]) == 0
+    assert not (avol_run / "eval").joinpath("localization.json").exists()
 
 
 def test_eval_uses_held_out_clips_of_the_training_folder(avol, demo, tmp_path, capsys):

@@ -1,9 +1,10 @@
 import json
+import shutil
 
 import pytest
 import torch
 
-from looklisten.checkpoint import load_config, load_model, save_checkpoint
+from looklisten.checkpoint import load_config, load_model, run_dir, save_checkpoint, save_eval
 from looklisten.config import ARCHS, Config, get_config, list_presets
 from looklisten.losses import AVCLoss
 from looklisten.models import create_model
@@ -134,6 +135,22 @@ def test_checkpoint_round_trip(tmp_path):
     siblings = [p.name for p in (tmp_path / "run").iterdir()]
     assert siblings.count("checkpoint") == 1
     assert len([s for s in siblings if s.startswith(".checkpoint")]) == 1  # the live version only
+
+
+def test_evaluations_are_saved_in_the_run_whichever_path_names_it(tmp_path):
+    cfg = get_config("tiny", arch="l3")
+    run = tmp_path / "run"
+    save_checkpoint(run, create_model(cfg), cfg)
+    assert run_dir(run) == run and run_dir(run / "checkpoint") == run
+    # a checkpoint folder copied on its own is its own run
+    alone = tmp_path / "shared-model"
+    shutil.copytree(run / "checkpoint", alone)
+    assert run_dir(alone) == alone
+    path = save_eval(run / "checkpoint", "retrieval.json", {"b": 1, "a": 2})
+    assert path == run / "eval" / "retrieval.json"
+    assert json.loads(path.read_text()) == {"b": 1, "a": 2}
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        run_dir(tmp_path / "nothing")
 
 
 def test_embedding_does_not_load_training_code():

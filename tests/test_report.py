@@ -334,7 +334,7 @@ def real_report(tmp_path_factory):
         small += ["--quiet", "--set", "sampler.val_fraction=0.5", "--set", "train.val_pairs=64"]
         for arch in ("ave", "avol"):
             cli("train", data, "--model", arch, "--out", tmp / arch, *small)
-        loc = ["--save", "--quiet", "--times", 2]
+        loc = ["--quiet", "--times", 2]
         cli("eval", "localization", data, "--checkpoint", tmp / "avol", *loc)
         units = ["--units", 2, "--top", 3, "--quiet"]
         cli("eval", "units", data, "--checkpoint", tmp / "ave", *units)

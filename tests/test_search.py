@@ -260,6 +260,7 @@ def test_eval_retrieval_json_with_baselines(demo, ckpt, l3_ckpt, capsys):
     )
     assert rc == 0
     res = json.loads(capsys.readouterr().out)  # exactly one JSON object
+    assert json.loads((ckpt / "eval" / "retrieval.json").read_text()) == res  # for the report
     metrics = {"ndcg@30", "recall@1", "recall@5", "recall@10"}
     for block in (res["scores"], res["random"], res["l3"]["raw"], res["l3"]["cca"]):
         for d in DIRECTIONS:

@@ -25,6 +25,8 @@ from .config import Config
 from .fileio import atomic_dir
 
 CHECKPOINT_DIR = "checkpoint"
+#: Evaluations of a run are saved in RUN/eval/, where ``looklisten report`` reads them.
+EVAL_DIR = "eval"
 
 
 def resolve(path: str | os.PathLike) -> Path:
@@ -35,6 +37,30 @@ def resolve(path: str | os.PathLike) -> Path:
     if (p / CHECKPOINT_DIR / "config.json").is_file():
         return p / CHECKPOINT_DIR
     raise FileNotFoundError(f"{p}: no checkpoint here (expected config.json and model.safetensors)")
+
+
+def run_dir(path: str | os.PathLike) -> Path:
+    """The run directory behind a run or checkpoint path.
+
+    ``RUN`` -> ``RUN``; ``RUN/checkpoint`` (or a checkpoint directory next to a
+    ``split.json``) -> ``RUN``; a stand-alone checkpoint directory -> itself.
+    """
+    p = Path(path)
+    ckpt = resolve(p)
+    if ckpt != p:  # p holds RUN/checkpoint
+        return p
+    if p.name == CHECKPOINT_DIR or (p.parent / "split.json").is_file():
+        return Path(os.path.abspath(p)).parent  # the link itself, not its versioned target
+    return p
+
+
+def save_eval(path: str | os.PathLike, name: str, result: dict) -> Path:
+    """Write an evaluation's JSON to ``RUN/eval/<name>`` atomically; return the path."""
+    from .fileio import atomic_write_text
+
+    out = run_dir(path) / EVAL_DIR / name
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    return out
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

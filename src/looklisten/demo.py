@@ -133,12 +133,14 @@ def run_demo(
         summary["val_avc_accuracy"] = summary["runs"][first]["val_avc_accuracy"]
         summary["val_avc_accuracy_model"] = first
 
+    from .checkpoint import save_eval
+
     if "ave" in runs:
         from .eval_retrieval import evaluate_retrieval
 
         print("evaluating cross-modal retrieval on held-out clips ...")
         res = evaluate_retrieval(data, runs["ave"], baseline_checkpoint=runs.get("l3"))
-        atomic_write_json(runs["ave"] / "eval" / "retrieval.json", res)
+        save_eval(runs["ave"], "retrieval.json", res)
         summary["retrieval"] = res.get("cross_modal_ndcg", res.get("scores"))
     if "avol" in runs:
         from .eval_localization import evaluate_localization
@@ -146,23 +148,23 @@ def run_demo(
         print("evaluating localisation on held-out clips and writing overlays ...")
         overlays = out / "overlays"
         res = evaluate_localization(data, runs["avol"], png_dir=overlays, png_count=OVERLAY_PNGS)
-        atomic_write_json(runs["avol"] / "eval" / "localization.json", res)
+        save_eval(runs["avol"], "localization.json", res)
         summary["localization"] = {"avol": res["avol"], "baselines": res["baselines"]}
         video = _overlay_video(data, runs["avol"], overlays)
         summary["overlays"] = str(overlays)
         if video:
             summary["overlay_video"] = str(video)
     if "l3" in runs:  # L3's transfer experiments and what its units learned (for the report)
-        from .eval_probe import evaluate_probe, save_result
+        from .eval_probe import evaluate_probe
         from .eval_units import evaluate_units
 
         print("linear probes and unit galleries of the L3-Net on the demo labels ...")
         summary["probes"] = {}
         for modality in ("audio", "image"):
             res = evaluate_probe(data, runs["l3"], modality=modality)
-            save_result(runs["l3"], f"probe_{modality}.json", res)
+            save_eval(runs["l3"], f"probe_{modality}.json", res)
             summary["probes"][modality] = _probe_line(res)
-        save_result(runs["l3"], "units.json", evaluate_units(data, runs["l3"]))
+        save_eval(runs["l3"], "units.json", evaluate_units(data, runs["l3"]))
     report = _write_report(out, runs, data)
     if report:
         summary["report"] = str(report)

@@ -94,15 +94,6 @@ FIXED_THRESHOLD = 0.5
 # ---------------------------------------------------------------------------
 
 
-def _run_dir(checkpoint: str | os.PathLike) -> Path:
-    from .checkpoint import CHECKPOINT_DIR, resolve
-
-    ckpt = resolve(checkpoint)
-    if (ckpt.parent / "split.json").is_file() or ckpt.name == CHECKPOINT_DIR:
-        return ckpt.parent
-    return Path(checkpoint)
-
-
 def _training_root(run: Path) -> Path | None:
     manifest = run / "manifest.jsonl"
     if not manifest.is_file():
@@ -137,7 +128,9 @@ def select_clips(
     """
     if split not in ("auto", "val", "all"):
         raise ValueError(f"split must be 'auto', 'val' or 'all', got {split!r}")
-    run = _run_dir(checkpoint)
+    from .checkpoint import run_dir
+
+    run = run_dir(checkpoint)
     split_file = run / "split.json"
     if split == "auto":
         root = _training_root(run)
@@ -491,10 +484,10 @@ def cmd_eval_localization(args) -> int:
         png_count=args.png_count,
         progress=not args.quiet,
     )
-    if args.save:  # where 'looklisten report' looks
-        from .fileio import atomic_write_json
+    if not args.no_save:  # where 'looklisten report' looks
+        from .checkpoint import save_eval
 
-        atomic_write_json(_run_dir(args.checkpoint) / "eval" / "localization.json", result)
+        save_eval(args.checkpoint, "localization.json", result)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -538,6 +531,8 @@ def add_eval_cli(eval_subparsers) -> None:
     sp.add_argument("--png-count", type=int, default=12, help="how many overlays (default 12)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp.add_argument(
-        "--save", action="store_true", help="also write RUN/eval/localization.json (for the report)"
+        "--no-save",
+        action="store_true",
+        help="do not write RUN/eval/localization.json (the report's)",
     )
     sp.set_defaults(func=cmd_eval_localization)

@@ -384,21 +384,6 @@ Labels: DATA/annotations.jsonl (demo data: the object heard at the item's time),
 """
 
 
-def _save_path(checkpoint, name: str) -> Path:
-    from .eval_retrieval import _run_dir
-
-    return _run_dir(checkpoint) / "eval" / name
-
-
-def save_result(checkpoint, name: str, result: dict) -> Path:
-    """Write ``result`` to ``RUN/eval/<name>`` atomically; return the path."""
-    from .fileio import atomic_write_text
-
-    path = _save_path(checkpoint, name)
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
-    return path
-
-
 def cmd_eval_probe(args) -> int:
     result = evaluate_probe(
         args.data,
@@ -415,7 +400,9 @@ def cmd_eval_probe(args) -> int:
         progress=not args.quiet and sys.stderr.isatty(),
     )
     if not args.no_save:
-        save_result(args.checkpoint, f"probe_{args.modality}.json", result)
+        from .checkpoint import save_eval
+
+        save_eval(args.checkpoint, f"probe_{args.modality}.json", result)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -159,19 +159,11 @@ def _read_label_csv(path: Path) -> dict[str, str]:
 # ---------------------------------------------------------------------------
 
 
-def _run_dir(checkpoint: str | os.PathLike) -> Path:
-    from .checkpoint import resolve
-
-    p = Path(checkpoint)
-    if (p / "split.json").is_file():
-        return p
-    # RUN/checkpoint (a link to a versioned sibling; not resolved): the run is its parent.
-    return Path(os.path.abspath(resolve(checkpoint))).parent
-
-
 def _run_split(checkpoint) -> tuple[Path | None, dict | None]:
     """(training data root, split.json) of the run behind a checkpoint, if known."""
-    run = _run_dir(checkpoint)
+    from .checkpoint import run_dir
+
+    run = run_dir(checkpoint)
     split_path, manifest = run / "split.json", run / "manifest.jsonl"
     if not split_path.is_file():
         return None, None
@@ -514,8 +506,10 @@ def cmd_eval_retrieval(args) -> int:
 
     if args.out:
         atomic_write_text(args.out, text + "\n")
-    if args.save:  # where 'looklisten report' looks
-        atomic_write_text(_run_dir(args.checkpoint) / "eval" / "retrieval.json", text + "\n")
+    if not args.no_save:  # where 'looklisten report' looks
+        from .checkpoint import save_eval
+
+        save_eval(args.checkpoint, "retrieval.json", result)
     print(text)
     return 0
 
@@ -545,7 +539,7 @@ def add_eval_cli(eval_subparsers) -> None:
     sp.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     sp.add_argument("--out", metavar="FILE.json", help="also write the JSON here")
     sp.add_argument(
-        "--save", action="store_true", help="also write RUN/eval/retrieval.json (for the report)"
+        "--no-save", action="store_true", help="do not write RUN/eval/retrieval.json (the report's)"
     )
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
     sp.set_defaults(func=cmd_eval_retrieval)

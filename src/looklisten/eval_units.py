@@ -253,8 +253,8 @@ def evaluate_units(
     dict
         JSON-able (see the module docstring).
     """
+    from .checkpoint import EVAL_DIR, run_dir
     from .embed import get_model
-    from .eval_probe import _save_path
     from .eval_retrieval import Labels
     from .features import center_crop, check_layer
     from .fileio import atomic_write_bytes
@@ -266,7 +266,7 @@ def evaluate_units(
         raise NotADirectoryError(f"{data}: not a folder")
     model = get_model(checkpoint, device)
     cfg = model.cfg
-    out_dir = Path(out_dir) if out_dir is not None else _save_path(checkpoint, "units")
+    out_dir = Path(out_dir) if out_dir is not None else run_dir(checkpoint) / EVAL_DIR / "units"
     rel_base = out_dir.parent
     lab = Labels(data, labels)
     result: dict[str, Any] = {
@@ -409,7 +409,7 @@ units: spectrogram PNGs with the map and WAV snippets), and prints one JSON obje
 
 
 def cmd_eval_units(args) -> int:
-    from .eval_probe import save_result
+    from .checkpoint import save_eval
 
     out_dir = None
     if args.no_save:
@@ -430,7 +430,7 @@ def cmd_eval_units(args) -> int:
         progress=not args.quiet and sys.stderr.isatty(),
     )
     if not args.no_save:
-        save_result(args.checkpoint, "units.json", result)
+        save_eval(args.checkpoint, "units.json", result)
     else:
         result["gallery_dir"] = str(out_dir)
     print(json.dumps(result, indent=2))

@@ -50,7 +50,6 @@ __all__ = ["write_report", "render_report", "load_run", "EVAL_FILES", "add_cli"]
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "report.html"
-EVAL_DIR = "eval"
 #: Sounds in the page are resampled to at most this rate (WAV data URIs stay small).
 AUDIO_RATE_CAP = 16000
 #: Retrieval examples: queries per direction, hits per query, held-out videos embedded.
@@ -69,12 +68,12 @@ UNIT_ITEMS = 5
 EVAL_FILES: dict[str, tuple[str, str, tuple[str, ...] | None]] = {
     "retrieval": (
         "Cross-modal retrieval",
-        "looklisten eval retrieval {data} --checkpoint {run} --baseline-checkpoint L3RUN --save",
+        "looklisten eval retrieval {data} --checkpoint {run} --baseline-checkpoint L3RUN",
         ("ave",),
     ),
     "localization": (
         "Localisation",
-        "looklisten eval localization {data} --checkpoint {run} --save",
+        "looklisten eval localization {data} --checkpoint {run}",
         ("avol",),
     ),
     "probe_audio": (
@@ -908,6 +907,8 @@ def _eval_probe(res: dict[str, Any]) -> str:
 
 def _evals(run: dict[str, Any]) -> str:
     """The evaluations in RUN/eval; the missing ones listed with their commands."""
+    from .checkpoint import EVAL_DIR
+
     base = run["path"] / EVAL_DIR
     parts, missing = [], []
     for stem, (title, cmd, archs) in EVAL_FILES.items():
