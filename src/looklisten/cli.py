@@ -316,6 +316,61 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_eval_parser(
+    eval_subparsers,
+    name: str,
+    *,
+    func,
+    help: str,
+    description: str,
+    data_help: str,
+    checkpoint_help: str | None = "run or checkpoint dir",
+    saves: str,
+    batch_size: int | None = 64,
+) -> argparse.ArgumentParser:
+    """One ``looklisten eval NAME`` subcommand with the options every evaluation shares.
+
+    DATA, ``--checkpoint`` (unless ``checkpoint_help`` is None), ``--batch-size``,
+    ``--device``, ``--quiet`` and ``--no-save`` (``saves`` names what it skips);
+    the module adds its own options to the returned parser.
+    """
+    sp = eval_subparsers.add_parser(
+        name,
+        help=help,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sp.add_argument("data", metavar="DATA", help=data_help)
+    if checkpoint_help is not None:
+        sp.add_argument("--checkpoint", required=True, metavar="RUN", help=checkpoint_help)
+    if batch_size is None:
+        sp.add_argument("--batch-size", type=int, help="items per batch (default: the preset's)")
+    else:
+        sp.add_argument(
+            "--batch-size", type=int, default=batch_size, help=f"items per batch ({batch_size})"
+        )
+    sp.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    sp.add_argument("--no-save", action="store_true", help=f"do not write {saves}")
+    sp.set_defaults(func=func)
+    return sp
+
+
+def show_progress(args) -> bool:
+    """Progress bars unless ``--quiet`` or stderr is not a terminal."""
+    return not args.quiet and sys.stderr.isatty()
+
+
+def finish_eval(args, result: dict, name: str | None = None) -> int:
+    """Save an evaluation to ``RUN/eval/<name>`` (unless ``--no-save``) and print its JSON."""
+    if name is not None and not args.no_save:
+        from .checkpoint import save_eval
+
+        save_eval(args.checkpoint, name, result)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 # One entry per module; keep one name per line (several people extend these).
 COMMAND_MODULES = (
     "embed",

@@ -459,8 +459,19 @@ def _write_overlays(png_dir: Path, shown: list[dict[str, Any]], count: int) -> l
 # ---------------------------------------------------------------------------
 
 
+LOCALIZATION_HELP = """\
+Evaluate an AVOL-Net checkpoint on annotated clips (make-demo-data): cIoU@0.5,
+AUC, mean cIoU, pointing accuracy and which-of-two-objects accuracy, with the
+centre-prior, whole-image and random-map baselines on the same samples. Uses
+the run's held-out clips when DATA is its training folder, else all clips.
+Prints one JSON object (its 'protocol' field says how heatmaps are binarised).
+"""
+
+
 def cmd_eval_localization(args) -> int:
     """``looklisten eval localization``: print the JSON of :func:`evaluate_localization`."""
+    from .cli import finish_eval, show_progress
+
     threshold: str | float = args.threshold
     if threshold not in ("median", "lvs"):
         try:
@@ -482,31 +493,26 @@ def cmd_eval_localization(args) -> int:
         device=args.device,
         png_dir=args.png_dir,
         png_count=args.png_count,
-        progress=not args.quiet,
+        progress=show_progress(args),
     )
-    if not args.no_save:  # where 'looklisten report' looks
-        from .checkpoint import save_eval
-
-        save_eval(args.checkpoint, "localization.json", result)
-    print(json.dumps(result, indent=2))
-    return 0
+    return finish_eval(args, result, "localization.json")
 
 
 def add_eval_cli(eval_subparsers) -> None:
     """Register ``localization`` on the ``looklisten eval`` subparsers object."""
-    sp = eval_subparsers.add_parser(
+    from .cli import add_eval_parser
+
+    sp = add_eval_parser(
+        eval_subparsers,
         "localization",
+        func=cmd_eval_localization,
         help="AVOL-Net localisation on annotated demo clips vs trivial baselines (JSON)",
-        description=(
-            "Evaluate an AVOL-Net checkpoint on annotated clips (make-demo-data): cIoU@0.5, "
-            "AUC, mean cIoU, pointing accuracy and which-of-two-objects accuracy, with the "
-            "centre-prior, whole-image and random-map baselines on the same samples. Uses the "
-            "run's held-out clips when DATA is its training folder, else all clips. Prints "
-            "one JSON object (its 'protocol' field says how heatmaps are binarised)."
-        ),
+        description=LOCALIZATION_HELP,
+        data_help="folder with clips and annotations.jsonl",
+        checkpoint_help="AVOL-Net run or checkpoint",
+        saves="RUN/eval/localization.json (the report's)",
+        batch_size=32,
     )
-    sp.add_argument("data", metavar="DATA", help="folder with clips and annotations.jsonl")
-    sp.add_argument("--checkpoint", required=True, metavar="RUN", help="AVOL-Net run or checkpoint")
     sp.add_argument(
         "--split",
         choices=["auto", "val", "all"],
@@ -525,14 +531,5 @@ def add_eval_cli(eval_subparsers) -> None:
     )
     sp.add_argument("--max-clips", type=int, help="only the first N clips")
     sp.add_argument("--seed", type=int, default=0, help="seed of the random-map baseline")
-    sp.add_argument("--batch-size", type=int, default=32)
-    sp.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     sp.add_argument("--png-dir", metavar="DIR", help="write overlays of some samples here")
     sp.add_argument("--png-count", type=int, default=12, help="how many overlays (default 12)")
-    sp.add_argument("--quiet", action="store_true", help="no progress bar")
-    sp.add_argument(
-        "--no-save",
-        action="store_true",
-        help="do not write RUN/eval/localization.json (the report's)",
-    )
-    sp.set_defaults(func=cmd_eval_localization)

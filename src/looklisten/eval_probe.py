@@ -20,7 +20,7 @@ Every file under DATA that can give the modality (videos, and audio files or
 pictures) gives items every ``--hop`` seconds: the 1 s audio windows inside the
 file (centres 0.5, 0.5 + hop, ...) or the frames shown at those times (a
 picture gives one item). Labels: the demo data's ``annotations.jsonl`` (the
-object heard at the item's time), a CSV ``file,label`` (``--csv``, or
+object heard at the item's time), a CSV ``file,label`` (``--labels``, or
 ``labels.csv`` in DATA) or the sub-folder of DATA holding the file
 (:class:`looklisten.eval_retrieval.Labels`); items without a label are dropped.
 Every file is used (the network never saw a label, and the probe's folds keep
@@ -29,10 +29,8 @@ files apart).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -233,7 +231,7 @@ def evaluate_probe(
     layer: str | None = None,
     classifier: str = "svm",
     folds: int = 5,
-    csv: str | os.PathLike | None = None,
+    labels: str | os.PathLike | None = None,
     hop: float = 1.0,
     seed: int = 0,
     batch_size: int = 64,
@@ -254,7 +252,7 @@ def evaluate_probe(
     classifier : "svm" or "logreg"
     folds : int
         Cross-validation folds, grouped by file.
-    csv : path-like, optional
+    labels : path-like, optional
         Labels (``file,label``) or an annotations.jsonl.
     hop : float
         Seconds between items in a file.
@@ -288,7 +286,7 @@ def evaluate_probe(
     layer = check_layer(model, modality, layer)
     dev = next(model.parameters()).device
     rnd = random_model(cfg, dev)
-    lab = Labels(data, csv)
+    lab = Labels(data, labels)
     files = media_files(data, modality)
     if not files:
         raise ValueError(f"{data}: no {modality} media found")
@@ -380,11 +378,13 @@ Layers (each branch): conv1_1 conv1_2 pool1 conv2_1 conv2_2 pool2 conv3_1 conv3_
 pool3 conv4_1 conv4_2.
 
 Labels: DATA/annotations.jsonl (demo data: the object heard at the item's time),
---csv FILE (file,label), DATA/labels.csv, or the sub-folder name.
+--labels FILE (file,label), DATA/labels.csv, or the sub-folder name.
 """
 
 
 def cmd_eval_probe(args) -> int:
+    from .cli import finish_eval, show_progress
+
     result = evaluate_probe(
         args.data,
         args.checkpoint,
@@ -392,44 +392,38 @@ def cmd_eval_probe(args) -> int:
         layer=args.layer,
         classifier=args.classifier,
         folds=args.folds,
-        csv=args.csv,
+        labels=args.labels,
         hop=args.hop,
         seed=args.seed,
         batch_size=args.batch_size,
         device=args.device,
-        progress=not args.quiet and sys.stderr.isatty(),
+        progress=show_progress(args),
     )
-    if not args.no_save:
-        from .checkpoint import save_eval
-
-        save_eval(args.checkpoint, f"probe_{args.modality}.json", result)
-    print(json.dumps(result, indent=2))
-    return 0
+    return finish_eval(args, result, f"probe_{args.modality}.json")
 
 
 def add_eval_cli(eval_subparsers) -> None:
     """Register ``probe`` under the ``looklisten eval`` command's subparsers."""
-    import argparse
+    from .cli import add_eval_parser
 
-    sp = eval_subparsers.add_parser(
+    sp = add_eval_parser(
+        eval_subparsers,
         "probe",
+        func=cmd_eval_probe,
         help="linear probe (SVM / logistic regression) on a layer's features, with baselines (JSON)",
         description=PROBE_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        data_help="folder of labelled media",
+        saves="RUN/eval/probe_MODALITY.json",
     )
-    sp.add_argument("data", metavar="DATA", help="folder of labelled media")
-    sp.add_argument("--checkpoint", required=True, metavar="RUN", help="run or checkpoint dir")
     sp.add_argument("--modality", choices=("audio", "image"), required=True)
     sp.add_argument("--layer", metavar="NAME", help="layer name (default conv4_2; see above)")
     sp.add_argument("--classifier", choices=CLASSIFIERS, default="svm", help="(svm)")
     sp.add_argument("--folds", type=int, default=5, help="cross-validation folds (5)")
     sp.add_argument(
-        "--csv", metavar="FILE", help="labels: CSV with file,label (or annotations.jsonl)"
+        "--labels",
+        "--csv",
+        metavar="FILE",
+        help="labels: annotations.jsonl or a CSV with file,label columns",
     )
     sp.add_argument("--hop", type=float, default=1.0, help="seconds between items in a file (1.0)")
     sp.add_argument("--seed", type=int, default=0, help="fold shuffling seed (0)")
-    sp.add_argument("--batch-size", type=int, default=64)
-    sp.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
-    sp.add_argument("--no-save", action="store_true", help="do not write RUN/eval/probe_*.json")
-    sp.add_argument("--quiet", action="store_true", help="no progress bar")
-    sp.set_defaults(func=cmd_eval_probe)

@@ -44,7 +44,6 @@ import json
 import logging
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -489,6 +488,8 @@ evaluated and CCA is fitted on its training videos.
 
 
 def cmd_eval_retrieval(args) -> int:
+    from .cli import finish_eval, show_progress
+
     result = evaluate_retrieval(
         args.data,
         args.checkpoint,
@@ -499,33 +500,29 @@ def cmd_eval_retrieval(args) -> int:
         cca_dim=args.cca_dim,
         batch_size=args.batch_size,
         device=args.device,
-        progress=not args.quiet and sys.stderr.isatty(),
+        progress=show_progress(args),
     )
-    text = json.dumps(result, indent=2)
-    from .fileio import atomic_write_text
-
     if args.out:
-        atomic_write_text(args.out, text + "\n")
-    if not args.no_save:  # where 'looklisten report' looks
-        from .checkpoint import save_eval
+        from .fileio import atomic_write_text
 
-        save_eval(args.checkpoint, "retrieval.json", result)
-    print(text)
-    return 0
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    return finish_eval(args, result, "retrieval.json")
 
 
 def add_eval_cli(eval_subparsers) -> None:
     """Register ``retrieval`` under the ``looklisten eval`` command's subparsers."""
-    import argparse
+    from .cli import add_eval_parser
 
-    sp = eval_subparsers.add_parser(
+    sp = add_eval_parser(
+        eval_subparsers,
         "retrieval",
+        func=cmd_eval_retrieval,
         help="cross-modal retrieval nDCG@30 / recall@k with baselines (JSON)",
         description=RETRIEVAL_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        data_help="folder of videos (demo data or labelled)",
+        checkpoint_help="the model (AVE-Net)",
+        saves="RUN/eval/retrieval.json (the report's)",
     )
-    sp.add_argument("data", metavar="DATA", help="folder of videos (demo data or labelled)")
-    sp.add_argument("--checkpoint", required=True, metavar="RUN", help="the model (AVE-Net)")
     sp.add_argument(
         "--baseline-checkpoint", metavar="L3RUN", help="an L3-Net run for the L3 / L3+CCA rows"
     )
@@ -535,11 +532,4 @@ def add_eval_cli(eval_subparsers) -> None:
     )
     sp.add_argument("--k", type=int, default=30, help="nDCG cut-off (30)")
     sp.add_argument("--cca-dim", type=int, help="CCA dimension (default: the model's)")
-    sp.add_argument("--batch-size", type=int, default=64)
-    sp.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     sp.add_argument("--out", metavar="FILE.json", help="also write the JSON here")
-    sp.add_argument(
-        "--no-save", action="store_true", help="do not write RUN/eval/retrieval.json (the report's)"
-    )
-    sp.add_argument("--quiet", action="store_true", help="no progress bars")
-    sp.set_defaults(func=cmd_eval_retrieval)

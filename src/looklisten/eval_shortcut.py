@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -412,6 +411,7 @@ Prints one JSON object and saves it to OUT/shortcut.json.
 
 
 def cmd_eval_shortcut(args) -> int:
+    from .cli import finish_eval, show_progress
     from .fileio import atomic_write_text
 
     result = evaluate_shortcut(
@@ -425,34 +425,34 @@ def cmd_eval_shortcut(args) -> int:
         seed=args.seed,
         train_runs=not args.probe_only,
         device=args.device,
-        progress=not args.quiet and sys.stderr.isatty(),
+        progress=show_progress(args),
     )
-    text = json.dumps(result, indent=2)
-    if not args.no_save:
-        atomic_write_text(Path(args.out) / "shortcut.json", text + "\n")
-    print(text)
-    return 0
+    if not args.no_save:  # beside its runs, not in a RUN/eval: the audit trains its own
+        atomic_write_text(Path(args.out) / "shortcut.json", json.dumps(result, indent=2) + "\n")
+    return finish_eval(args, result)
 
 
 def add_eval_cli(eval_subparsers) -> None:
     """Register ``shortcut`` under the ``looklisten eval`` command's subparsers."""
-    import argparse
-
+    from .cli import add_eval_parser
     from .config import list_presets
 
-    sp = eval_subparsers.add_parser(
+    sp = add_eval_parser(
+        eval_subparsers,
         "shortcut",
+        func=cmd_eval_shortcut,
         help="audit the frame-grid shortcut: audio-only probe and AVC runs with/without the fix (JSON)",
         description=SHORTCUT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        data_help="folder of videos",
+        checkpoint_help=None,
+        saves="OUT/shortcut.json",
+        batch_size=None,
     )
-    sp.add_argument("data", metavar="DATA", help="folder of videos")
     sp.add_argument(
         "--out", required=True, metavar="DIR", help="where the runs and shortcut.json go"
     )
     sp.add_argument("--preset", choices=list_presets(), default="tiny", help="(tiny)")
     sp.add_argument("--steps", type=int, default=300, help="training steps per run (300)")
-    sp.add_argument("--batch-size", type=int, help="pairs per step (default: the preset's)")
     sp.add_argument(
         "--pairs", type=int, default=3000, help="pairs per sampler for the probe (3000)"
     )
@@ -461,7 +461,3 @@ def add_eval_cli(eval_subparsers) -> None:
     )
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--probe-only", action="store_true", help="part (a) only: no training runs")
-    sp.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
-    sp.add_argument("--no-save", action="store_true", help="do not write OUT/shortcut.json")
-    sp.add_argument("--quiet", action="store_true", help="no progress bars")
-    sp.set_defaults(func=cmd_eval_shortcut)

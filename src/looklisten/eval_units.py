@@ -40,10 +40,8 @@ all from one clip says little).
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
-import sys
 import time
 import wave
 from collections import Counter
@@ -409,7 +407,7 @@ units: spectrogram PNGs with the map and WAV snippets), and prints one JSON obje
 
 
 def cmd_eval_units(args) -> int:
-    from .checkpoint import save_eval
+    from .cli import finish_eval, show_progress
 
     out_dir = None
     if args.no_save:
@@ -427,37 +425,28 @@ def cmd_eval_units(args) -> int:
         out_dir=out_dir,
         batch_size=args.batch_size,
         device=args.device,
-        progress=not args.quiet and sys.stderr.isatty(),
+        progress=show_progress(args),
     )
-    if not args.no_save:
-        save_eval(args.checkpoint, "units.json", result)
-    else:
+    if out_dir is not None:
         result["gallery_dir"] = str(out_dir)
-    print(json.dumps(result, indent=2))
-    return 0
+    return finish_eval(args, result, "units.json")
 
 
 def add_eval_cli(eval_subparsers) -> None:
     """Register ``units`` under the ``looklisten eval`` command's subparsers."""
-    import argparse
+    from .cli import add_eval_parser
 
-    sp = eval_subparsers.add_parser(
+    sp = add_eval_parser(
+        eval_subparsers,
         "units",
+        func=cmd_eval_units,
         help="the frames and sounds that excite each unit most, label selectivity, galleries (JSON)",
         description=UNITS_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        data_help="folder of videos",
+        saves="RUN/eval/units.json; the galleries go to a temporary folder",
     )
-    sp.add_argument("data", metavar="DATA", help="folder of videos")
-    sp.add_argument("--checkpoint", required=True, metavar="RUN", help="run or checkpoint dir")
     sp.add_argument("--layer", metavar="NAME", help="layer of both branches (default conv4_2)")
     sp.add_argument("--top", type=int, default=8, help="items per unit (8)")
     sp.add_argument("--units", type=int, default=16, help="units per branch with a gallery (16)")
     sp.add_argument("--hop", type=float, default=1.0, help="seconds between items (1.0)")
     sp.add_argument("--labels", metavar="FILE", help="annotations.jsonl or CSV file,label")
-    sp.add_argument("--batch-size", type=int, default=64)
-    sp.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
-    sp.add_argument(
-        "--no-save", action="store_true", help="no units.json; galleries go to a temporary folder"
-    )
-    sp.add_argument("--quiet", action="store_true", help="no progress bars")
-    sp.set_defaults(func=cmd_eval_units)
