@@ -161,6 +161,9 @@ def scan_folder(
         jobs = [(str(root), rel, min_seconds) for rel in todo]
         bar = tqdm(total=len(jobs), desc="scan", unit="file", disable=not progress)
         if workers > 1 and len(jobs) > 4:
+            from .pool import refuse_in_worker_bootstrap
+
+            refuse_in_worker_bootstrap()  # forked: probing uses PyAV only, no thread pools
             with ProcessPoolExecutor(workers) as ex:
                 outs = ex.map(_probe_one, jobs, chunksize=4)
                 for rel, entry, reason in outs:

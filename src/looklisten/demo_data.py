@@ -54,7 +54,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import multiprocessing as mp
 import os
 from importlib import resources
 from pathlib import Path
@@ -470,8 +469,13 @@ def make_demo_data(
                 results[k] = ann
                 bar.update()
         else:
-            with mp.get_context("spawn").Pool(workers) as pool:
-                for k, ann in pool.imap_unordered(_render_clip, jobs):
+            from concurrent.futures import as_completed
+
+            from .pool import process_pool
+
+            with process_pool(workers) as ex:  # spawned (see looklisten.pool)
+                for fut in as_completed([ex.submit(_render_clip, job) for job in jobs]):
+                    k, ann = fut.result()
                     results[k] = ann
                     bar.update()
     finally:

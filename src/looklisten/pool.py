@@ -1,4 +1,4 @@
-"""Worker processes for decoding (the in-memory cache, shard writing).
+"""Worker processes for decoding (demo clips, the in-memory cache, shard writing).
 
 They are *spawned*, not forked: a process forked from one whose torch (GNU
 OpenMP) or OpenCV thread pools have run can deadlock or crash as soon as it
@@ -6,16 +6,60 @@ uses them (seen: shard writers computing TV-L1 flow hung on a futex after the
 parent had trained; cache workers died with BrokenProcessPool when an AVE+MF
 and an AVE+OF run were trained one after the other in one process). Spawning
 costs a second or so per worker, once per pool.
+
+A spawned worker imports the main script again before it starts. A script
+that calls looklisten at its top level, without ``if __name__ == "__main__":``,
+would so start the same work again in every worker; :func:`process_pool` stops
+such a worker at once with a message that says so, and the parent raises
+:class:`WorkerError` with the same advice instead of a deep traceback (or, with
+``multiprocessing.Pool``, an endless loop of replacement workers).
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+MAIN_GUARD_ADVICE = (
+    "looklisten starts worker processes that import your main script again: in a "
+    'script, put the code that calls looklisten under `if __name__ == "__main__":`'
+)
 
 
-def process_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` (at least 1) spawned processes."""
-    return ProcessPoolExecutor(
-        max(1, int(workers)), mp_context=multiprocessing.get_context("spawn")
-    )
+class WorkerError(RuntimeError):
+    """A worker process died (killed for memory, or it could not start)."""
+
+
+def in_worker_bootstrap() -> bool:
+    """True while a spawned worker is still importing the parent's main script."""
+    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
+
+
+def refuse_in_worker_bootstrap() -> None:
+    """Stop a spawned worker that is re-running the main script's looklisten calls."""
+    if in_worker_bootstrap():
+        raise SystemExit(f"looklisten: a worker process stopped. {MAIN_GUARD_ADVICE}.")
+
+
+@contextlib.contextmanager
+def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``workers`` (at least 1) spawned processes, as a context manager.
+
+    Raises
+    ------
+    WorkerError
+        When a worker dies, with the likely causes (a missing main guard, memory).
+    """
+    refuse_in_worker_bootstrap()
+    ex = ProcessPoolExecutor(max(1, int(workers)), mp_context=multiprocessing.get_context("spawn"))
+    try:
+        with ex:
+            yield ex
+    except BrokenProcessPool as e:
+        raise WorkerError(
+            f"a looklisten worker process died ({e}). Either {MAIN_GUARD_ADVICE}; or it "
+            "was killed for memory: use fewer workers."
+        ) from e
