@@ -33,4 +33,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py --presets tiny,ots --loader memory
 
 clean:
-	rm -rf demo-data demo-out .pytest_cache
+	rm -rf demo-data demo-data-test demo-out .pytest_cache

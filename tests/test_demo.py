@@ -14,6 +14,7 @@ def test_demo_trains_three_models_evaluates_and_writes_overlays(tmp_path, capsys
     monkeypatch.setenv("LOOKLISTEN_CACHE", str(tmp_path / "cache"))
     data, out = tmp_path / "data", tmp_path / "out"
     argv = ["demo", "--data", data, "--out", out, "--videos", 14, "--epochs", 1, "--quiet"]
+    argv += ["--test-videos", 4]
     argv += ["--set", "train.batch_size=8", "--set", "train.epoch_pairs=16"]
     argv += ["--set", "train.val_pairs=16"]
     assert main([str(a) for a in argv]) == 0
@@ -36,10 +37,19 @@ def test_demo_trains_three_models_evaluates_and_writes_overlays(tmp_path, capsys
         assert summary["probes"][modality]["model"] == probe["accuracy"]["mean"]
     assert (out / "l3" / "eval" / "units.json").is_file()
     # evaluations saved beside their runs, with baselines
+    # ... measured on the test set: clips of another seed, none of them trained on
+    test = tmp_path / "data-test"
+    assert summary["test_data"] == str(test)
+    assert len(list(test.glob("*.mp4"))) == 4
+    assert (test / "annotations.jsonl").read_text() != (data / "annotations.jsonl").read_text()
     ret = json.loads((out / "ave" / "eval" / "retrieval.json").read_text())
     assert "random" in ret and "l3" in ret
+    assert ret["data"] == str(test) and ret["items"]["videos"] == 4
+    assert "minus_l3_cca" in ret["cross_modal_ndcg"]["im2aud"]
     loc = json.loads((out / "avol" / "eval" / "localization.json").read_text())
     assert {"centre_prior", "whole_image", "random_map"} <= set(loc["baselines"])
+    assert loc["data"] == str(test) and loc["split"] == "all" and loc["clips"] == 4
+    assert "retrieval nDCG@30 on" in printed
     # overlays: PNG frames and one video with its sound
     assert len(list((out / "overlays").glob("*.png"))) > 0
     with av.open(summary["overlay_video"]) as c:

@@ -18,6 +18,7 @@ from looklisten.metrics import (
     cross_modal_eval,
     dcg_discounts,
     ndcg_at_k,
+    paired_bootstrap,
     random_baseline,
     retrieval_scores,
     top_k_accuracy,
@@ -285,6 +286,37 @@ def test_cca_clamps_dim(caplog):
         align = cca_align(rng.standard_normal((50, 6)), rng.standard_normal((50, 5)), dim=128)
     assert align.dim == 5
     assert "clamped" in caplog.text
+
+
+def test_paired_bootstrap_hand_cases():
+    groups = np.repeat(np.arange(10), 3)  # 10 videos, 3 queries each
+    a = np.linspace(0, 1, 30)
+    same = paired_bootstrap(a, a, groups)
+    assert same["difference"] == 0 and same["ci"] == [0.0, 0.0] and same["p_not_better"] == 1.0
+    shifted = paired_bootstrap(a + 0.1, a, groups)  # always better by 0.1
+    assert shifted["ci"] == pytest.approx([0.1, 0.1]) and shifted["p_not_better"] == 0.0
+    assert shifted["groups"] == 10 and shifted["queries"] == 30
+    # NaN queries (no relevant item) are dropped from both sides
+    b = a.copy()
+    b[:3] = np.nan
+    assert paired_bootstrap(a, b, groups)["queries"] == 27
+
+
+def test_paired_bootstrap_resamples_videos_not_queries():
+    # one video far better, nine a little worse: the mean favours a, but only by luck
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(10), 20)
+    d = np.where(groups == 0, 1.0, -0.05) + rng.normal(0, 0.01, len(groups))
+    res = paired_bootstrap(d, np.zeros_like(d), groups, n_boot=4000)
+    assert res["difference"] > 0
+    lo, hi = res["ci"]
+    assert lo < 0 < hi  # resampling videos sees that one video carries the win
+    assert 0.2 < res["p_not_better"] < 0.6  # P(video 0 never drawn) = 0.9**10 = 0.35
+    # resampling single queries would have claimed certainty
+    flat = paired_bootstrap(d, np.zeros_like(d), np.arange(len(d)), n_boot=4000)
+    assert flat["ci"][0] > 0
+    with pytest.raises(ValueError):
+        paired_bootstrap(a=np.ones(3), b=np.ones(2), groups=np.ones(3))
 
 
 def test_accuracy():

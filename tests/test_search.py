@@ -276,7 +276,11 @@ def test_eval_retrieval_json_with_baselines(demo, ckpt, l3_ckpt, capsys):
     assert res["l3"]["cca_train_pairs"] == 4 * 3 and res["l3"]["cca_dim"] == 4
     for d in ("im2aud", "aud2im"):
         row = res["cross_modal_ndcg"][d]
-        assert set(row) == {"model", "random", "l3_cca", "beats_baselines"}
+        assert set(row) == {"model", "random", "l3_cca", "beats_baselines", "minus_l3_cca"}
+        diff = row["minus_l3_cca"]
+        assert diff["difference"] == pytest.approx(row["model"] - row["l3_cca"], abs=2e-4)
+        lo, hi = diff["ci95"]
+        assert lo <= diff["difference"] <= hi and "videos" in diff["resampled"]
 
 
 def test_eval_retrieval_uses_the_runs_held_out_split(demo, ckpt, tmp_path):

@@ -110,6 +110,8 @@ def cmd_demo(args) -> int:
         args.data,
         args.out,
         videos=args.videos,
+        test_videos=args.test_videos,
+        test_data=args.test_data,
         workers=args.workers,
         models=models,
         preset=args.preset,
@@ -121,19 +123,37 @@ def cmd_demo(args) -> int:
     )
     out = Path(args.out)
     for arch, s in summary["runs"].items():
-        print(f"{arch:5s} held-out AVC accuracy {s['val_avc_accuracy']:.3f} (chance 0.5)")
+        print(f"{arch:5s} held-out AVC accuracy {_f(s['val_avc_accuracy'])} (chance 0.5)")
     if "retrieval" in summary:
-        print("retrieval nDCG@30:", json.dumps(summary["retrieval"]))
+        print(f"retrieval nDCG@30 on {summary['test_data']}:")
+        for direction, row in summary["retrieval"].items():
+            line = f"  {direction}: AVE-Net {_f(row['model'])}, random {_f(row['random'])}"
+            if "l3_cca" in row:
+                line += f", L3+CCA {_f(row['l3_cca'])}"
+            if row.get("minus_l3_cca"):
+                d = row["minus_l3_cca"]
+                lo, hi = d["ci95"]
+                line += f" (AVE - L3+CCA {_f(d['difference'], '+')}, 95% interval "
+                line += f"{_f(lo, '+')} .. {_f(hi, '+')})"
+            print(line)
     if "localization" in summary:
-        loc = summary["localization"]
+        avol, centre = summary["localization"]["avol"], summary["localization"]["baselines"]
+        centre = centre["centre_prior"]
         print(
-            f"localisation: pointing {loc['avol']['pointing']:.3f}, cIoU@0.5 {loc['avol']['ciou@0.5']:.3f}; "
-            f"overlays in {summary['overlays']}"
+            f"localisation: pointing {_f(avol['pointing'])} (centre prior "
+            f"{_f(centre['pointing'])}), cIoU@0.5 {_f(avol['ciou@0.5'])} "
+            f"({_f(centre['ciou@0.5'])}), two objects {_f(avol['two_object_accuracy'])} "
+            f"(chance 0.5); overlays in {summary['overlays']}"
         )
     print(f"summary: {out / 'metrics.json'}")
     if "report" in summary:
         print(f"report: {summary['report']}")
     return 0
+
+
+def _f(v, sign: str = "") -> str:
+    """A metric for a person: 3 decimals, or n/a where it could not be measured."""
+    return "n/a" if v is None else f"{v:{sign}.3f}"
 
 
 def cmd_presets(args) -> int:
@@ -154,7 +174,7 @@ def cmd_presets(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .config import ARCHS, list_presets
-    from .demo import DEMO_MODELS
+    from .demo import DEMO_MODELS, TEST_VIDEOS
 
     p = argparse.ArgumentParser(
         prog="looklisten",
@@ -260,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="demo data + L3-Net, AVE-Net and AVOL-Net trained on the CPU, evaluations, report",
         description=(
             "Build the demo data if absent; train an L3-Net, an AVE-Net and an AVOL-Net (tiny "
-            "preset) on the CPU; evaluate cross-modal retrieval and localisation on held-out clips; "
+            "preset) on the CPU; evaluate cross-modal retrieval and localisation on a test set "
+            "of clips never trained on (DATA-test); "
             "write heatmap overlays, OUT/report.html and OUT/metrics.json (val_avc_accuracy: the "
             "first model's held-out AVC accuracy). Finished runs in OUT are reused."
         ),
@@ -268,6 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", default="demo-data", help="demo data folder (built if absent)")
     sp.add_argument("--out", default="demo-out", help="output folder")
     sp.add_argument("--videos", type=int, default=240)
+    sp.add_argument(
+        "--test-videos",
+        type=int,
+        default=TEST_VIDEOS,
+        help="clips in the test set (default %(default)s; 0: evaluate on DATA's held-out clips)",
+    )
+    sp.add_argument("--test-data", metavar="DIR", help="the test set's folder (default DATA-test)")
     sp.add_argument("--workers", type=int, default=2)
     sp.add_argument(
         "--models",

@@ -367,7 +367,13 @@ def evaluate_retrieval(
         JSON-able; see the module docstring and ``looklisten eval retrieval --help``.
     """
     from .embed import get_model
-    from .metrics import DIRECTIONS, cca_align, cross_modal_eval, random_baseline
+    from .metrics import (
+        DIRECTIONS,
+        cca_align,
+        cross_modal_eval,
+        paired_bootstrap,
+        random_baseline,
+    )
 
     data = Path(data)
     if not data.is_dir():
@@ -386,7 +392,9 @@ def evaluate_retrieval(
         log.warning("%d video(s) could not be used: %s", len(items["failed"]), items["failed"][:3])
     labs, groups = items["labels"].astype(str), items["groups"]
     dim = items["image"].shape[1]
-    scores = cross_modal_eval(items["image"], items["audio"], labs, groups, k=k)
+    scores = cross_modal_eval(
+        items["image"], items["audio"], labs, groups, k=k, return_per_query=True
+    )
     rnd = random_baseline(labs, groups, dim=dim, k=k, n_repeats=random_repeats, seed=0)
     result: dict[str, Any] = {
         "data": str(data),
@@ -436,7 +444,7 @@ def evaluate_retrieval(
         want = int(cca_dim or dim)
         align = cca_align(tr["image"], tr["audio"], dim=want)
         zi, za = align(ev["image"], ev["audio"])
-        l3_cca = cross_modal_eval(zi, za, labs, groups, k=k)
+        l3_cca = cross_modal_eval(zi, za, labs, groups, k=k, return_per_query=True)
         result["l3"] = {
             "checkpoint": str(getattr(l3, "checkpoint_path", baseline_checkpoint)),
             "arch": l3.cfg.model.arch,
@@ -462,6 +470,18 @@ def evaluate_retrieval(
         row["beats_baselines"] = all(v is not None for v in values) and all(
             values[0] > v for v in values[1:]
         )
+        ours = scores[direction]["per_query"]["ndcg"]
+        if l3_cca is not None and np.isfinite(ours).any():
+            # is the margin over L3+CCA more than the luck of the videos drawn?
+            boot = paired_bootstrap(ours, l3_cca[direction]["per_query"]["ndcg"], groups)
+            row["minus_l3_cca"] = {
+                "difference": _num(boot["difference"]),
+                "ci95": [_num(v) for v in boot["ci"]],
+                "p_not_better": _num(boot["p_not_better"]),
+                "resampled": f"{boot['groups']} videos, {boot['resamples']} times",
+            }
+        elif l3_cca is not None:
+            row["minus_l3_cca"] = None  # no query had a relevant item in another video
         bar[direction] = row
     result["cross_modal_ndcg"] = bar
     assert set(DIRECTIONS) == set(result["scores"])
@@ -484,6 +504,10 @@ the demo annotations (the object heard at that time), a CSV (file,label) or the
 sub-folder name. Queries never retrieve items of their own video. If DATA is the
 folder the run was trained on, the run's held-out videos (RUN/split.json) are
 evaluated and CCA is fitted on its training videos.
+
+cross_modal_ndcg sums up im2aud and aud2im; its minus_l3_cca is the model's nDCG
+minus L3+CCA's with a 95% paired bootstrap interval over videos (an interval
+that spans 0 is a tie).
 """
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "retrieval_scores",
     "cross_modal_eval",
     "random_baseline",
+    "paired_bootstrap",
     "CCAAlign",
     "cca_align",
     "accuracy",
@@ -321,6 +322,7 @@ def cross_modal_eval(
     recall_ks: Sequence[int] = (1, 5, 10),
     *,
     block_size: int = 1024,
+    return_per_query: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Within- and cross-modal retrieval in the four directions of the paper.
 
@@ -340,6 +342,8 @@ def cross_modal_eval(
     k : int
         nDCG cut-off (30 in the paper).
     recall_ks : sequence of int
+    return_per_query : bool
+        Also return each direction's per-query values (see :func:`retrieval_scores`).
 
     Returns
     -------
@@ -370,8 +374,72 @@ def cross_modal_eval(
             query_groups=groups,
             db_groups=groups,
             block_size=block_size,
+            return_per_query=return_per_query,
         )
     return out
+
+
+def paired_bootstrap(
+    a: np.ndarray,
+    b: np.ndarray,
+    groups: np.ndarray,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """How sure is ``mean(a) > mean(b)``? A paired bootstrap over groups (videos).
+
+    ``a`` and ``b`` are two methods' per-query values (e.g. nDCG@30) on the same
+    queries; NaN marks a query without a value (dropped from both). Queries of
+    one video are not independent, so whole groups are resampled with
+    replacement, ``n_boot`` times, and the mean difference ``a - b`` of the
+    queries drawn gives a percentile interval.
+
+    Parameters
+    ----------
+    a, b : np.ndarray, shape (Q,)
+    groups : np.ndarray, shape (Q,)
+        The query's group (its video).
+    n_boot : int
+    seed : int
+    level : float
+        Coverage of the interval (0.95).
+
+    Returns
+    -------
+    dict
+        ``"difference"`` (mean of ``a - b``), ``"ci"`` ([low, high]), ``"level"``,
+        ``"p_not_better"`` (share of resamples with a difference <= 0),
+        ``"groups"``, ``"queries"`` and ``"resamples"``.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    groups = np.asarray(groups)
+    if a.shape != b.shape or a.shape != groups.shape or a.ndim != 1:
+        raise ValueError(
+            f"a, b and groups must be (Q,) alike, got {a.shape}, {b.shape}, {groups.shape}"
+        )
+    keep = np.isfinite(a) & np.isfinite(b)
+    d, g = (a - b)[keep], groups[keep]
+    if not len(d):
+        raise ValueError("no query has a value in both a and b")
+    _, g = np.unique(g, return_inverse=True)
+    n_g = int(g.max()) + 1
+    sums = np.bincount(g, weights=d, minlength=n_g)  # per group: sum of differences
+    counts = np.bincount(g, minlength=n_g).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_g, size=(int(n_boot), n_g))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    tail = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [tail, 1.0 - tail])
+    return {
+        "difference": float(d.mean()),
+        "ci": [float(lo), float(hi)],
+        "level": level,
+        "p_not_better": float((means <= 0).mean()),
+        "groups": n_g,
+        "queries": int(len(d)),
+        "resamples": int(n_boot),
+    }
 
 
 def random_baseline(
