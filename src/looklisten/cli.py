@@ -137,14 +137,18 @@ def cmd_demo(args) -> int:
                 line += f"{_f(lo, '+')} .. {_f(hi, '+')})"
             print(line)
     if "localization" in summary:
-        avol, centre = summary["localization"]["avol"], summary["localization"]["baselines"]
-        centre = centre["centre_prior"]
-        print(
-            f"localisation: pointing {_f(avol['pointing'])} (centre prior "
-            f"{_f(centre['pointing'])}), cIoU@0.5 {_f(avol['ciou@0.5'])} "
-            f"({_f(centre['ciou@0.5'])}), two objects {_f(avol['two_object_accuracy'])} "
-            f"(chance 0.5); overlays in {summary['overlays']}"
-        )
+        loc = summary["localization"]
+        avol, centre = loc["avol"], loc["baselines"]["centre_prior"]
+        print(f"localisation on {loc['samples']} test samples (AVOL-Net vs the centre prior):")
+        for key in ("pointing", "ciou@0.5", "mean_ciou"):
+            d = loc["avol_minus_centre_prior"][key]
+            lo, hi = d["ci95"]
+            print(
+                f"  {key}: {_f(avol[key])} vs {_f(centre[key])} ({_f(d['difference'], '+')}, "
+                f"95% interval {_f(lo, '+')} .. {_f(hi, '+')})"
+            )
+        print(f"  two objects, which one sounds: {_f(avol['two_object_accuracy'])} (chance 0.5)")
+        print(f"overlays in {summary['overlays']}")
     print(f"summary: {out / 'metrics.json'}")
     if "report" in summary:
         print(f"report: {summary['report']}")

@@ -173,7 +173,9 @@ def run_demo(
         overlays = out / "overlays"
         res = evaluate_localization(test, runs["avol"], png_dir=overlays, png_count=OVERLAY_PNGS)
         save_eval(runs["avol"], "localization.json", res)
-        summary["localization"] = {"avol": res["avol"], "baselines": res["baselines"]}
+        summary["localization"] = {
+            k: res[k] for k in ("avol", "baselines", "avol_minus_centre_prior", "samples")
+        }
         video = _overlay_video(data, runs["avol"], overlays)
         summary["overlays"] = str(overlays)
         if video:
