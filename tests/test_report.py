@@ -360,6 +360,7 @@ def test_real_runs_page(real_report):
     assert overlays.count("<img") >= 1 and overlays.count("<audio") >= 1
     # the evaluations that were run are tables, the others listed as missing
     assert "avol-localization" in page.ids and "whole image" in text
+    assert "AVOL-Net minus the centre prior" in text and "95 % interval" in text
     assert "ave-units" in page.ids
     notes = " ".join(page.notes)
     assert "looklisten eval retrieval" in notes and "looklisten eval probe" in notes

@@ -769,6 +769,13 @@ def _eval_retrieval(res: dict[str, Any]) -> str:
     out += "<h5>Recall@k, cross-modal</h5>" + _table(
         ["", *[f"{d} {r}" for d in ("im2aud", "aud2im") for r in rk]], rows
     )
+    margins = [
+        (d, row["minus_l3_cca"])
+        for d, row in (res.get("cross_modal_ndcg") or {}).items()
+        if row.get("minus_l3_cca")
+    ]
+    if margins:
+        out += f"<h5>nDCG@{k}: model minus L3-Net + CCA</h5>" + _margin_table(margins)
     it = res.get("items") or {}
     out += (
         f"<p class='meta'>{_fmt(it.get('items'))} items from {_fmt(it.get('videos'))} videos, "
@@ -777,6 +784,30 @@ def _eval_retrieval(res: dict[str, Any]) -> str:
     if res.get("note"):
         out += _note(str(res["note"]), kind="info")
     return out
+
+
+def _margin_table(rows: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """Differences with their 95 % bootstrap intervals; an interval spanning 0 is a tie."""
+
+    def verdict(lo, hi) -> str:
+        if lo is None or hi is None:
+            return ""
+        return "ahead" if lo > 0 else "behind" if hi < 0 else "tie (interval spans 0)"
+
+    def interval(lo, hi) -> str:
+        return "" if lo is None or hi is None else f"{lo:+.3f} .. {hi:+.3f}"
+
+    body = [
+        [
+            name,
+            d.get("difference"),
+            interval(*d["ci95"]),
+            d.get("p_not_better"),
+            verdict(*d["ci95"]),
+        ]
+        for name, d in rows
+    ]
+    return _table(["", "difference", "95 % interval", "P(not ahead)", "reading"], body)
 
 
 def _eval_localization(res: dict[str, Any]) -> str:
@@ -797,6 +828,10 @@ def _eval_localization(res: dict[str, Any]) -> str:
         f"({e(str(res.get('split', '')))}), mode {e(str(res.get('mode', '')))}; chance of the "
         "two-object choice: 0.5.</p>"
     )
+    vs = res.get("avol_minus_centre_prior")
+    if vs:
+        rows = [(key, vs[key]) for key in ("pointing", "ciou@0.5", "mean_ciou") if key in vs]
+        out += "<h5>AVOL-Net minus the centre prior</h5>" + _margin_table(rows)
     c = res.get("ceiling")
     if c:
         out += _note(
