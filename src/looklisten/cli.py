@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--time-budget",
         type=float,
         metavar="MINUTES",
-        help="training time limit per model (default: none; the demo's plan fits ~25 min on 2 cores)",
+        help="training time limit per model (default: none; the demo's plan trains for 24 to 30 min on 2 cores)",
     )
     sp.add_argument("--seed", type=int, default=0, help="seed for data, pairs and initialisation")
     sp.add_argument(

@@ -24,7 +24,7 @@ eval ... --checkpoint OUT/ave`` work on them. A run that already finished (its
 evaluations and the report.
 
 The training lengths (:data:`DEMO_EPOCHS`) are chosen so that the whole demo takes
-about half an hour on 2 CPU cores; ``--time-budget`` caps each run's training time.
+30 to 40 minutes on 2 CPU cores; ``--time-budget`` caps each run's training time.
 """
 
 from __future__ import annotations
