@@ -21,6 +21,27 @@ def test_a_dead_worker_raises_a_clear_error():
             ex.submit(_boom, 0).result()
 
 
+def _fail_or_mark(job):
+    import time
+    from pathlib import Path
+
+    i, folder = job
+    if i == 0:
+        raise ValueError("bad clip")
+    time.sleep(0.2)
+    (Path(folder) / f"{i}.done").touch()
+
+
+def test_a_failed_job_cancels_the_queued_ones(tmp_path):
+    jobs = [(i, str(tmp_path)) for i in range(30)]
+    with pytest.raises(ValueError, match="bad clip"):
+        with process_pool(1) as ex:
+            futures = [ex.submit(_fail_or_mark, job) for job in jobs]
+            futures[0].result()
+    # the error came back without running the 29 queued jobs first (6 s of them)
+    assert len(list(tmp_path.glob("*.done"))) < 10
+
+
 def test_a_script_without_main_guard_stops_with_advice(tmp_path):
     script = tmp_path / "noguard.py"
     script.write_text(

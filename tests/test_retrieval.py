@@ -300,6 +300,14 @@ def test_paired_bootstrap_hand_cases():
     b = a.copy()
     b[:3] = np.nan
     assert paired_bootstrap(a, b, groups)["queries"] == 27
+    # many groups: the resamples are drawn in chunks, all of them filled
+    many = np.arange(5000)
+    x = np.random.default_rng(1).normal(size=5000)
+    big = paired_bootstrap(x + 0.1, x, many, n_boot=2000)
+    assert big["ci"] == pytest.approx([0.1, 0.1]) and big["p_not_better"] == 0.0
+    noisy = paired_bootstrap(x, np.zeros_like(x), many, n_boot=2000)
+    assert noisy["ci"][0] < noisy["difference"] < noisy["ci"][1]  # no unfilled (zero) resamples
+    assert noisy["ci"][1] - noisy["ci"][0] == pytest.approx(2 * 1.96 / np.sqrt(5000), rel=0.15)
 
 
 def test_paired_bootstrap_resamples_videos_not_queries():

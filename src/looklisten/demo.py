@@ -48,7 +48,8 @@ DEMO_EPOCHS = {"l3": 15, "ave": 15, "avol": 6}
 OVERLAY_PNGS = 8
 #: Clips in the demo's test set. The 15 % held out of DATA (36 clips) measure AVC
 #: accuracy during training but are too few to rank retrieval methods: AVE-Net
-#: minus L3+CCA nDCG@30 had a 95 % interval of +-0.10 on them, +-0.04 on 120 clips.
+#: minus L3+CCA nDCG@30 had a 95 % interval of +-0.10 on them, +-0.02 to +-0.05 on
+#: 120 clips.
 TEST_VIDEOS = 120
 #: The test set's data seed is the demo's seed plus this (other layouts, other times).
 TEST_SEED_OFFSET = 1000
@@ -132,11 +133,18 @@ def run_demo(
         print(f"building demo data in {data} ...")
         make_demo_data(data, videos=videos, seed=seed, workers=workers)
     if test_videos > 0:  # the evaluations' own clips, never trained on
-        test = Path(test_data) if test_data is not None else data.with_name(data.name + "-test")
+        if test_data is not None:
+            test = Path(test_data)
+        else:  # DATA-test beside DATA ("--data ." has no name of its own)
+            base = data if data.name else data.resolve()
+            test = base.with_name(base.name + "-test")
         if not (test / "annotations.jsonl").is_file():
             print(f"building the test set in {test} ...")
             make_demo_data(test, videos=test_videos, seed=seed + TEST_SEED_OFFSET, workers=workers)
-        where = f"the {test_videos} test clips ({test})"
+        from .demo_data import load_annotations
+
+        n_test = len(load_annotations(test))  # a test set built earlier keeps its own size
+        where = f"the {n_test} test clips ({test})"
     else:
         test, where = data, "held-out clips"
     out.mkdir(parents=True, exist_ok=True)

@@ -456,9 +456,10 @@ def _versus(
         "mean_ciou": lambda m: np.asarray(cious[m], dtype=np.float64),
         "pointing": lambda m: np.asarray(point[m], dtype=np.float64),
     }
-    out: dict[str, Any] = {"resampled": f"{len(set(clips))} clips, 2000 times"}
+    out: dict[str, Any] = {}
     for name, values in per_sample.items():
         b = paired_bootstrap(values("avol"), values(baseline), np.asarray(clips))
+        out["resampled"] = f"{b['groups']} clips, {b['resamples']} times"
         out[name] = {
             "difference": round(b["difference"], 4),
             "ci95": [round(v, 4) for v in b["ci"]],

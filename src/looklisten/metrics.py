@@ -427,8 +427,11 @@ def paired_bootstrap(
     sums = np.bincount(g, weights=d, minlength=n_g)  # per group: sum of differences
     counts = np.bincount(g, minlength=n_g).astype(np.float64)
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_g, size=(int(n_boot), n_g))
-    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    means = np.empty(int(n_boot))
+    step = max(1, 2**22 // n_g)  # resamples per chunk: ~32 MB of indices at most
+    for start in range(0, len(means), step):
+        draws = rng.integers(0, n_g, size=(min(step, len(means) - start), n_g))
+        means[start : start + len(draws)] = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
     tail = (1.0 - level) / 2.0
     lo, hi = np.quantile(means, [tail, 1.0 - tail])
     return {

@@ -56,10 +56,15 @@ def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     refuse_in_worker_bootstrap()
     ex = ProcessPoolExecutor(max(1, int(workers)), mp_context=multiprocessing.get_context("spawn"))
     try:
-        with ex:
-            yield ex
-    except BrokenProcessPool as e:
+        yield ex
+    except BaseException as e:
+        # a failed job (or Ctrl-C) must not wait for every queued job to run first
+        ex.shutdown(wait=True, cancel_futures=True)
+        if not isinstance(e, BrokenProcessPool):
+            raise
         raise WorkerError(
             f"a looklisten worker process died ({e}). Either {MAIN_GUARD_ADVICE}; or it "
             "was killed for memory: use fewer workers."
         ) from e
+    else:
+        ex.shutdown(wait=True)
