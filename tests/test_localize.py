@@ -278,6 +278,19 @@ def test_eval_localization_json(avol_run, demo, tmp_path, capsys):
     (avol_run / "eval" / "localization.json").unlink()
     assert main(args + ["--times", "1", "--quiet", "--max-clips", "1", "--no-save"]) == 0
     assert not (avol_run / "eval").joinpath("localization.json").exists()
+    # a run folder that cannot be written: the result is still printed, the failure named
+    import looklisten.checkpoint
+
+    def read_only(*a, **k):
+        raise PermissionError(13, "Permission denied", str(avol_run / "eval"))
+
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(looklisten.checkpoint, "save_eval", read_only)
+        assert main(args + ["--times", "1", "--quiet", "--max-clips", "1"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["samples"] == 1
+    assert "could not save localization.json" in captured.err and "--no-save" in captured.err
 
 
 def test_eval_uses_held_out_clips_of_the_training_folder(avol, demo, tmp_path, capsys):

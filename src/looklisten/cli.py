@@ -394,12 +394,25 @@ def show_progress(args) -> bool:
 
 
 def finish_eval(args, result: dict, name: str | None = None) -> int:
-    """Save an evaluation to ``RUN/eval/<name>`` (unless ``--no-save``) and print its JSON."""
-    if name is not None and not args.no_save:
-        from .checkpoint import save_eval
+    """Print an evaluation's JSON and save it to ``RUN/eval/<name>`` (unless ``--no-save``).
 
-        save_eval(args.checkpoint, name, result)
+    Printed first: a run folder that cannot be written (a shared, read-only
+    model) costs the saved copy, not the result.
+    """
     print(json.dumps(result, indent=2))
+    if name is None or args.no_save:
+        return 0
+    from .checkpoint import save_eval
+
+    try:
+        save_eval(args.checkpoint, name, result)
+    except OSError as e:
+        print(
+            f"looklisten eval: could not save {name} beside {args.checkpoint} ({e}); "
+            "the result is printed above (--no-save skips saving)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
