@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from looklisten.config import get_config
-from looklisten.dataset import scan_folder
-from looklisten.losses import AVCLoss
-from looklisten.models import create_model
-from looklisten.sampler import FileSource, MemorySource, PairDataset, PairSampler
-from looklisten.video import MediaReader
-from looklisten.vision import VisionTransform
+from looklisten.core.config import get_config
+from looklisten.data.sampler import FileSource, MemorySource, PairDataset, PairSampler
+from looklisten.data.scan import scan_folder
+from looklisten.inputs.prepare import VisionTransform
+from looklisten.media.video import MediaReader
+from looklisten.models.losses import AVCLoss
+from looklisten.models.network import create_model
 
 
 def bench_data(data: Path, preset: str, pairs: int) -> list[tuple[str, float]]:
@@ -114,7 +114,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data) if args.data else None
         if data is None:
-            from looklisten.demo_data import make_demo_data
+            from looklisten.data.demo_data import make_demo_data
 
             data = make_demo_data(Path(tmp) / "demo", videos=24, seed=0, progress=False)
         print(f"\n## data path ({data}, tiny preset: frames scaled to the preset's size)")

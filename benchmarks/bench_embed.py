@@ -4,10 +4,10 @@ with torchopenl3's audio network beside ours in the same run.
 For each preset (random weights; AVE-Net head, whose trunks are those of L3-Net):
 
 * ``audio s/s``: seconds of audio embedded per wall-clock second by
-  :func:`looklisten.embed.embed_audio` (the whole pipeline: windowing, batching,
+  :func:`looklisten.tasks.embed.embed_audio` (the whole pipeline: windowing, batching,
   spectrogram, network) at ``--hop`` (default 0.1 s, OpenL3's default: 10
   windows per second of audio), and the windows per second that makes;
-* ``images/s``: :func:`looklisten.embed.embed_image` on 256x256 uint8 images
+* ``images/s``: :func:`looklisten.tasks.embed.embed_image` on 256x256 uint8 images
   (resize, centre crop, normalise, network);
 * ``net win/s``: the audio network alone (waveform batch -> embedding).
 
@@ -19,7 +19,7 @@ filterbank matrix of its spectrogram layer, and ``torchopenl3.core`` (which
 needs soundfile, resampy, julius) only for a weight loader; this script loads
 ``models.py`` from the installed package with small stand-ins for those
 (numpy's Hann window; a mel matrix of the right shape from
-:func:`looklisten.audio.mel_filterbank`), so the network that runs is the
+:func:`looklisten.models.audio.mel_filterbank`), so the network that runs is the
 package's own code. It is timed on the same 1 s, 48 kHz windows as our
 ``paper`` / ``ots`` audio networks (``mel128``, 512-d: torchopenl3's default),
 alternating with ours so that load from other processes hits both alike; the
@@ -50,9 +50,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from looklisten.config import get_config
-from looklisten.embed import embed_audio, embed_image
-from looklisten.models import create_model
+from looklisten.core.config import get_config
+from looklisten.models.network import create_model
+from looklisten.tasks.embed import embed_audio, embed_image
 
 # work per timed call: (audio seconds, images, network-only windows)
 _WORK = {"tiny": (20, 64, 64), "small": (10, 32, 32), "ots": (2, 8, 16), "paper": (1, 4, 8)}
@@ -75,7 +75,7 @@ def load_torchopenl3_network(input_repr: str = "mel128", embedding_size: int = 5
     if spec is None or not spec.submodule_search_locations:
         return None, "torchopenl3 is not installed (pip install --no-deps torchopenl3==1.0.1)"
     pkg_dir = Path(list(spec.submodule_search_locations)[0])
-    from looklisten.audio import mel_filterbank
+    from looklisten.models.audio import mel_filterbank
 
     def get_window(name, n, fftbins=True):
         assert name == "hann"

@@ -1,4 +1,4 @@
-"""Benchmark exact vs approximate search of :class:`looklisten.retrieval.EmbeddingIndex`.
+"""Benchmark exact vs approximate search of :class:`looklisten.tasks.index.EmbeddingIndex`.
 
 Builds, over the same N unit vectors, an exact index (IndexFlatIP), an IVF
 index (IndexIVFFlat, k-means quantizer with nlist = 4 sqrt(N) by default)
@@ -37,10 +37,10 @@ import faiss
 import numpy as np
 
 try:
-    from looklisten.retrieval import EmbeddingIndex
+    from looklisten.tasks.index import EmbeddingIndex
 except ImportError:  # running from a checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from looklisten.retrieval import EmbeddingIndex
+    from looklisten.tasks.index import EmbeddingIndex
 
 
 def unit_vectors(

@@ -8,7 +8,7 @@ order), and prints one table:
 
 * held-out AVC accuracy (the fixed validation pairs of held-out clips);
 * cross-modal nDCG@30, im2aud and aud2im, on the held-out clips
-  (:func:`looklisten.eval_retrieval.evaluate_retrieval`; random embeddings
+  (:func:`looklisten.evaluation.retrieval.evaluate_retrieval`; random embeddings
   beside them);
 * training pairs/s (median over the logged steps, after the first);
 * the optical-flow precompute time (TV-L1, once per clip, all workers' CPU
@@ -32,9 +32,9 @@ VARIANTS = {"AVE": "tiny", "AVE+MF": "tiny-ave-mf", "AVE+OF": "tiny-ave-of"}
 
 
 def run_variant(name: str, preset: str, data: Path, out: Path, args) -> dict:
-    from looklisten.config import get_config
-    from looklisten.eval_retrieval import evaluate_retrieval
-    from looklisten.train import Trainer
+    from looklisten.core.config import get_config
+    from looklisten.evaluation.retrieval import evaluate_retrieval
+    from looklisten.training.trainer import Trainer
 
     run = out / preset
     cfg = get_config(
@@ -99,7 +99,7 @@ def main() -> None:
 
     import torch
 
-    from looklisten.demo_data import make_demo_data
+    from looklisten.data.demo_data import make_demo_data
 
     if not args.data.exists():
         make_demo_data(args.data, videos=args.videos, seed=0, progress=not args.quiet)

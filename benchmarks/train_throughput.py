@@ -10,7 +10,7 @@ For each preset this measures, in one run on this machine:
   (vision crop / flip / jitter of uint8 frames, audio gain, forward with the
   spectrogram inside the model, loss, backward, Adam) on random inputs of the
   preset's shapes, warm-up steps excluded;
-* **model FLOPs per pair** (``looklisten.flops``: convolutions and matrix
+* **model FLOPs per pair** (``looklisten.models.flops``: convolutions and matrix
   products, 2 FLOPs per multiply-add; training = 3 x forward) and the achieved
   training FLOP/s;
 * the device's **measured peak** matrix-multiply rate (a large ``torch.mm``,
@@ -49,12 +49,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from looklisten.audio import random_gain
-from looklisten.config import get_config
-from looklisten.flops import TRAINING_FLOPS_FACTOR, model_flops_per_pair
-from looklisten.losses import AVCLoss
-from looklisten.models import create_model
-from looklisten.vision import VisionTransform
+from looklisten.core.config import get_config
+from looklisten.inputs.prepare import VisionTransform
+from looklisten.models.audio import random_gain
+from looklisten.models.flops import TRAINING_FLOPS_FACTOR, model_flops_per_pair
+from looklisten.models.losses import AVCLoss
+from looklisten.models.network import create_model
 
 PAPER_2017_PAIRS_PER_S_PER_GPU = 22  # L3-Net: 60 M pairs in ~2 days on 16 GPUs
 
@@ -125,7 +125,7 @@ class PeakMeter:
 
 
 def make_step(cfg, device: torch.device, batch: int, args):
-    """A closure doing one training step as ``looklisten.train.Trainer`` does it."""
+    """A closure doing one training step as ``looklisten.training.trainer.Trainer`` does it."""
     torch.manual_seed(0)
     model = create_model(cfg).to(device).train()
     flops = model_flops_per_pair(model)
@@ -270,8 +270,8 @@ def _children_cpu() -> float:
 
 
 def bench_loader(preset: str, args, data: Path, device: torch.device) -> dict:
-    from looklisten.dataset import scan_folder
-    from looklisten.sampler import FileSource, MemorySource, PairDataset, PairSampler
+    from looklisten.data.sampler import FileSource, MemorySource, PairDataset, PairSampler
+    from looklisten.data.scan import scan_folder
 
     cfg = get_config(preset, arch=args.model)
     batch = args.loader_batch
@@ -282,7 +282,7 @@ def bench_loader(preset: str, args, data: Path, device: torch.device) -> dict:
             man.root, man.videos, cfg, workers=os.cpu_count() or 1, progress=False
         )
     elif args.loader == "shards":  # written once per preset (setup time), then memory-mapped
-        from looklisten.shards import ShardSet, shard_folder
+        from looklisten.data.shards import ShardSet, shard_folder
 
         out = Path(tempfile.mkdtemp(prefix=f"shards-{preset}-"))
         shard_folder(data, out, cfg, workers=os.cpu_count() or 1, progress=False)
@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None) -> dict:
     with contextlib.ExitStack() as stack:
         data = Path(args.data) if args.data else None
         if data is None and args.loader != "none":
-            from looklisten.demo_data import make_demo_data
+            from looklisten.data.demo_data import make_demo_data
 
             tmp = stack.enter_context(tempfile.TemporaryDirectory())
             data = make_demo_data(Path(tmp) / "demo", videos=args.videos, seed=0, progress=False)
@@ -477,7 +477,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     result = {"env": env, "args": vars(args), "rows": rows}
     if args.json:
-        from looklisten.fileio import atomic_write_json
+        from looklisten.core.fileio import atomic_write_json
 
         atomic_write_json(args.json, result)
     return result

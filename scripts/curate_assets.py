@@ -25,7 +25,7 @@ Each kept stamp becomes ``<out>/NAME.png`` (RGBA, cropped to its visible extent,
 downscaled to at most 160 px on its longest side) and ``<out>/NAME.opus``
 (mono Ogg Opus at 24 kHz, quiet ends trimmed, at most 6 s, peak -1 dBFS), plus
 ``index.json`` and ``LICENSE.md``. Sounds are decoded with
-:func:`looklisten.video.read_audio`. Re-running replaces the previous output.
+:func:`looklisten.media.video.read_audio`. Re-running replaces the previous output.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from looklisten.video import read_audio  # noqa: E402
+from looklisten.media.video import read_audio  # noqa: E402
 
 PACKAGE = "tuxpaint-stamps-default"
 STAMPS_REL = Path("usr/share/tuxpaint/stamps")

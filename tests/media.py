@@ -1,4 +1,4 @@
-"""Real encoded test media, written with :func:`looklisten.video.write_video`.
+"""Real encoded test media, written with :func:`looklisten.media.video.write_video`.
 
 Every clip is self-describing, robust to lossy coding:
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from looklisten.video import write_video
+from looklisten.media.video import write_video
 
 TONE_HZ = 440.0
 TONE_AMP = 0.3

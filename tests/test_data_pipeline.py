@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from media import make_clip, truncate
 
-from looklisten.config import get_config
-from looklisten.dataset import scan_folder
-from looklisten.eval_shortcut import audio_side_features, probe_accuracy
-from looklisten.sampler import FileSource, MemorySource, PairDataset, PairSampler
+from looklisten.core.config import get_config
+from looklisten.data.sampler import FileSource, MemorySource, PairDataset, PairSampler
+from looklisten.data.scan import scan_folder
+from looklisten.evaluation.shortcut import audio_side_features, probe_accuracy
 
 
 @pytest.fixture(scope="module")

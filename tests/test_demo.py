@@ -5,7 +5,7 @@ import json
 import av
 import pytest
 
-from looklisten.cli import main
+from looklisten.cli.main import main
 
 pytestmark = pytest.mark.slow
 

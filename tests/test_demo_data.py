@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from looklisten import demo_data
-from looklisten.demo_data import (
+from looklisten.data import demo_data
+from looklisten.data.demo_data import (
     DEFAULT_CLASSES,
     SIZE_RANGE,
     TWO_OBJECT_FRACTION,
@@ -213,8 +213,8 @@ def test_audio_matches_sounding_object(demo, anns):
 
 
 def test_package_reader_agrees_with_annotations(demo, anns):
-    """looklisten.video's reader sees the frame / audio the annotations describe."""
-    from looklisten.video import read_audio, read_frame
+    """looklisten.media.video's reader sees the frame / audio the annotations describe."""
+    from looklisten.media.video import read_audio, read_frame
 
     name, ann = next((n, a) for n, a in anns.items() if a["moving"])
     frames, audio, _ = _decode(demo / name)

@@ -9,13 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from looklisten.audio import random_gain
-from looklisten.config import get_config
-from looklisten.demo_data import make_demo_data
-from looklisten.models import create_model
-from looklisten.shards import shard_folder
-from looklisten.train import augmentation_generator, train
-from looklisten.vision import VisionTransform
+from looklisten.core.config import get_config
+from looklisten.data.demo_data import make_demo_data
+from looklisten.data.shards import shard_folder
+from looklisten.inputs.prepare import VisionTransform
+from looklisten.models.audio import random_gain
+from looklisten.models.network import create_model
+from looklisten.training.trainer import augmentation_generator, train
 
 RUN = {
     "train.batch_size": 8,
@@ -160,9 +160,9 @@ def test_own_rank_data_deals_shards_to_ranks_and_resumes_exactly(tmp_path, monke
 
 
 def test_own_part_deals_whole_shards(monkeypatch):
-    from looklisten.dataset import VideoEntry
-    from looklisten.distributed import DistEnv
-    from looklisten.train import own_part
+    from looklisten.data.scan import VideoEntry
+    from looklisten.training.distributed import DistEnv
+    from looklisten.training.trainer import own_part
 
     def video(i):
         return VideoEntry(f"v{i}.mp4", 3.0, 10.0, 0.0, 64, 64, 16000, 1, 1000, 0)

@@ -1,4 +1,4 @@
-"""Tests of looklisten.embed: inputs of every kind, windows and timestamps, batching, CLI."""
+"""Tests of looklisten.tasks.embed: inputs of every kind, windows and timestamps, batching, CLI."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import torch
 from media import CLICK_AT, decode_index, make_clip, truncate
 from PIL import Image
 
-from looklisten.checkpoint import save_checkpoint
-from looklisten.cli import main
-from looklisten.config import get_config
-from looklisten.embed import (
+from looklisten.cli.main import main
+from looklisten.core.config import get_config
+from looklisten.media.video import MediaError, read_frame
+from looklisten.models.checkpoint import save_checkpoint
+from looklisten.models.network import create_model
+from looklisten.tasks.embed import (
     _make_task,
     embed_audio,
     embed_file,
@@ -25,8 +27,6 @@ from looklisten.embed import (
     get_model,
     window_times,
 )
-from looklisten.models import create_model
-from looklisten.video import MediaError, read_frame
 
 ATOL = 1e-5
 

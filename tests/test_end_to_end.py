@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 
-from looklisten.cli import main
+from looklisten.cli.main import main
 
 pytestmark = pytest.mark.slow
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from looklisten.audio import mel_filterbank
-from looklisten.cli import main
-from looklisten.config import get_config
-from looklisten.demo_data import make_demo_data
-from looklisten.eval_probe import cross_validate, grouped_folds, majority_accuracy
-from looklisten.features import (
+from looklisten.cli.main import main
+from looklisten.core.config import get_config
+from looklisten.data.demo_data import make_demo_data
+from looklisten.evaluation.probe import cross_validate, grouped_folds, majority_accuracy
+from looklisten.models.audio import mel_filterbank
+from looklisten.tasks.features import (
     color_histogram,
     layer_features,
     layer_maps,
@@ -20,7 +20,7 @@ from looklisten.features import (
     logmel_stats,
     random_model,
 )
-from looklisten.train import train
+from looklisten.training.trainer import train
 
 SMALL_RUN = {
     "train.batch_size": 8,

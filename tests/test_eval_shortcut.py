@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from looklisten.cli import main
-from looklisten.config import get_config
-from looklisten.dataset import scan_folder
-from looklisten.demo_data import make_demo_data
-from looklisten.eval_shortcut import (
+from looklisten.cli.main import main
+from looklisten.core.config import get_config
+from looklisten.data.demo_data import make_demo_data
+from looklisten.data.scan import scan_folder
+from looklisten.evaluation.shortcut import (
     AudioTrackSource,
     probe_accuracy,
     probe_sampler,

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from looklisten.cli import main
-from looklisten.config import get_config
-from looklisten.demo_data import make_demo_data
-from looklisten.eval_units import TopK, selectivity, wav_bytes
-from looklisten.train import train
-from looklisten.video import read_audio
+from looklisten.cli.main import main
+from looklisten.core.config import get_config
+from looklisten.data.demo_data import make_demo_data
+from looklisten.evaluation.units import TopK, selectivity, wav_bytes
+from looklisten.media.video import read_audio
+from looklisten.training.trainer import train
 
 SMALL_RUN = {
     "train.batch_size": 8,

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from looklisten.config import get_config
-from looklisten.flops import TRAINING_FLOPS_FACTOR, count_flops, model_flops_per_pair
-from looklisten.models import create_model
+from looklisten.core.config import get_config
+from looklisten.models.flops import TRAINING_FLOPS_FACTOR, count_flops, model_flops_per_pair
+from looklisten.models.network import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,7 +124,7 @@ def test_benchmark_runs_and_reports_mfu(tmp_path):
 
 @pytest.mark.slow
 def test_benchmark_measures_the_loader_on_real_clips(tmp_path):
-    from looklisten.demo_data import make_demo_data
+    from looklisten.data.demo_data import make_demo_data
 
     data = make_demo_data(tmp_path / "clips", videos=3, seed=0, duration=3.0, progress=False)
     bench = _load_benchmark()

@@ -1,4 +1,4 @@
-"""Tests of the audio and vision frontends (looklisten.audio, looklisten.vision)."""
+"""Tests of the audio and vision frontends (looklisten.models.audio, looklisten.inputs.prepare)."""
 
 import dataclasses
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from looklisten.audio import Spectrogram, mel_filterbank, random_gain
-from looklisten.config import VisionConfig, get_config, list_presets
-from looklisten.vision import VisionTransform, denormalize, resize_short_side
+from looklisten.core.config import VisionConfig, get_config, list_presets
+from looklisten.inputs.prepare import VisionTransform, denormalize, resize_short_side
+from looklisten.models.audio import Spectrogram, mel_filterbank, random_gain
 
 # ---------------------------------------------------------------------------
 # Audio

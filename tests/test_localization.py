@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from looklisten.localization import (
+from looklisten.evaluation.map_metrics import (
     AUC_THRESHOLDS,
     binarize,
     box_mask,
@@ -24,8 +24,8 @@ from looklisten.localization import (
     upsample_heatmap,
     whole_image,
 )
-from looklisten.overlay import overlay, write_overlay_png, write_overlay_video
-from looklisten.video import MediaError, write_video
+from looklisten.media.overlay import overlay, write_overlay_png, write_overlay_video
+from looklisten.media.video import MediaError, write_video
 
 # A 4x4 ramp: value 4 * row + col.
 RAMP = np.arange(16, dtype=np.float32).reshape(4, 4)

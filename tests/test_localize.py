@@ -16,11 +16,14 @@ import torch
 from media import make_clip
 from PIL import Image
 
-from looklisten.checkpoint import save_checkpoint
-from looklisten.cli import main
-from looklisten.config import get_config
-from looklisten.demo_data import load_annotations, make_demo_data
-from looklisten.localize import (
+from looklisten.cli.main import main
+from looklisten.core.config import get_config
+from looklisten.data.demo_data import load_annotations, make_demo_data
+from looklisten.inputs.prepare import VisionTransform, resize_short_side
+from looklisten.media.video import MediaError, probe, read_frame
+from looklisten.models.checkpoint import save_checkpoint
+from looklisten.models.network import create_model
+from looklisten.tasks.localize import (
     crop_region,
     full_input_size,
     heatmap_to_frame,
@@ -29,9 +32,6 @@ from looklisten.localize import (
     localize_video,
     map_stride,
 )
-from looklisten.models import create_model
-from looklisten.video import MediaError, probe, read_frame
-from looklisten.vision import VisionTransform, resize_short_side
 
 
 @pytest.fixture(scope="module")
@@ -279,14 +279,14 @@ def test_eval_localization_json(avol_run, demo, tmp_path, capsys):
     assert main(args + ["--times", "1", "--quiet", "--max-clips", "1", "--no-save"]) == 0
     assert not (avol_run / "eval").joinpath("localization.json").exists()
     # a run folder that cannot be written: the result is still printed, the failure named
-    import looklisten.checkpoint
+    import looklisten.models.checkpoint
 
     def read_only(*a, **k):
         raise PermissionError(13, "Permission denied", str(avol_run / "eval"))
 
     capsys.readouterr()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(looklisten.checkpoint, "save_eval", read_only)
+        mp.setattr(looklisten.models.checkpoint, "save_eval", read_only)
         assert main(args + ["--times", "1", "--quiet", "--max-clips", "1"]) == 1
     captured = capsys.readouterr()
     assert json.loads(captured.out)["samples"] == 1

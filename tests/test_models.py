@@ -4,10 +4,16 @@ import shutil
 import pytest
 import torch
 
-from looklisten.checkpoint import load_config, load_model, run_dir, save_checkpoint, save_eval
-from looklisten.config import ARCHS, Config, get_config, list_presets
-from looklisten.losses import AVCLoss
-from looklisten.models import create_model
+from looklisten.core.config import ARCHS, Config, get_config, list_presets
+from looklisten.models.checkpoint import (
+    load_config,
+    load_model,
+    run_dir,
+    save_checkpoint,
+    save_eval,
+)
+from looklisten.models.losses import AVCLoss
+from looklisten.models.network import create_model
 
 # conv4_2 map sizes per preset (vision, audio)
 EXPECTED_MAPS = {
@@ -158,8 +164,8 @@ def test_embedding_does_not_load_training_code():
     import sys
 
     code = (
-        "import sys, looklisten, looklisten.embed, looklisten.localize, looklisten.search;"
-        "m = [k for k in ('looklisten.train', 'looklisten.sampler', 'looklisten.losses', 'looklisten.distributed', 'looklisten.shards') if k in sys.modules];"
+        "import sys, looklisten, looklisten.tasks.embed, looklisten.tasks.localize, looklisten.tasks.search;"
+        "m = [k for k in ('looklisten.training.trainer', 'looklisten.data.sampler', 'looklisten.models.losses', 'looklisten.training.distributed', 'looklisten.data.shards') if k in sys.modules];"
         "assert not m, m"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

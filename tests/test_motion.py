@@ -9,11 +9,13 @@ import pytest
 import torch
 from media import decode_index, make_clip
 
-from looklisten.config import get_config
-from looklisten.demo_data import make_demo_data
-from looklisten.flow import FLOW_ZERO, clip_flow, dequantize, quantize, stack_fields
-from looklisten.models import create_model
-from looklisten.motion import (
+from looklisten.core.config import get_config
+from looklisten.data.demo_data import make_demo_data
+from looklisten.data.sampler import square_crop
+from looklisten.inputs.flow import FLOW_ZERO, clip_flow, dequantize, quantize, stack_fields
+from looklisten.inputs.prepare import VisionTransform
+from looklisten.media.video import MediaReader, read_frames
+from looklisten.models.motion import (
     TimeConv3d,
     TwoStreamTrunk,
     inflate,
@@ -21,10 +23,8 @@ from looklisten.motion import (
     item_from_reader,
     still_item,
 )
-from looklisten.sampler import square_crop
-from looklisten.trunks import VGGTrunk
-from looklisten.video import MediaReader, read_frames
-from looklisten.vision import VisionTransform
+from looklisten.models.network import create_model
+from looklisten.models.trunks import VGGTrunk
 
 pytest.importorskip("cv2")
 
@@ -299,8 +299,8 @@ def test_flow_from_the_cache_equals_flow_from_the_file(clips):
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", ["tiny-ave-mf", "tiny-ave-of"])
 def test_motion_variants_train_end_to_end_and_embed(clips, tmp_path, monkeypatch, preset):
-    from looklisten.embed import embed_image, embed_video
-    from looklisten.train import train
+    from looklisten.tasks.embed import embed_image, embed_video
+    from looklisten.training.trainer import train
 
     monkeypatch.setenv("LOOKLISTEN_CACHE", str(tmp_path / "cache"))
     cfg = get_config(preset, **TINY_RUN)

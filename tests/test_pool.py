@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from looklisten.pool import WorkerError, process_pool
+from looklisten.core.pool import WorkerError, process_pool
 
 
 def _boom(x):

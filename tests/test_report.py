@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from looklisten.cli import main
-from looklisten.report import EVAL_FILES, write_report
+from looklisten.cli.main import main
+from looklisten.report.page import EVAL_FILES, write_report
 
 # ---------------------------------------------------------------------------
 # Reading a page back
@@ -304,7 +304,7 @@ def test_cli(tmp_path, capsys):
 
 def test_eval_files_name_real_commands():
     """Every command the page suggests parses with the real command line."""
-    from looklisten.cli import build_parser
+    from looklisten.cli.main import build_parser
 
     parser = build_parser()
     for title, cmd, _ in EVAL_FILES.values():

@@ -1,4 +1,4 @@
-"""Tests of looklisten.metrics (nDCG, recall@k, baselines, CCA) and looklisten.retrieval."""
+"""Tests of looklisten.evaluation.metrics (nDCG, recall@k, baselines, CCA) and looklisten.tasks.index."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import faiss
 import numpy as np
 import pytest
 
-from looklisten.metrics import (
+from looklisten.evaluation.metrics import (
     accuracy,
     cca_align,
     cross_modal_eval,
@@ -23,7 +23,7 @@ from looklisten.metrics import (
     retrieval_scores,
     top_k_accuracy,
 )
-from looklisten.retrieval import EmbeddingIndex, Hit
+from looklisten.tasks.index import EmbeddingIndex, Hit
 
 # discounts 1/log2(i+1): d1 = 1, d2 = 1/log2(3) = 0.6309298, d3 = 1/log2(4) = 0.5,
 # d4 = 1/log2(5) = 0.4306766
@@ -509,7 +509,7 @@ def test_ivf_small_n_falls_back_to_exact(caplog):
     x = rand_unit(rng, 300, 32)
     index = EmbeddingIndex(kind="ivf")
     index.add("audio", x, make_meta(300))
-    with caplog.at_level(logging.WARNING, logger="looklisten.retrieval"):
+    with caplog.at_level(logging.WARNING, logger="looklisten.tasks.index"):
         hits = index.search(x[:5], "audio", k=1)
     assert "too few" in caplog.text
     assert index.built_kind("audio") == "flat"

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from looklisten.config import get_config
-from looklisten.dataset import VideoEntry, split_videos
-from looklisten.eval_shortcut import probe_accuracy, timing_features
-from looklisten.sampler import PairDataset, PairSampler
+from looklisten.core.config import get_config
+from looklisten.data.sampler import PairDataset, PairSampler
+from looklisten.data.scan import VideoEntry, split_videos
+from looklisten.evaluation.shortcut import probe_accuracy, timing_features
 
 
 def entry(i, duration, fps, start=0.0):

@@ -1,4 +1,4 @@
-"""Tests of looklisten.search (index / search / HTML) and looklisten.eval_retrieval."""
+"""Tests of looklisten.tasks.search (index / search / HTML) and looklisten.evaluation.retrieval."""
 
 from __future__ import annotations
 
@@ -14,17 +14,17 @@ import pytest
 import torch
 from media import truncate
 
-from looklisten.checkpoint import save_checkpoint
-from looklisten.cli import main
-from looklisten.config import get_config
-from looklisten.demo_data import label_at, load_annotations, make_demo_data
-from looklisten.embed import get_model
-from looklisten.eval_retrieval import Labels, choose_videos, collect_items, evaluate_retrieval
-from looklisten.metrics import DIRECTIONS
-from looklisten.models import create_model
-from looklisten.retrieval import EmbeddingIndex
-from looklisten.search import build_index, render_html, search
-from looklisten.video import write_video
+from looklisten.cli.main import main
+from looklisten.core.config import get_config
+from looklisten.data.demo_data import label_at, load_annotations, make_demo_data
+from looklisten.evaluation.metrics import DIRECTIONS
+from looklisten.evaluation.retrieval import Labels, choose_videos, collect_items, evaluate_retrieval
+from looklisten.media.video import write_video
+from looklisten.models.checkpoint import save_checkpoint
+from looklisten.models.network import create_model
+from looklisten.tasks.embed import get_model
+from looklisten.tasks.index import EmbeddingIndex
+from looklisten.tasks.search import build_index, render_html, search
 
 
 def _save(run: Path, arch: str, seed: int) -> Path:

@@ -8,11 +8,11 @@ import pytest
 import webdataset as wds
 from media import decode_index, make_clip
 
-from looklisten.config import get_config
-from looklisten.dataset import scan_folder
-from looklisten.motion import item_from_clip
-from looklisten.shards import ShardSet, is_shard_location, shard_folder
-from looklisten.train import Trainer
+from looklisten.core.config import get_config
+from looklisten.data.scan import scan_folder
+from looklisten.data.shards import ShardSet, is_shard_location, shard_folder
+from looklisten.models.motion import item_from_clip
+from looklisten.training.trainer import Trainer
 
 CFG = get_config(
     "tiny",
@@ -48,7 +48,7 @@ def scan_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def shards(folder, tmp_path_factory):
-    from looklisten.cli import main
+    from looklisten.cli.main import main
 
     out = tmp_path_factory.mktemp("shards")
     with pytest.MonkeyPatch.context() as mp:
@@ -163,8 +163,8 @@ def test_shards_by_url_are_fetched_once_into_the_cache(shards, tmp_path):
 @pytest.mark.slow
 def test_optical_flow_is_computed_once_into_the_shards(tmp_path):
     """AVE+OF shards hold each clip's TV-L1 flow: the pairs' flow is the in-memory cache's."""
-    from looklisten.demo_data import make_demo_data
-    from looklisten.sampler import MemorySource
+    from looklisten.data.demo_data import make_demo_data
+    from looklisten.data.sampler import MemorySource
 
     make_demo_data(tmp_path / "clips", videos=3, seed=2, duration=2.0, workers=1, progress=False)
     of = get_config("tiny-ave-of")

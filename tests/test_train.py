@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from looklisten.config import get_config
-from looklisten.demo_data import make_demo_data
-from looklisten.train import train
+from looklisten.core.config import get_config
+from looklisten.data.demo_data import make_demo_data
+from looklisten.training.trainer import train
 
 SMALL_RUN = {
     "train.batch_size": 8,
@@ -87,7 +87,7 @@ def test_a_bad_file_in_the_folder_is_skipped_and_reported(clips, tmp_path, monke
 
 
 def test_cli_train_help_and_errors(tmp_path, capsys):
-    from looklisten.cli import main
+    from looklisten.cli.main import main
 
     with pytest.raises(SystemExit):
         main(["--help"])
@@ -118,9 +118,9 @@ def test_tiny_l3_beats_chance_on_held_out_demo_clips(tmp_path_factory, monkeypat
 
 def test_init_warm_starts_avol_from_an_ave_run(clips, tmp_path, monkeypatch):
     """--init copies the trunks (and the audio branch) of another run; the rest starts fresh."""
-    from looklisten.checkpoint import init_weights, save_checkpoint
-    from looklisten.cli import main
-    from looklisten.models import create_model
+    from looklisten.cli.main import main
+    from looklisten.models.checkpoint import init_weights, save_checkpoint
+    from looklisten.models.network import create_model
 
     monkeypatch.setenv("LOOKLISTEN_CACHE", str(tmp_path / "cache"))
     torch.manual_seed(1)

@@ -1,4 +1,4 @@
-"""Tests of looklisten.video on real encoded files (written by tests/media.py)."""
+"""Tests of looklisten.media.video on real encoded files (written by tests/media.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from media import (
     truncate,
 )
 
-from looklisten.video import (
+from looklisten.media.video import (
     MediaError,
     MediaInfo,
     MediaReader,

@@ -26,14 +26,14 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Config": ("config", "Config"),
-    "get_config": ("config", "get_config"),
-    "list_presets": ("config", "list_presets"),
-    "create_model": ("models", "create_model"),
-    "load_model": ("checkpoint", "load_model"),
-    "train": ("train", "train"),
-    "make_demo_data": ("demo_data", "make_demo_data"),
-    "MediaError": ("video", "MediaError"),
+    "Config": ("core.config", "Config"),
+    "get_config": ("core.config", "get_config"),
+    "list_presets": ("core.config", "list_presets"),
+    "create_model": ("models.network", "create_model"),
+    "load_model": ("models.checkpoint", "load_model"),
+    "train": ("training.trainer", "train"),
+    "make_demo_data": ("data.demo_data", "make_demo_data"),
+    "MediaError": ("media.video", "MediaError"),
 }
 
 

@@ -1,0 +1,459 @@
+"""The ``looklisten`` command line. Heavy modules are imported inside each command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+looklisten: learn what things look like and sound like from unlabelled video
+(Look, Listen and Learn: L3-Net; Objects that Sound: AVE-Net, AVOL-Net).
+
+commands:
+  demo             build the demo data (if absent), train small L3-, AVE- and AVOL-Nets on it
+                   on the CPU, evaluate them, write overlays and demo-out/report.html
+  make-demo-data   write short MP4 clips made from real photos and recorded sounds,
+                   with annotations (labels, the sounding object's box over time)
+  train            train L3-Net / AVE-Net / AVOL-Net on a folder of videos
+  shard            decode a folder of videos once into WebDataset shards (train reads them)
+  embed            audio / image / time-aligned video embeddings from files (.npz per input)
+  index            embed a folder (or read .npz files) into a FAISS index of both modalities
+  search           search sounds by image, images by sound (ranked hits, optional HTML page)
+  localize         AVOL-Net heatmaps: an overlay video with its sound, or a PNG for image + audio
+  report           one self-contained HTML page about runs: curves, examples, overlays, evals
+  eval             evaluations that print one JSON object with baselines
+                   (eval retrieval, eval localization, eval probe, eval shortcut,
+                   eval units)
+  presets          list the model presets and their input shapes
+
+Run 'looklisten COMMAND --help' for a command's options.
+"""
+
+
+def _overrides(pairs: list[str]) -> dict:
+    out = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise SystemExit(f"--set expects key=value, got {p!r}")
+        k, v = p.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def _config(args):
+    from looklisten.core.config import get_config
+
+    over = _overrides(args.set)
+    if getattr(args, "batch_size", None):
+        over["train.batch_size"] = args.batch_size
+    if getattr(args, "lr", None):
+        over["train.lr"] = args.lr
+    if getattr(args, "epochs", None):
+        over["train.epochs"] = args.epochs
+    if getattr(args, "epoch_pairs", None):
+        over["train.epoch_pairs"] = args.epoch_pairs
+    if getattr(args, "seed", None) is not None:
+        over["train.seed"] = args.seed
+    if getattr(args, "compile", False):
+        over["train.compile"] = True
+    if getattr(args, "rank_data", None):
+        over["train.rank_data"] = args.rank_data
+    if getattr(args, "init", None):
+        over["train.init"] = str(Path(args.init).resolve())
+    return get_config(args.preset, arch=args.model, **over)
+
+
+def cmd_train(args) -> int:
+    from looklisten.training.trainer import train
+
+    summary = train(
+        args.data,
+        args.out,
+        _config(args) if not args.resume else _resume_config(args),
+        resume=args.resume,
+        device=args.device,
+        cache=args.cache,
+        max_steps=args.max_steps,
+        time_budget=args.time_budget * 60 if args.time_budget else None,
+        progress=not args.quiet,
+        workers=args.workers,
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _resume_config(args):
+    from looklisten.models.checkpoint import load_config
+
+    return load_config(args.out)
+
+
+def cmd_make_demo_data(args) -> int:
+    from looklisten.data.demo_data import make_demo_data
+
+    out = make_demo_data(args.out, videos=args.videos, seed=args.seed, workers=args.workers)
+    print(f"wrote {args.videos} clips and annotations to {out}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from looklisten.cli.demo import run_demo
+
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    summary = run_demo(
+        args.data,
+        args.out,
+        videos=args.videos,
+        test_videos=args.test_videos,
+        test_data=args.test_data,
+        workers=args.workers,
+        models=models,
+        preset=args.preset,
+        epochs=args.epochs,
+        time_budget=args.time_budget * 60 if args.time_budget else None,
+        seed=args.seed,
+        overrides=_overrides(args.set),
+        progress=not args.quiet,
+    )
+    out = Path(args.out)
+    for arch, s in summary["runs"].items():
+        print(f"{arch:5s} held-out AVC accuracy {_f(s['val_avc_accuracy'])} (chance 0.5)")
+    if "retrieval" in summary:
+        print(f"retrieval nDCG@30 on {summary['test_data']}:")
+        for direction, row in summary["retrieval"].items():
+            line = f"  {direction}: AVE-Net {_f(row['model'])}, random {_f(row['random'])}"
+            if "l3_cca" in row:
+                line += f", L3+CCA {_f(row['l3_cca'])}"
+            if row.get("minus_l3_cca"):
+                d = row["minus_l3_cca"]
+                lo, hi = d["ci95"]
+                line += f" (AVE - L3+CCA {_f(d['difference'], '+')}, 95% interval "
+                line += f"{_f(lo, '+')} .. {_f(hi, '+')})"
+            print(line)
+    if "localization" in summary:
+        loc = summary["localization"]
+        avol, centre = loc["avol"], loc["baselines"]["centre_prior"]
+        print(f"localisation on {loc['samples']} test samples (AVOL-Net vs the centre prior):")
+        for key in ("pointing", "ciou@0.5", "mean_ciou"):
+            d = loc["avol_minus_centre_prior"][key]
+            lo, hi = d["ci95"]
+            print(
+                f"  {key}: {_f(avol[key])} vs {_f(centre[key])} ({_f(d['difference'], '+')}, "
+                f"95% interval {_f(lo, '+')} .. {_f(hi, '+')})"
+            )
+        print(f"  two objects, which one sounds: {_f(avol['two_object_accuracy'])} (chance 0.5)")
+        print(f"overlays in {summary['overlays']}")
+    print(f"summary: {out / 'metrics.json'}")
+    if "report" in summary:
+        print(f"report: {summary['report']}")
+    return 0
+
+
+def _f(v, sign: str = "") -> str:
+    """A metric for a person: 3 decimals, or n/a where it could not be measured."""
+    return "n/a" if v is None else f"{v:{sign}.3f}"
+
+
+def cmd_presets(args) -> int:
+    from looklisten.core.config import arch_overrides, get_config, list_presets
+
+    for name in list_presets():
+        c = get_config(name)
+        print(
+            f"{name:8s} image {c.vision.image_size}px  audio {c.audio.sample_rate} Hz -> "
+            f"{c.audio.n_bins}x{c.audio.n_frames} {c.audio.kind}  widths {c.model.widths}  "
+            f"conv1 stride {c.model.conv1_stride}  batch {c.train.batch_size}"
+        )
+        for arch, over in arch_overrides(name).items():
+            sets = ", ".join(f"{k}={v}" for k, v in over.items())
+            print(f"{'':8s}   with --model {arch}: {sets}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from looklisten.cli.demo import DEMO_MODELS, TEST_VIDEOS
+    from looklisten.core.config import ARCHS, list_presets
+
+    p = argparse.ArgumentParser(
+        prog="looklisten",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def model_opts(sp, preset_default: str, model_default: str = "l3"):
+        sp.add_argument(
+            "--model",
+            choices=ARCHS,
+            default=model_default,
+            help="head: l3 (L3-Net), ave (AVE-Net), avol (AVOL-Net)",
+        )
+        sp.add_argument(
+            "--preset",
+            choices=list_presets(),
+            default=preset_default,
+            help="sizes (see 'looklisten presets')",
+        )
+        sp.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
+        sp.add_argument("--epoch-pairs", type=int, help="pairs per epoch (default: the preset's)")
+        sp.add_argument("--batch-size", type=int, help="batch size (default: the preset's)")
+        sp.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
+        sp.add_argument("--seed", type=int, help="seed for pairs, augmentation and initialisation")
+        sp.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            help="override any config field, e.g. --set sampler.max_shift_seconds=1.0",
+        )
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sp = sub.add_parser(
+        "train",
+        help="train on a folder of videos",
+        description="Scan DIR recursively for videos, reject unusable ones (listed in OUT/rejected.tsv with reasons), split by video, and train on the audio-visual correspondence task. Metrics go to OUT/metrics.jsonl, the checkpoint to OUT/checkpoint/.",
+    )
+    sp.add_argument(
+        "data",
+        metavar="DIR",
+        help="folder of videos (searched recursively), or shards from 'looklisten shard' (a folder or an fsspec URL)",
+    )
+    sp.add_argument("--out", required=True, metavar="RUN", help="run directory")
+    model_opts(sp, "small")
+    sp.add_argument(
+        "--compile", action="store_true", help="torch.compile the model (train.compile)"
+    )
+    sp.add_argument(
+        "--init",
+        metavar="RUN",
+        help="warm start: copy the weights of another run whose names and shapes match "
+        "(e.g. an AVOL-Net from an AVE-Net's trunks; same audio frontend) (train.init)",
+    )
+    sp.add_argument(
+        "--rank-data",
+        choices=("all", "own"),
+        help="under torchrun: 'all' (default) every rank samples from every training video, "
+        "exactly like one process; 'own' deals the shards to the ranks, each fetching and "
+        "reading only its own (train.rank_data)",
+    )
+    sp.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out exactly where its checkpoint stopped (its saved config is used)",
+    )
+    sp.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    sp.add_argument(
+        "--cache",
+        choices=["auto", "memory", "files"],
+        default="auto",
+        help="decode all videos once into memory, or decode each pair from the files (auto: memory if it fits in LOOKLISTEN_CACHE_MB, default 3000)",
+    )
+    sp.add_argument(
+        "--workers",
+        type=int,
+        help="DataLoader workers (default: 0 with the memory cache, else the preset's)",
+    )
+    sp.add_argument("--max-steps", type=int, help="stop after this many steps")
+    sp.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="stop after this much training time (then validate and checkpoint)",
+    )
+    sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser(
+        "make-demo-data",
+        help="write demo clips from real photos and recorded sounds",
+        description="Write OUT/clip_*.mp4 (H.264 + AAC) and OUT/annotations.jsonl, from the Tux Paint stamps (photos and recordings) shipped inside the package.",
+    )
+    sp.add_argument("out", metavar="OUT")
+    sp.add_argument("--videos", type=int, default=240)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--workers", type=int, default=2)
+    sp.set_defaults(func=cmd_make_demo_data)
+
+    sp = sub.add_parser(
+        "demo",
+        help="demo data + L3-Net, AVE-Net and AVOL-Net trained on the CPU, evaluations, report",
+        description=(
+            "Build the demo data if absent; train an L3-Net, an AVE-Net and an AVOL-Net (tiny "
+            "preset) on the CPU; evaluate cross-modal retrieval and localisation on a test set "
+            "of clips never trained on (DATA-test); "
+            "write heatmap overlays, OUT/report.html and OUT/metrics.json (val_avc_accuracy: the "
+            "first model's held-out AVC accuracy). Finished runs in OUT are reused."
+        ),
+    )
+    sp.add_argument("--data", default="demo-data", help="demo data folder (built if absent)")
+    sp.add_argument("--out", default="demo-out", help="output folder")
+    sp.add_argument("--videos", type=int, default=240)
+    sp.add_argument(
+        "--test-videos",
+        type=int,
+        default=TEST_VIDEOS,
+        help="clips in the test set (default %(default)s; 0: evaluate on DATA's held-out clips)",
+    )
+    sp.add_argument("--test-data", metavar="DIR", help="the test set's folder (default DATA-test)")
+    sp.add_argument("--workers", type=int, default=2)
+    sp.add_argument(
+        "--models",
+        default=",".join(DEMO_MODELS),
+        help="comma-separated networks to train, in order (default: %(default)s)",
+    )
+    sp.add_argument(
+        "--preset", choices=list_presets(), default="tiny", help="sizes (default: %(default)s)"
+    )
+    sp.add_argument("--epochs", type=int, help="epochs per model (default: the demo's plan)")
+    sp.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="training time limit per model (default: none; the demo's plan trains for 24 to 30 min on 2 cores)",
+    )
+    sp.add_argument("--seed", type=int, default=0, help="seed for data, pairs and initialisation")
+    sp.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any config field of every model, e.g. --set train.batch_size=32",
+    )
+    sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    sp.set_defaults(func=cmd_demo)
+
+    sp = sub.add_parser("presets", help="list model presets")
+    sp.set_defaults(func=cmd_presets)
+
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint (see 'looklisten eval --help')",
+        description="Evaluate a trained checkpoint; each evaluation prints one JSON object with its baselines.",
+    )
+    ev_sub = ev.add_subparsers(dest="eval_command", metavar="WHAT")
+    ev.set_defaults(func=lambda args: (ev.print_help(), 2)[1])
+    # Commands and evaluations defined in their own modules register themselves:
+    # module.add_cli(sub) / module.add_eval_cli(ev_sub). Their heavy imports stay
+    # inside the command functions, so building the parser stays light.
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_cli(sub)
+    for name in EVAL_MODULES:
+        importlib.import_module(name).add_eval_cli(ev_sub)
+    return p
+
+
+def add_eval_parser(
+    eval_subparsers,
+    name: str,
+    *,
+    func,
+    help: str,
+    description: str,
+    data_help: str,
+    checkpoint_help: str | None = "run or checkpoint dir",
+    saves: str,
+    batch_size: int | None = 64,
+) -> argparse.ArgumentParser:
+    """One ``looklisten eval NAME`` subcommand with the options every evaluation shares.
+
+    DATA, ``--checkpoint`` (unless ``checkpoint_help`` is None), ``--batch-size``,
+    ``--device``, ``--quiet`` and ``--no-save`` (``saves`` names what it skips);
+    the module adds its own options to the returned parser.
+    """
+    sp = eval_subparsers.add_parser(
+        name,
+        help=help,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sp.add_argument("data", metavar="DATA", help=data_help)
+    if checkpoint_help is not None:
+        sp.add_argument("--checkpoint", required=True, metavar="RUN", help=checkpoint_help)
+    if batch_size is None:
+        sp.add_argument("--batch-size", type=int, help="items per batch (default: the preset's)")
+    else:
+        sp.add_argument(
+            "--batch-size", type=int, default=batch_size, help=f"items per batch ({batch_size})"
+        )
+    sp.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    sp.add_argument("--no-save", action="store_true", help=f"do not write {saves}")
+    sp.set_defaults(func=func)
+    return sp
+
+
+def show_progress(args) -> bool:
+    """Progress bars unless ``--quiet`` or stderr is not a terminal."""
+    return not args.quiet and sys.stderr.isatty()
+
+
+def finish_eval(args, result: dict, name: str | None = None) -> int:
+    """Print an evaluation's JSON and save it to ``RUN/eval/<name>`` (unless ``--no-save``).
+
+    Printed first: a run folder that cannot be written (a shared, read-only
+    model) costs the saved copy, not the result.
+    """
+    print(json.dumps(result, indent=2))
+    if name is None or args.no_save:
+        return 0
+    from looklisten.models.checkpoint import save_eval
+
+    try:
+        save_eval(args.checkpoint, name, result)
+    except OSError as e:
+        print(
+            f"looklisten eval: could not save {name} beside {args.checkpoint} ({e}); "
+            "the result is printed above (--no-save skips saving)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+# One entry per module; keep one name per line (several people extend these).
+COMMAND_MODULES = (
+    "looklisten.tasks.embed",
+    "looklisten.tasks.search",
+    "looklisten.tasks.localize",
+    "looklisten.report.page",
+    "looklisten.data.shards",
+)
+EVAL_MODULES = (
+    "looklisten.evaluation.retrieval",
+    "looklisten.evaluation.localization",
+    "looklisten.evaluation.probe",
+    "looklisten.evaluation.shortcut",
+    "looklisten.evaluation.units",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    from looklisten.media.video import MediaError
+
+    try:
+        return args.func(args)
+    except (MediaError, FileNotFoundError, NotADirectoryError, ValueError) as e:
+        print(f"looklisten {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,525 @@
+"""A small synthetic audio-visual data set with exact ground truth.
+
+:func:`make_demo_data` renders short MP4 clips from the curated Tux Paint stamps
+that ship with the package (``looklisten/assets/stamps``: a photo cut-out and a
+recording of the same thing per stamp, GPL-2, see ``LICENSE.md`` there). Each
+clip shows one or two stamps on a random background while the sound of one of
+them plays, and ``annotations.jsonl`` says which object is where in every frame
+and which one is sounding when, so that correspondence, retrieval and
+localisation can be checked against the truth.
+
+Clip content
+------------
+* Background: a smooth colour gradient or blurred colour noise, new per clip.
+* Objects: one (70 % of the clips) or two stamps of distinct classes (30 %),
+  alpha-composited. Object size (square root of the box area) is 45-70 % of the
+  frame height, capped to fit; two objects live in the left and right halves of
+  the frame, so they never overlap. In half of the clips the objects stay still,
+  in the other half they drift linearly and bounce off the edges of their area.
+* Sound: one object at a time. A single object sounds for the whole clip; with two
+  objects the sounding one switches once or twice at random times (segments of at
+  least 1.5 s). The object's recording starts at a random offset and repeats with
+  0.05-0.35 s gaps, so nearly every 1 s window holds some of it; white or pink
+  noise is added at 10-25 dB SNR and the mix is peak-normalised to 0.9.
+* Encoding: H.264 (libx264, ``veryfast``, CRF 23, GOP 15 frames) + AAC, mono,
+  48 kHz (the L3-Net rate), through :func:`looklisten.media.video.write_video`.
+
+Annotations
+-----------
+One JSON object per clip and line of ``annotations.jsonl``::
+
+    {"file": "clip_00000.mp4", "duration": 6.0, "fps": 15.0, "width": 256,
+     "height": 192, "sample_rate": 48000,
+     "objects": [{"label": "dog", "category": "animals/mammals/dogs",
+                  "boxes": [[x0, y0, x1, y1], ...]}],
+     "sounding": [{"start": 0.0, "end": 6.0, "object": 0}],
+     "labels": ["dog"], "split_hint": null,
+     "moving": false, "background": "gradient",
+     "noise": {"type": "pink", "snr_db": 17.3}}
+
+* ``boxes`` has one box per video frame; frame ``i`` is displayed at time
+  ``i / fps``. Boxes are integer pixels with exclusive ends (the visible,
+  alpha > 0, pixels of the object are ``frame[y0:y1, x0:x1]``), the convention of
+  :mod:`looklisten.evaluation.map_metrics`.
+* ``sounding`` intervals are in seconds (rounded to 1 ms, exactly what was
+  rendered: sample ``n`` belongs to the interval containing ``n / sample_rate``),
+  cover ``[0, duration]`` without gaps, and ``object`` indexes ``objects``.
+
+Generation is deterministic given ``seed`` (same annotations; the encoded files
+may differ in bits) and independent of ``workers``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+#: Audio sample rate of the generated clips, Hz.
+SAMPLE_RATE = 48000
+
+#: Default classes: 25 stamps that look and sound clearly different (distinct
+#: silhouettes / colours, distinct timbre; recordings of at least ~0.9 s).
+DEFAULT_CLASSES: list[str] = [
+    # 16 classes that differ in shape, colour and timbre: enough to make the tasks
+    # non-trivial, few enough that a tiny network learns them on a CPU in minutes
+    # (pass classes=available_classes() for all of them).
+    # mammals
+    "dog",
+    "cow",
+    "lion",
+    "elephant",
+    "sheep",
+    "chimp",
+    # birds, frog, insect
+    "rooster",
+    "duck",
+    "owl",
+    "frog",
+    "bee",
+    # instruments
+    "violin",
+    "drumkit",
+    # household, tools, vehicles
+    "kettle",
+    "saw",
+    "firetruck",
+]
+
+TWO_OBJECT_FRACTION = 0.3
+MOVING_FRACTION = 0.5
+SIZE_RANGE = (0.45, 0.7)  # sqrt(box area) / frame height
+SPEED_RANGE = (15.0, 45.0)  # px / s
+MIN_SEGMENT = 1.5  # s, shortest sounding segment in two-object clips
+GAP_RANGE = (0.05, 0.35)  # s, silence between repetitions of a recording
+SNR_RANGE = (10.0, 25.0)  # dB
+ALPHA_FLOOR = 8  # alpha below this is made fully transparent
+X264_OPTIONS = {"preset": "veryfast", "crf": "23", "g": "15"}
+
+
+# --------------------------------------------------------------------------- assets
+
+
+def _assets():
+    return resources.files("looklisten").joinpath("assets").joinpath("stamps")
+
+
+@functools.lru_cache(maxsize=1)
+def stamp_index() -> dict[str, dict[str, Any]]:
+    """The curated stamps, ``{name: entry}`` (see ``assets/stamps/index.json``)."""
+    index = json.loads(_assets().joinpath("index.json").read_text(encoding="utf-8"))
+    return {s["name"]: s for s in index["stamps"]}
+
+
+def available_classes() -> list[str]:
+    """Names of all curated stamps (valid values for ``classes=``)."""
+    return sorted(stamp_index())
+
+
+@functools.cache
+def _stamp_image(name: str) -> np.ndarray:
+    """The stamp picture, straight-alpha RGBA uint8, shape (h, w, 4)."""
+    entry = stamp_index()[name]
+    with _assets().joinpath(entry["image"]).open("rb") as f:
+        im = Image.open(f)
+        im.load()
+    return np.asarray(im.convert("RGBA"))
+
+
+@functools.cache
+def stamp_sound(name: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The stamp's recording, mono float32 at ``sample_rate``."""
+    from looklisten.media.video import read_audio
+
+    entry = stamp_index()[name]
+    with resources.as_file(_assets().joinpath(entry["sound"])) as path:
+        x = np.asarray(read_audio(path, 0.0, None, sample_rate), dtype=np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=0)
+    return np.ascontiguousarray(x.reshape(-1))
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _plan(videos: int, seed: int, classes: list[str]) -> list[dict[str, Any]]:
+    """Labels and motion per clip, balanced over classes."""
+    rng = np.random.default_rng(seed)
+    n_two = int(round(TWO_OBJECT_FRACTION * videos)) if len(classes) >= 2 else 0
+    two = np.zeros(videos, bool)
+    two[rng.permutation(videos)[:n_two]] = True
+    moving = np.zeros(videos, bool)
+    moving[rng.permutation(videos)[: int(round(MOVING_FRACTION * videos))]] = True
+    deck: list[str] = []
+
+    def draw(exclude: str | None = None) -> str:
+        if not any(c != exclude for c in deck):
+            deck.extend(classes[i] for i in rng.permutation(len(classes)))
+        j = next(j for j, c in enumerate(deck) if c != exclude)
+        return deck.pop(j)
+
+    plans = []
+    for k in range(videos):
+        labels = [draw()]
+        if two[k]:
+            labels.append(draw(exclude=labels[0]))
+        plans.append({"index": k, "labels": labels, "moving": bool(moving[k])})
+    return plans
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def clip_background(seed: int, index: int, size: tuple[int, int]) -> np.ndarray:
+    """The background of clip ``index`` (uint8, (H, W, 3)), as rendered."""
+    return _background(np.random.default_rng((seed, index, 0)), size)[0]
+
+
+def _background(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray, str]:
+    W, H = size
+    if rng.random() < 0.5:
+        kind = "gradient"
+        cols = rng.uniform(0, 255, (3, 3))
+        ang = rng.uniform(0, 2 * np.pi)
+        yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+        u = (xx - W / 2) * np.cos(ang) + (yy - H / 2) * np.sin(ang)
+        v = -(xx - W / 2) * np.sin(ang) + (yy - H / 2) * np.cos(ang)
+        u = (u - u.min()) / max(np.ptp(u), 1e-6)
+        v = (v - v.min()) / max(np.ptp(v), 1e-6)
+        w3 = rng.uniform(0.0, 0.6)
+        img = cols[0] * (1 - u[..., None]) + cols[1] * u[..., None]
+        img = img * (1 - w3 * v[..., None]) + cols[2] * (w3 * v[..., None])
+    else:
+        kind = "noise"
+        cells = int(rng.integers(3, 10))
+        gh, gw = cells, max(2, int(round(cells * W / H)))
+        base = rng.uniform(40, 215, 3)
+        grid = np.clip(base + rng.normal(0, rng.uniform(20, 60), (gh, gw, 3)), 0, 255)
+        im = Image.fromarray(grid.astype(np.uint8), "RGB").resize((W, H), Image.Resampling.BICUBIC)
+        im = im.filter(ImageFilter.GaussianBlur(radius=H / cells / 2.5))
+        img = np.asarray(im, dtype=np.float32)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8), kind
+
+
+def _scaled_sprite(name: str, side: float, max_w: float, max_h: float) -> np.ndarray:
+    """The stamp resized so that sqrt(w*h) ~ side, fitting (max_w, max_h); uint8 RGBA."""
+    src = _stamp_image(name)
+    h0, w0 = src.shape[:2]
+    s = min(side / math.sqrt(w0 * h0), max_w / w0, max_h / h0)
+    w, h = max(2, int(round(w0 * s))), max(2, int(round(h0 * s)))
+    im = Image.fromarray(src, "RGBA").convert("RGBa")
+    im = im.resize((w, h), Image.Resampling.LANCZOS).convert("RGBA")
+    out = np.asarray(im).copy()
+    out[out[..., 3] < ALPHA_FLOOR] = 0
+    return out
+
+
+def _bounce(p: float, lo: float, hi: float) -> float:
+    """Reflect ``p`` into [lo, hi] (triangle wave)."""
+    span = hi - lo
+    if span <= 0:
+        return lo
+    q = (p - lo) % (2 * span)
+    return lo + (q if q <= span else 2 * span - q)
+
+
+def _pink(rng: np.random.Generator, n: int) -> np.ndarray:
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.arange(len(spec), dtype=np.float64)
+    f[0] = 1.0
+    x = np.fft.irfft(spec / np.sqrt(f), n)
+    return x / (x.std() + 1e-12)
+
+
+def _schedule(rng: np.random.Generator, n_obj: int, duration: float) -> list[dict[str, Any]]:
+    if n_obj == 1:
+        return [{"start": 0.0, "end": duration, "object": 0}]
+    n_switch = int(rng.integers(1, 3))
+    while n_switch > 0 and duration < (n_switch + 1) * MIN_SEGMENT:
+        n_switch -= 1
+    first = int(rng.integers(0, 2))
+    if n_switch == 0:
+        return [{"start": 0.0, "end": duration, "object": first}]
+    free = duration - (n_switch + 1) * MIN_SEGMENT
+    lengths = MIN_SEGMENT + free * rng.dirichlet(np.ones(n_switch + 1))
+    cuts = [round(float(c), 3) for c in np.cumsum(lengths)[:-1]]
+    edges = [0.0, *cuts, duration]
+    return [
+        {"start": edges[i], "end": edges[i + 1], "object": (first + i) % 2}
+        for i in range(n_switch + 1)
+    ]
+
+
+def _render_audio(
+    rng: np.random.Generator,
+    labels: list[str],
+    schedule: list[dict[str, Any]],
+    duration: float,
+    sr: int,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    n = int(round(duration * sr))
+    sig = np.zeros(n, np.float64)
+    fade = int(0.01 * sr)
+    for seg in schedule:
+        s0, s1 = int(round(seg["start"] * sr)), min(n, int(round(seg["end"] * sr)))
+        rec = stamp_sound(labels[seg["object"]], sr)
+        part = np.zeros(s1 - s0, np.float64)
+        cursor = -int(rng.integers(0, len(rec)))
+        while cursor < len(part):
+            a, b = max(cursor, 0), min(cursor + len(rec), len(part))
+            part[a:b] += rec[a - cursor : b - cursor]
+            cursor += len(rec) + int(rng.uniform(*GAP_RANGE) * sr)
+        f = min(fade, len(part) // 2)
+        if s0 > 0 and f:
+            part[:f] *= np.linspace(0, 1, f)
+        if s1 < n and f:
+            part[-f:] *= np.linspace(1, 0, f)
+        sig[s0:s1] = part
+    noise_type = "pink" if rng.random() < 0.5 else "white"
+    noise = _pink(rng, n) if noise_type == "pink" else rng.standard_normal(n)
+    snr = float(rng.uniform(*SNR_RANGE))
+    p_sig = float(np.mean(sig**2)) + 1e-12
+    noise *= math.sqrt(p_sig / 10 ** (snr / 10)) / (noise.std() + 1e-12)
+    mix = sig + noise
+    mix *= 0.9 / max(float(np.max(np.abs(mix))), 1e-9)
+    return mix.astype(np.float32), {"type": noise_type, "snr_db": round(snr, 2)}
+
+
+def _render_clip(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Render, encode and annotate one clip (runs in a worker process)."""
+    from looklisten.media.video import write_video
+
+    seed, k, labels = job["seed"], job["index"], job["labels"]
+    W, H = job["size"]
+    fps, duration, sr = job["fps"], job["duration"], job["sample_rate"]
+    n_frames = max(1, int(round(duration * fps)))
+    bg, bg_kind = _background(np.random.default_rng((seed, k, 0)), (W, H))
+    rng = np.random.default_rng((seed, k, 1))
+
+    # Areas: the whole frame, or the left and right halves (random order).
+    if len(labels) == 1:
+        areas = [(0, 0, W, H)]
+    else:
+        areas = [(0, 0, W // 2, H), (W // 2, 0, W, H)]
+        if rng.random() < 0.5:
+            areas.reverse()
+    margin = 2
+    objects, tracks = [], []
+    for label, (ax0, ay0, ax1, ay1) in zip(labels, areas):
+        side = rng.uniform(*SIZE_RANGE) * H
+        sprite = _scaled_sprite(
+            label, side, 0.95 * (ax1 - ax0 - 2 * margin), 0.95 * (ay1 - ay0 - 2 * margin)
+        )
+        sh, sw = sprite.shape[:2]
+        ys, xs = np.nonzero(sprite[..., 3])
+        tight = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        lo = (ax0 + margin, ay0 + margin)
+        hi = (ax1 - margin - sw, ay1 - margin - sh)
+        p0 = (rng.uniform(lo[0], hi[0]), rng.uniform(lo[1], hi[1]))
+        if job["moving"]:
+            speed, ang = rng.uniform(*SPEED_RANGE), rng.uniform(0, 2 * np.pi)
+            vel = (speed * math.cos(ang), speed * math.sin(ang))
+        else:
+            vel = (0.0, 0.0)
+        pos = []
+        for i in range(n_frames):
+            t = i / fps
+            pos.append(
+                (
+                    int(round(_bounce(p0[0] + vel[0] * t, lo[0], hi[0]))),
+                    int(round(_bounce(p0[1] + vel[1] * t, lo[1], hi[1]))),
+                )
+            )
+        tracks.append((sprite, pos))
+        objects.append(
+            {
+                "label": label,
+                "category": stamp_index()[label]["category"],
+                "boxes": [[x + tight[0], y + tight[1], x + tight[2], y + tight[3]] for x, y in pos],
+            }
+        )
+
+    frames = np.empty((n_frames, H, W, 3), np.uint8)
+    bgf = bg.astype(np.float32)
+    for i in range(n_frames):
+        fr = bgf.copy()
+        for sprite, pos in tracks:
+            x, y = pos[i]
+            sh, sw = sprite.shape[:2]
+            a = sprite[..., 3:4].astype(np.float32) / 255.0
+            rgb = sprite[..., :3].astype(np.float32)
+            reg = fr[y : y + sh, x : x + sw]
+            reg *= 1.0 - a
+            reg += rgb * a
+        frames[i] = np.clip(np.rint(fr), 0, 255).astype(np.uint8)
+
+    schedule = _schedule(rng, len(labels), duration)
+    audio, noise = _render_audio(rng, labels, schedule, duration, sr)
+
+    name = f"clip_{k:05d}.mp4"
+    options = dict(X264_OPTIONS)
+    if job["threads"]:
+        options["threads"] = str(job["threads"])
+    write_video(Path(job["out_dir"]) / name, frames, fps, audio, sr, options=options)
+    return k, {
+        "file": name,
+        "duration": duration,
+        "fps": fps,
+        "width": W,
+        "height": H,
+        "sample_rate": sr,
+        "objects": objects,
+        "sounding": schedule,
+        "labels": list(labels),
+        "split_hint": None,
+        "moving": bool(job["moving"]),
+        "background": bg_kind,
+        "noise": noise,
+    }
+
+
+# --------------------------------------------------------------------------- API
+
+
+def make_demo_data(
+    out_dir: str | os.PathLike,
+    videos: int = 240,
+    seed: int = 0,
+    *,
+    size: tuple[int, int] = (224, 224),
+    fps: float = 15.0,
+    duration: float = 6.0,
+    classes: list[str] | None = None,
+    workers: int = 2,
+    progress: bool = True,
+) -> Path:
+    """Write ``videos`` synthetic clips and ``annotations.jsonl`` into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        Output folder (created). Files are ``clip_00000.mp4``, ... plus
+        ``annotations.jsonl`` (see the module docstring for its format).
+    videos : int
+        Number of clips.
+    seed : int
+        Random seed; the same seed (and arguments) gives the same annotations.
+    size : (width, height)
+        Frame size in pixels (both even).
+    fps, duration : float
+        Frame rate and clip length in seconds.
+    classes : list of str, optional
+        Stamp names to use (see :func:`available_classes`); default
+        :data:`DEFAULT_CLASSES`.
+    workers : int
+        Worker processes (spawned); ``<= 1`` renders in this process.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+    """
+    out = Path(out_dir)
+    W, H = (int(v) for v in size)
+    if W % 2 or H % 2 or W < 32 or H < 32:
+        raise ValueError(f"size must be even and at least 32x32, got {size!r}")
+    if videos < 1:
+        raise ValueError(f"videos must be >= 1, got {videos}")
+    if fps <= 0 or duration <= 0:
+        raise ValueError("fps and duration must be positive")
+    known = stamp_index()
+    classes = list(DEFAULT_CLASSES if classes is None else classes)
+    unknown = [c for c in classes if c not in known]
+    if unknown or not classes:
+        raise ValueError(f"unknown classes {unknown}; choose from {available_classes()}")
+    classes = list(dict.fromkeys(classes))
+    out.mkdir(parents=True, exist_ok=True)
+
+    workers = max(1, min(int(workers), videos))
+    jobs = [
+        {
+            **p,
+            "seed": int(seed),
+            "size": (W, H),
+            "fps": float(fps),
+            "duration": float(duration),
+            "sample_rate": SAMPLE_RATE,
+            "out_dir": str(out),
+            "threads": 1 if workers > 1 else 0,
+        }
+        for p in _plan(videos, int(seed), classes)
+    ]
+    from tqdm import tqdm
+
+    bar = tqdm(total=videos, desc="demo clips", unit="clip", disable=not progress)
+    results: list[dict[str, Any] | None] = [None] * videos
+    try:
+        if workers == 1:
+            for job in jobs:
+                k, ann = _render_clip(job)
+                results[k] = ann
+                bar.update()
+        else:
+            from concurrent.futures import as_completed
+
+            from looklisten.core.pool import process_pool
+
+            with process_pool(workers) as ex:  # spawned (see looklisten.core.pool)
+                for fut in as_completed([ex.submit(_render_clip, job) for job in jobs]):
+                    k, ann = fut.result()
+                    results[k] = ann
+                    bar.update()
+    finally:
+        bar.close()
+    text = "".join(json.dumps(a) + "\n" for a in results)
+    tmp = out / ".annotations.jsonl.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out / "annotations.jsonl")
+    return out
+
+
+def load_annotations(directory: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Read ``annotations.jsonl`` from ``directory``: ``{file name: annotation}``."""
+    path = Path(directory) / "annotations.jsonl"
+    anns = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                a = json.loads(line)
+                anns[a["file"]] = a
+    return anns
+
+
+def sounding_object(ann: dict[str, Any], t: float) -> int:
+    """Index (into ``ann["objects"]``) of the object heard at time ``t`` seconds."""
+    segs = ann["sounding"]
+    for seg in segs:
+        if seg["start"] <= t < seg["end"]:
+            return int(seg["object"])
+    return int(segs[0]["object"] if t < segs[0]["start"] else segs[-1]["object"])
+
+
+def frame_index(ann: dict[str, Any], t: float) -> int:
+    """Index of the frame displayed at time ``t`` (frame ``i`` shows ``[i/fps, (i+1)/fps)``)."""
+    n = len(ann["objects"][0]["boxes"])
+    return min(max(int(math.floor(t * ann["fps"] + 1e-6)), 0), n - 1)
+
+
+def box_at(ann: dict[str, Any], obj: int, t: float) -> tuple[int, int, int, int]:
+    """Box ``(x0, y0, x1, y1)`` of object ``obj`` in the frame displayed at time ``t``."""
+    x0, y0, x1, y1 = ann["objects"][obj]["boxes"][frame_index(ann, t)]
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def label_at(ann: dict[str, Any], t: float) -> str:
+    """Label of the object heard at time ``t``."""
+    return ann["objects"][sounding_object(ann, t)]["label"]

@@ -1,0 +1,559 @@
+"""Cross-modal retrieval evaluation (Objects that Sound, section 4.2), with baselines.
+
+``looklisten eval retrieval DATA --checkpoint RUN [--baseline-checkpoint L3RUN]``
+prints one JSON object: nDCG@30 and recall@1/5/10 for image->image,
+image->audio, audio->image and audio->audio retrieval of the model, and, in
+the same run and on the same items, the baselines of the paper:
+
+* ``random``: random unit vectors for the same items (same labels, same groups);
+* ``l3``: an L3-Net's features (conv4_2 max-pooled) used as embeddings as they
+  are (``raw``), and projected into a shared space by CCA fitted on training
+  pairs (``cca``: the paper's "L3-Net + CCA"). Without ``--baseline-checkpoint``
+  it is ``null`` (with a note).
+
+Items and labels
+----------------
+For each evaluation video, items are taken at the centres of the 1 s windows
+lying inside the clip, every ``--hop`` seconds (default 1 s:
+0.5, 1.5, 2.5, ... s): the frame shown at that time and the 1 s of audio centred
+there (see :mod:`looklisten.tasks.embed`). Labels (:class:`Labels`):
+
+* demo data (``annotations.jsonl`` in DATA): the label of the object *heard* at
+  that time (:func:`looklisten.data.demo_data.label_at`), for the image and the audio
+  alike;
+* a CSV ``file,label`` (``--labels FILE.csv``, or ``labels.csv`` in DATA);
+* otherwise the name of the sub-folder of DATA that holds the file.
+
+A query never retrieves items of its own video (the group), as in the paper;
+relevance is 1 for the same label, 0 otherwise.
+
+Which videos
+------------
+If DATA is the folder the run was trained on (``RUN/manifest.jsonl``), the
+held-out videos of ``RUN/split.json`` are evaluated and CCA is fitted on the
+training videos; otherwise every video in DATA is evaluated and CCA is fitted on
+the training videos of the baseline run (from its own data folder), or, when
+those cannot be found, DATA is split in two halves by video (CCA on one, every
+model evaluated on the other) and the JSON says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from looklisten.data.scan import VIDEO_EXTENSIONS
+
+__all__ = ["Labels", "evaluate_retrieval", "add_eval_cli", "collect_items"]
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------
+# Labels
+# ---------------------------------------------------------------------------
+
+
+class Labels:
+    """Labels of the media files under a folder, possibly varying in time.
+
+    Parameters
+    ----------
+    root : path-like
+        The data folder.
+    source : path-like, optional
+        ``annotations.jsonl`` (or a folder holding one) from
+        :func:`looklisten.data.demo_data.make_demo_data`, or a CSV file with a
+        header ``file,label`` (file relative to ``root``, absolute, or a bare
+        file name). Default: ``root/annotations.jsonl``, else
+        ``root/labels.csv``, else sub-folder names.
+
+    Attributes
+    ----------
+    kind : str
+        ``"annotations"``, ``"csv"`` or ``"folders"``.
+    """
+
+    def __init__(self, root: str | os.PathLike, source: str | os.PathLike | None = None):
+        self.root = Path(root)
+        self._ann: dict[str, dict] | None = None
+        self._csv: dict[str, str] | None = None
+        src = Path(source) if source is not None else None
+        if src is None:
+            if (self.root / "annotations.jsonl").is_file():
+                src = self.root / "annotations.jsonl"
+            elif (self.root / "labels.csv").is_file():
+                src = self.root / "labels.csv"
+        if src is None:
+            self.kind = "folders"
+        elif src.is_dir() or src.suffix == ".jsonl":
+            from looklisten.data.demo_data import load_annotations
+
+            folder = src if src.is_dir() else src.parent
+            if src.is_file() and src.name != "annotations.jsonl":
+                raise ValueError(f"{src}: expected an annotations.jsonl file")
+            self._ann = load_annotations(folder)
+            self.kind = "annotations"
+        else:
+            self._csv = _read_label_csv(src)
+            self.kind = "csv"
+
+    def _keys(self, file: str | os.PathLike) -> list[str]:
+        p = Path(file)
+        keys = []
+        try:
+            keys.append(p.resolve().relative_to(self.root.resolve()).as_posix())
+        except ValueError:
+            pass
+        keys += [p.as_posix(), str(p.resolve()), p.name]
+        return keys
+
+    def __call__(self, file: str | os.PathLike, t: float = 0.0) -> str | None:
+        """The label of ``file`` (relative to the root, or absolute) at time ``t`` (s)."""
+        if self._ann is not None:
+            from looklisten.data.demo_data import label_at
+
+            for key in self._keys(file):
+                if key in self._ann:
+                    return label_at(self._ann[key], float(t))
+            return None
+        if self._csv is not None:
+            for key in self._keys(file):
+                if key in self._csv:
+                    return self._csv[key]
+            return None
+        p = Path(file)
+        try:
+            rel = p.resolve().relative_to(self.root.resolve())
+        except ValueError:
+            if p.is_absolute():
+                return None
+            rel = p  # already relative to the root
+        return rel.parts[0] if len(rel.parts) >= 2 else None
+
+
+def _read_label_csv(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"file", "label"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: expected a CSV with a 'file,label' header")
+        for row in reader:
+            f_, lab = (row.get("file") or "").strip(), (row.get("label") or "").strip()
+            if f_ and lab:
+                out[Path(f_).as_posix()] = lab
+                out.setdefault(Path(f_).name, lab)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Which videos
+# ---------------------------------------------------------------------------
+
+
+def _run_split(checkpoint) -> tuple[Path | None, dict | None]:
+    """(training data root, split.json) of the run behind a checkpoint, if known."""
+    from looklisten.models.checkpoint import run_dir
+
+    run = run_dir(checkpoint)
+    split_path, manifest = run / "split.json", run / "manifest.jsonl"
+    if not split_path.is_file():
+        return None, None
+    split = json.loads(split_path.read_text())
+    root = None
+    if manifest.is_file():
+        with open(manifest, encoding="utf-8") as f:
+            first = json.loads(f.readline() or "{}")
+        root = Path(first["root"]) if "root" in first else None
+    return root, split
+
+
+def _same_dir(a: Path | None, b: Path) -> bool:
+    if a is None:
+        return False
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _list_videos(data: Path) -> list[str]:
+    from looklisten.tasks.embed import find_media
+
+    return [rel.as_posix() for _, rel in find_media([data], VIDEO_EXTENSIONS)]
+
+
+def choose_videos(data: str | os.PathLike, checkpoint, baseline_checkpoint=None) -> dict[str, Any]:
+    """Evaluation videos and CCA training videos (absolute paths), and how they were chosen."""
+    data = Path(data)
+    root, split = _run_split(checkpoint)
+    if split is not None and _same_dir(root, data):
+        ev = [str(data / p) for p in split["val"]]
+        tr = [str(data / p) for p in split["train"]]
+        how = "held-out videos of RUN/split.json ('val'); CCA fitted on its 'train' videos"
+        if baseline_checkpoint is not None:
+            b_root, b_split = _run_split(baseline_checkpoint)
+            if b_split is not None and _same_dir(b_root, data):
+                evset = set(split["val"])
+                tr_b = [str(data / p) for p in b_split["train"] if p not in evset]
+                if tr_b:
+                    tr = tr_b
+                    how = (
+                        "held-out videos of RUN/split.json ('val'); CCA fitted on the baseline "
+                        "run's training videos (minus the evaluation videos)"
+                    )
+        return {"eval": ev, "cca_train": tr, "selection": how}
+    videos = [str(data / p) for p in _list_videos(data)]
+    if not videos:
+        raise ValueError(f"{data}: no videos found")
+    if baseline_checkpoint is None:  # nothing to fit: evaluate everything
+        return {"eval": videos, "cca_train": [], "selection": "every video in DATA"}
+    b_root, b_split = _run_split(baseline_checkpoint)
+    if b_split is not None and b_root is not None and b_root.is_dir():
+        evset = {Path(v).resolve() for v in videos}
+        tr = [str(b_root / p) for p in b_split["train"]]
+        tr = [p for p in tr if Path(p).resolve() not in evset]
+        if tr:
+            return {
+                "eval": videos,
+                "cca_train": tr,
+                "selection": "every video in DATA; CCA fitted on the baseline run's "
+                "training videos (its own data folder)",
+            }
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(videos))
+    half = len(videos) // 2
+    return {
+        "eval": [videos[i] for i in sorted(order[half:])],
+        "cca_train": [videos[i] for i in sorted(order[:half])],
+        "selection": "DATA is not the run's training folder and no baseline training split "
+        "was found: videos split in two halves (seed 0); CCA fitted on one, every model "
+        "evaluated on the other",
+    }
+
+
+# ---------------------------------------------------------------------------
+# Items
+# ---------------------------------------------------------------------------
+
+
+def collect_items(
+    videos: list[str],
+    model,
+    labels: Labels | None,
+    hop: float = 1.0,
+    batch_size: int = 64,
+    progress: bool = False,
+    desc: str = "embed",
+) -> dict[str, Any]:
+    """Embed items (frame + 1 s of audio) every ``hop`` s of each video.
+
+    Items are the centres of the full 1 s windows inside each clip
+    (``center=False``). Items without a label are dropped (when ``labels``).
+
+    Returns
+    -------
+    dict
+        ``image`` (N, D), ``audio`` (N, D), ``labels`` (N,) object,
+        ``groups`` (N,) int (video index), ``times`` (N,), ``files`` (N,),
+        ``failed``: list of "path: reason" of unusable videos.
+    """
+    from tqdm.auto import tqdm
+
+    from looklisten.tasks.embed import embed_many
+
+    img, aud, labs, groups, times, files, failed = [], [], [], [], [], [], []
+    results: dict[int, dict] = {}
+    bar = tqdm(total=len(videos), desc=desc, unit="video", disable=not progress)
+    for key, res, err in embed_many(videos, model, hop=hop, center=False, batch_size=batch_size):
+        bar.update()
+        if err is not None:
+            failed.append(str(err))
+        elif res["modality"] != "video" or res["audio_embedding"] is None:
+            failed.append(f"{videos[key]}: not a video with audio ({res['modality']})")
+        else:
+            results[key] = res
+    bar.close()
+    for key in sorted(results):
+        res = results[key]
+        for i, t in enumerate(res["timestamps"]):
+            lab = labels(videos[key], float(t)) if labels is not None else None
+            if labels is not None and lab is None:
+                continue
+            img.append(res["image_embedding"][i])
+            aud.append(res["audio_embedding"][i])
+            labs.append(lab)
+            groups.append(key)
+            times.append(float(t))
+            files.append(videos[key])
+    dim = model.cfg.model.embed_dim if model.cfg.model.arch == "ave" else model.cfg.model.widths[-1]
+    return {
+        "image": np.asarray(img, np.float32).reshape(-1, dim),
+        "audio": np.asarray(aud, np.float32).reshape(-1, dim),
+        "labels": np.asarray(labs, dtype=object),
+        "groups": np.asarray(groups, np.int64),
+        "times": np.asarray(times),
+        "files": files,
+        "failed": failed,
+    }
+
+
+def _num(v: Any, digits: int = 4) -> Any:
+    """Round floats; NaN (no query had a relevant item) becomes None (JSON null)."""
+    if isinstance(v, float):
+        return round(v, digits) if math.isfinite(v) else None
+    return v
+
+
+def _clean(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        direction: {
+            k: _num(v) for k, v in d.items() if k not in ("n_queries", "n_evaluated", "per_query")
+        }
+        for direction, d in scores.items()
+    }
+
+
+# ---------------------------------------------------------------------------
+# The evaluation
+# ---------------------------------------------------------------------------
+
+
+def evaluate_retrieval(
+    data: str | os.PathLike,
+    checkpoint,
+    baseline_checkpoint=None,
+    *,
+    hop: float = 1.0,
+    labels: str | os.PathLike | None = None,
+    k: int = 30,
+    cca_dim: int | None = None,
+    random_repeats: int = 20,
+    batch_size: int = 64,
+    device: str | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Retrieval scores of a model and of the baselines, on the same items.
+
+    Parameters
+    ----------
+    data : path-like
+        Folder of videos (demo data, or a labelled folder).
+    checkpoint : path-like
+        The model's run or checkpoint directory (AVE-Net for cross-modal).
+    baseline_checkpoint : path-like, optional
+        An L3-Net run for the ``l3`` baselines (raw features and CCA).
+    hop : float
+        Seconds between items in a video.
+    labels : path-like, optional
+        annotations.jsonl / CSV (see :class:`Labels`).
+    k : int
+        nDCG cut-off (30).
+    cca_dim : int, optional
+        CCA dimension (default: the model's embedding size).
+    random_repeats : int
+        Random draws averaged for the random baseline.
+
+    Returns
+    -------
+    dict
+        JSON-able; see the module docstring and ``looklisten eval retrieval --help``.
+    """
+    from looklisten.evaluation.metrics import (
+        DIRECTIONS,
+        cca_align,
+        cross_modal_eval,
+        paired_bootstrap,
+        random_baseline,
+    )
+    from looklisten.tasks.embed import get_model
+
+    data = Path(data)
+    if not data.is_dir():
+        raise NotADirectoryError(f"{data}: not a folder")
+    model = get_model(checkpoint, device)
+    lab = Labels(data, labels)
+    chosen = choose_videos(data, checkpoint, baseline_checkpoint)
+    items = collect_items(chosen["eval"], model, lab, hop, batch_size, progress, "eval videos")
+    n = len(items["labels"])
+    if n == 0:
+        raise ValueError(f"{data}: no labelled items to evaluate (labels from {lab.kind})")
+    n_classes = len(set(items["labels"].tolist()))
+    if n_classes < 2:
+        log.warning("only one label among the evaluation items: every item is relevant")
+    if len(items["failed"]):
+        log.warning("%d video(s) could not be used: %s", len(items["failed"]), items["failed"][:3])
+    labs, groups = items["labels"].astype(str), items["groups"]
+    dim = items["image"].shape[1]
+    scores = cross_modal_eval(
+        items["image"], items["audio"], labs, groups, k=k, return_per_query=True
+    )
+    rnd = random_baseline(labs, groups, dim=dim, k=k, n_repeats=random_repeats, seed=0)
+    result: dict[str, Any] = {
+        "data": str(data),
+        "selection": chosen["selection"],
+        "labels_from": lab.kind,
+        "items": {
+            "videos": int(len(set(groups.tolist()))),
+            "items": n,
+            "classes": n_classes,
+            "hop_seconds": hop,
+            "times": "centres of the 1 s windows inside each clip",
+            # queries with at least one relevant item outside their own video
+            "evaluated_queries": int(scores["im2im"]["n_evaluated"]),
+            "failed": items["failed"],
+        },
+        "k": k,
+        "model": {
+            "checkpoint": str(getattr(model, "checkpoint_path", checkpoint)),
+            "arch": model.cfg.model.arch,
+            "preset": model.cfg.preset,
+            "dim": dim,
+        },
+        "scores": _clean(scores),
+        "random": {**_clean(rnd), "repeats": random_repeats},
+        "l3": None,
+    }
+    l3_cca = None
+    if baseline_checkpoint is None:
+        result["note"] = (
+            "no --baseline-checkpoint: the L3-Net baselines (raw features, L3 + CCA) need an "
+            "L3-Net run (looklisten train DATA --model l3 ...)"
+        )
+    else:
+        l3 = get_model(baseline_checkpoint, device)
+        ev = collect_items(chosen["eval"], l3, lab, hop, batch_size, progress, "L3 eval")
+        # the same items (same videos and times, labelled the same way)
+        if ev["labels"].astype(str).tolist() != labs.tolist() or not np.array_equal(
+            ev["groups"], groups
+        ):
+            raise RuntimeError("the L3 baseline did not see the same items as the model")
+        tr = collect_items(chosen["cca_train"], l3, None, hop, batch_size, progress, "CCA train")
+        raw = (
+            cross_modal_eval(ev["image"], ev["audio"], labs, groups, k=k)
+            if ev["image"].shape[1] == ev["audio"].shape[1]
+            else None
+        )
+        want = int(cca_dim or dim)
+        align = cca_align(tr["image"], tr["audio"], dim=want)
+        zi, za = align(ev["image"], ev["audio"])
+        l3_cca = cross_modal_eval(zi, za, labs, groups, k=k, return_per_query=True)
+        result["l3"] = {
+            "checkpoint": str(getattr(l3, "checkpoint_path", baseline_checkpoint)),
+            "arch": l3.cfg.model.arch,
+            "dim": int(ev["image"].shape[1]),
+            "raw": _clean(raw) if raw is not None else None,
+            "cca": _clean(l3_cca),
+            "cca_dim": align.dim,
+            "cca_train_pairs": int(len(tr["image"])),
+            "cca_train_videos": int(len(set(tr["groups"].tolist()))),
+        }
+        if l3.cfg.model.arch != "l3":
+            result["l3"]["warning"] = f"the baseline checkpoint is a {l3.cfg.model.arch} model"
+    key = f"ndcg@{k}"
+    bar = {}
+    for direction in ("im2aud", "aud2im"):
+        row = {
+            "model": result["scores"][direction][key],
+            "random": result["random"][direction][key],
+        }
+        if l3_cca is not None:
+            row["l3_cca"] = result["l3"]["cca"][direction][key]
+        values = list(row.values())
+        row["beats_baselines"] = all(v is not None for v in values) and all(
+            values[0] > v for v in values[1:]
+        )
+        ours = scores[direction]["per_query"]["ndcg"]
+        if l3_cca is not None and np.isfinite(ours).any():
+            # is the margin over L3+CCA more than the luck of the videos drawn?
+            boot = paired_bootstrap(ours, l3_cca[direction]["per_query"]["ndcg"], groups)
+            row["minus_l3_cca"] = {
+                "difference": _num(boot["difference"]),
+                "ci95": [_num(v) for v in boot["ci"]],
+                "p_not_better": _num(boot["p_not_better"]),
+                "resampled": f"{boot['groups']} videos, {boot['resamples']} times",
+            }
+        elif l3_cca is not None:
+            row["minus_l3_cca"] = None  # no query had a relevant item in another video
+        bar[direction] = row
+    result["cross_modal_ndcg"] = bar
+    assert set(DIRECTIONS) == set(result["scores"])
+    return result
+
+
+# ---------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------
+
+RETRIEVAL_HELP = """\
+Cross-modal retrieval (Objects that Sound): nDCG@30 and recall@1/5/10 for im2im,
+im2aud, aud2im, aud2aud, for the model and, measured in the same run on the same
+items, a random-embedding baseline and (with --baseline-checkpoint) L3-Net features
+with and without CCA. Prints one JSON object.
+
+Items: every --hop seconds of each evaluation video (centres of the 1 s windows
+inside the clip), the frame shown then and the 1 s of audio around it; labelled by
+the demo annotations (the object heard at that time), a CSV (file,label) or the
+sub-folder name. Queries never retrieve items of their own video. If DATA is the
+folder the run was trained on, the run's held-out videos (RUN/split.json) are
+evaluated and CCA is fitted on its training videos.
+
+cross_modal_ndcg sums up im2aud and aud2im; its minus_l3_cca is the model's nDCG
+minus L3+CCA's with a 95% paired bootstrap interval over videos (an interval
+that spans 0 is a tie).
+"""
+
+
+def cmd_eval_retrieval(args) -> int:
+    from looklisten.cli.main import finish_eval, show_progress
+
+    result = evaluate_retrieval(
+        args.data,
+        args.checkpoint,
+        args.baseline_checkpoint,
+        hop=args.hop,
+        labels=args.labels,
+        k=args.k,
+        cca_dim=args.cca_dim,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=show_progress(args),
+    )
+    if args.out:
+        from looklisten.core.fileio import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    return finish_eval(args, result, "retrieval.json")
+
+
+def add_eval_cli(eval_subparsers) -> None:
+    """Register ``retrieval`` under the ``looklisten eval`` command's subparsers."""
+    from looklisten.cli.main import add_eval_parser
+
+    sp = add_eval_parser(
+        eval_subparsers,
+        "retrieval",
+        func=cmd_eval_retrieval,
+        help="cross-modal retrieval nDCG@30 / recall@k with baselines (JSON)",
+        description=RETRIEVAL_HELP,
+        data_help="folder of videos (demo data or labelled)",
+        checkpoint_help="the model (AVE-Net)",
+        saves="RUN/eval/retrieval.json (the report's)",
+    )
+    sp.add_argument(
+        "--baseline-checkpoint", metavar="L3RUN", help="an L3-Net run for the L3 / L3+CCA rows"
+    )
+    sp.add_argument("--hop", type=float, default=1.0, help="seconds between items (1.0)")
+    sp.add_argument(
+        "--labels", metavar="FILE", help="annotations.jsonl or a CSV with file,label columns"
+    )
+    sp.add_argument("--k", type=int, default=30, help="nDCG cut-off (30)")
+    sp.add_argument("--cca-dim", type=int, help="CCA dimension (default: the model's)")
+    sp.add_argument("--out", metavar="FILE.json", help="also write the JSON here")

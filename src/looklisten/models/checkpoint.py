@@ -1,0 +1,184 @@
+"""Checkpoints: safetensors for tensors, JSON for everything else.
+
+A checkpoint is a directory::
+
+    RUN/checkpoint/            (a link swapped atomically, see fileio.atomic_dir)
+        config.json            the full Config, preprocessing included
+        model.safetensors      model weights (and BN buffers)
+        optimizer.safetensors  optimizer state tensors (training checkpoints only)
+        state.json             step, epoch, optimizer hyper-parameters, metrics
+
+Nothing is ever unpickled: a checkpoint from a stranger is data, not code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from looklisten.core.config import Config
+from looklisten.core.fileio import atomic_dir
+
+CHECKPOINT_DIR = "checkpoint"
+#: Evaluations of a run are saved in RUN/eval/, where ``looklisten report`` reads them.
+EVAL_DIR = "eval"
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """Accept a run directory or a checkpoint directory; return the checkpoint directory."""
+    p = Path(path)
+    if (p / "config.json").is_file() and (p / "model.safetensors").is_file():
+        return p
+    if (p / CHECKPOINT_DIR / "config.json").is_file():
+        return p / CHECKPOINT_DIR
+    raise FileNotFoundError(f"{p}: no checkpoint here (expected config.json and model.safetensors)")
+
+
+def run_dir(path: str | os.PathLike) -> Path:
+    """The run directory behind a run or checkpoint path.
+
+    ``RUN`` -> ``RUN``; ``RUN/checkpoint`` (or a checkpoint directory next to a
+    ``split.json``) -> ``RUN``; a stand-alone checkpoint directory -> itself.
+    """
+    p = Path(path)
+    ckpt = resolve(p)
+    if ckpt != p:  # p holds RUN/checkpoint
+        return p
+    if p.name == CHECKPOINT_DIR or (p.parent / "split.json").is_file():
+        return Path(os.path.abspath(p)).parent  # the link itself, not its versioned target
+    return p
+
+
+def save_eval(path: str | os.PathLike, name: str, result: dict) -> Path:
+    """Write an evaluation's JSON to ``RUN/eval/<name>`` atomically; return the path."""
+    from looklisten.core.fileio import atomic_write_text
+
+    out = run_dir(path) / EVAL_DIR / name
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    return out
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[k] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def save_checkpoint(
+    run_dir: str | os.PathLike,
+    model: torch.nn.Module,
+    cfg: Config,
+    optimizer: torch.optim.Optimizer | None = None,
+    state: dict[str, Any] | None = None,
+) -> Path:
+    """Write RUN/checkpoint atomically; return its path."""
+    path = Path(run_dir) / CHECKPOINT_DIR
+    model = getattr(model, "module", model)  # unwrap DDP
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = dict(state or {})
+    with atomic_dir(path) as tmp:
+        (tmp / "config.json").write_text(cfg.to_json() + "\n")
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        if optimizer is not None:
+            tensors, meta = _optimizer_tensors(optimizer)
+            save_file(tensors, str(tmp / "optimizer.safetensors"))
+            state["optimizer"] = meta
+        (tmp / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    return Config.from_json((resolve(path) / "config.json").read_text())
+
+
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    p = resolve(path) / "state.json"
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
+    ckpt = resolve(path)
+    weights = load_file(str(ckpt / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{ckpt}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+
+
+def init_weights(model: torch.nn.Module, path: str | os.PathLike, cfg: Config) -> dict[str, Any]:
+    """Warm-start ``model`` from another run: copy every tensor whose name and shape match.
+
+    For fine-tuning one head from another's trunks (an AVOL-Net from an
+    AVE-Net: both trunks and the audio branch carry over; the vision head is
+    new). The audio frontends must agree (the audio trunk's weights mean
+    nothing on another spectrogram); image sizes may differ (the trunks are
+    fully convolutional).
+
+    Returns
+    -------
+    dict
+        ``from`` (the checkpoint), ``copied`` and ``kept`` (parameter names
+        copied / left at their initial values).
+    """
+    ckpt = resolve(path)
+    src_cfg = load_config(ckpt)
+    if src_cfg.audio != cfg.audio:
+        raise ValueError(
+            f"{ckpt}: its audio frontend ({src_cfg.audio}) differs from this run's "
+            f"({cfg.audio}); warm-start from a run of the same preset"
+        )
+    weights = load_file(str(ckpt / "model.safetensors"))
+    own = model.state_dict()
+    take = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    if not any(k.startswith(("vision.", "audio.")) for k in take):
+        raise ValueError(f"{ckpt}: no trunk weights match this model's")
+    model.load_state_dict(take, strict=False)
+    return {"from": str(ckpt), "copied": sorted(take), "kept": sorted(set(own) - set(take))}
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) -> None:
+    ckpt = resolve(path)
+    meta = load_state(ckpt)["optimizer"]
+    tensors = load_file(str(ckpt / "optimizer.safetensors"))
+    state: dict[int, dict[str, Any]] = {}
+    for key, t in tensors.items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = t
+    for pid, sc in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(sc)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """Rebuild the model from a checkpoint's config and load its weights (eval mode).
+
+    Parameters
+    ----------
+    path : run directory or checkpoint directory
+    device : where to put the model
+
+    Returns
+    -------
+    looklisten.models.network.AVNet
+        ``model.cfg`` is the checkpoint's Config: build preprocessing from it.
+    """
+    from looklisten.models.network import create_model
+
+    cfg = load_config(path)
+    model = create_model(cfg)
+    load_weights(model, path)
+    return model.to(device).eval()

@@ -1,0 +1,668 @@
+"""The training loop for the audio-visual correspondence task (L3 / AVE / AVOL).
+
+Library code builds models and preprocessing; this module only trains them.
+``looklisten train DIR --model l3 --preset small --out RUN`` calls :func:`train`.
+
+What a run writes::
+
+    RUN/manifest.jsonl, RUN/rejected.tsv   the usable videos and the rejected files (with reasons)
+    RUN/split.json                          which videos are held out for validation
+    RUN/metrics.jsonl                       one JSON line per log step / validation (plot it)
+    RUN/metrics.json                        the final summary (val_avc_accuracy, ...)
+    RUN/checkpoint/                         the last checkpoint (atomic; see looklisten.models.checkpoint)
+
+DATA is a folder of videos or a shard folder / URL (see looklisten.data.shards).
+
+Determinism: pair k of epoch e is a pure function of (seed, e, k) (see
+looklisten.data.sampler) and its augmentation of (seed, step, position in the global
+batch), so ``--resume`` continues with exactly the batches an uninterrupted run
+would see.
+
+Several processes (``torchrun``, see looklisten.training.distributed): rank r of W
+computes the contiguous slice r of every global batch of ``train.batch_size``
+pairs, with batch norm statistics and gradients over the whole global batch,
+so W processes train like one (up to float summation order). Rank 0 alone
+writes files; the others wait for its checkpoints at a barrier. With
+``train.rank_data = "own"`` the shards (or a raw folder's videos) are dealt to
+ranks instead and each rank draws its slice of every global batch from its own
+videos only (:func:`own_part`): each machine then needs only its ranks' shards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from looklisten.core.config import Config
+from looklisten.core.fileio import atomic_write_json, atomic_write_text
+from looklisten.data.sampler import FileSource, MemorySource, PairDataset, PairSampler
+from looklisten.data.scan import VideoEntry, scan_folder
+from looklisten.inputs.prepare import VisionTransform
+from looklisten.models.audio import random_gain
+from looklisten.models.checkpoint import (
+    init_weights,
+    load_config,
+    load_optimizer,
+    load_state,
+    load_weights,
+    resolve,
+    save_checkpoint,
+)
+from looklisten.models.losses import AVCLoss
+from looklisten.models.network import create_model
+from looklisten.training.distributed import (
+    SINGLE,
+    DistEnv,
+    all_gather_objects,
+    all_reduce_sum,
+    barrier,
+    broadcast_flag,
+    init_from_env,
+    pick_local_device,
+    shutdown,
+    sync_batchnorm,
+    wrap_ddp,
+)
+
+log = logging.getLogger("looklisten.training.trainer")
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class _GlobalBatches(torch.utils.data.Sampler):
+    """This rank's (epoch, pair index) items for global steps ``start .. stop - 1``.
+
+    Step s covers the pairs ``(s % steps_per_epoch) * B + [0, B)`` of epoch
+    ``s // steps_per_epoch``; rank r of W takes the contiguous slice
+    ``[r B / W, (r + 1) B / W)`` of them, so the ranks' union is the global batch.
+    With ``own`` (train.rank_data="own") each rank indexes its own pairs:
+    step s is its pairs ``(s % steps_per_epoch) * B / W + [0, B / W)``.
+    """
+
+    def __init__(
+        self,
+        start: int,
+        stop: int,
+        steps_per_epoch: int,
+        batch: int,
+        env: DistEnv,
+        own: bool = False,
+    ):
+        self.start, self.stop, self.spe = start, stop, steps_per_epoch
+        self.local = batch // env.world_size
+        self.first = 0 if own else env.rank * self.local
+        self.batch = self.local if own else batch
+
+    def __iter__(self):
+        for step in range(self.start, self.stop):
+            epoch, offset = divmod(step, self.spe)
+            base = offset * self.batch + self.first
+            for i in range(self.local):
+                yield epoch, base + i
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start) * self.local
+
+
+class _EpochPairs(torch.utils.data.Dataset):
+    """Items addressed by (epoch, k): one loader (and its workers) can span epochs."""
+
+    def __init__(self, pairs: PairDataset):
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, item: tuple[int, int]) -> dict:
+        epoch, k = item
+        self.pairs.set_epoch(epoch)
+        return self.pairs[k]
+
+
+def own_part(
+    train_v: list[VideoEntry],
+    val_v: list[VideoEntry],
+    env: DistEnv,
+    shard_of: dict[str, int] | None = None,
+) -> tuple[list[VideoEntry], list[VideoEntry], list[int]]:
+    """This rank's training and validation videos when ``train.rank_data = "own"``.
+
+    With shards (``shard_of``: video path -> shard number) the shards are
+    dealt to ranks: the i-th shard of the sorted list goes to rank i mod W,
+    with its videos on both sides of the split. A raw folder deals videos the
+    same way (the i-th training video to rank i mod W; likewise validation).
+
+    Returns
+    -------
+    train, val, shards
+        The rank's videos and (with shards) its shard numbers.
+    """
+    W, r = env.world_size, env.rank
+    if shard_of is not None:
+        ids = sorted({shard_of[v.path] for v in train_v + val_v})
+        mine = set(ids[r::W])
+        train_v = [v for v in train_v if shard_of[v.path] in mine]
+        val_v = [v for v in val_v if shard_of[v.path] in mine]
+        shards, unit = sorted(mine), f"{len(ids)} shards"
+    else:
+        train_v, val_v, shards = train_v[r::W], val_v[r::W], []
+        unit = "the videos"
+    if len(train_v) < 2 or len(val_v) < 2:
+        raise ValueError(
+            f"train.rank_data=own: rank {r} of {W} got {len(train_v)} training and "
+            f"{len(val_v)} validation videos from {unit} (each rank needs 2 of each): "
+            "make more, smaller shards (looklisten shard --shard-size) or use train.rank_data=all"
+        )
+    return train_v, val_v, shards
+
+
+def _make_source(
+    root: Path,
+    videos: list[VideoEntry],
+    cfg: Config,
+    cache: str,
+    progress: bool,
+    env: DistEnv = SINGLE,
+):
+    """'memory' | 'files' | 'auto' (memory when it fits in ``LOOKLISTEN_CACHE_MB``, default 3000)."""
+    if cache == "auto":
+        budget = float(os.environ.get("LOOKLISTEN_CACHE_MB", "3000")) * 2**20
+        cache = "memory" if MemorySource.estimate_bytes(videos, cfg) <= budget else "files"
+    if cache == "memory":
+        procs = max(1, (os.cpu_count() or 1) // env.local_world_size)
+        return MemorySource(root, videos, cfg, workers=procs, progress=progress)
+    if cache == "files":
+        return FileSource(root, videos, cfg)
+    raise ValueError(f"unknown cache mode {cache!r} (auto, memory, files)")
+
+
+def _loader(
+    pairs: PairDataset, sampler: _GlobalBatches, workers: int, device: torch.device
+) -> torch.utils.data.DataLoader:
+    kw: dict[str, Any] = {}
+    if workers > 0:
+        kw = {"num_workers": workers, "persistent_workers": True, "prefetch_factor": 4}
+    return torch.utils.data.DataLoader(
+        _EpochPairs(pairs),
+        batch_size=sampler.local,
+        sampler=sampler,
+        drop_last=True,
+        pin_memory=device.type == "cuda",
+        **kw,
+    )
+
+
+def augmentation_generator(seed: int, step: int, skip: int = 0) -> torch.Generator:
+    """The augmentation stream of a training step, advanced by ``skip`` float64 draws.
+
+    In one process, a step's vision transform draws 5 numbers per example
+    (B x 5), then the audio gain one per example (B). CPU draws are
+    sequential, so the rank computing the examples ``[first, first + b)`` of
+    the global batch skips ``5 * first`` draws for its vision rows and
+    ``5 * B + first`` for its gains: every pair gets the augmentation of its
+    position in the global batch, whatever rank computes it.
+    """
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + step)
+    if skip:
+        torch.rand(skip, generator=g, dtype=torch.float64)
+    return g
+
+
+def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """``train.optimizer``: "adam" (the papers) or "sgd" (momentum 0.9)."""
+    t = cfg.train
+    if t.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=t.lr, momentum=0.9, weight_decay=t.weight_decay
+        )
+    raise ValueError(f"unknown train.optimizer {t.optimizer!r} (adam, sgd)")
+
+
+class Trainer:
+    """One training run. Build with :meth:`from_folder`, call :meth:`fit`."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        out: str | os.PathLike,
+        train_set: PairDataset,
+        val_set: PairDataset,
+        device: torch.device,
+        progress: bool = True,
+        workers: int = 0,
+        env: DistEnv = SINGLE,
+    ):
+        self.cfg = cfg
+        self.out = Path(out)
+        self.train_set = train_set
+        self.val_set = val_set
+        self.device = device
+        self.env = env
+        self.progress = progress and env.is_main
+        self.workers = workers
+        self.log_every = max(1, cfg.train.log_every_steps)
+        t = cfg.train
+        if t.batch_size % env.world_size:
+            raise ValueError(
+                f"train.batch_size ({t.batch_size}) must be a multiple of the number of "
+                f"processes ({env.world_size})"
+            )
+        self.local_batch = t.batch_size // env.world_size
+        torch.manual_seed(t.seed)
+        self.dtype = getattr(torch, t.dtype)
+        self.model = create_model(cfg).to(device=device, dtype=self.dtype)
+        if self.dtype != torch.float32:  # the spectrogram frontend computes in float32
+            self.model.audio.register_forward_pre_hook(
+                lambda module, args: tuple(a.to(self.dtype) for a in args)
+            )
+        self.init_info = None
+        if t.init:  # before wrapping; a resumed run then loads its own checkpoint over it
+            self.init_info = init_weights(self.model, t.init, cfg)
+            log.info(
+                "initialised %d tensors from %s (%d kept)",
+                len(self.init_info["copied"]),
+                self.init_info["from"],
+                len(self.init_info["kept"]),
+            )
+        if env.distributed:
+            self.model = sync_batchnorm(self.model, device)
+        self.net: torch.nn.Module = self.model  # what the step calls: DDP, compiled, or the model
+        if env.distributed:
+            self.net = wrap_ddp(self.model, env, device)
+        if t.compile:
+            self.net = torch.compile(self.net)
+        self.transform = VisionTransform(cfg.vision)
+        self.loss_fn = AVCLoss()
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.steps_per_epoch = t.epoch_pairs // t.batch_size
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"epoch_pairs ({t.epoch_pairs}) < batch_size ({t.batch_size})")
+        self.step = 0
+        self.stopped_early = False
+        self.history: list[dict] = []
+        self.amp = t.amp and device.type == "cuda"
+        self._val_loader: torch.utils.data.DataLoader | None = None
+        # set by from_folder: train.rank_data="own" in effect; all training / validation videos
+        self.own = False
+        self.total_videos = (len(train_set.sampler.videos), len(val_set.sampler.videos))
+
+    # -- construction ------------------------------------------------------------
+    @classmethod
+    def from_folder(
+        cls,
+        data: str | os.PathLike,
+        out: str | os.PathLike,
+        cfg: Config,
+        device: str | None = None,
+        cache: str = "auto",
+        progress: bool = True,
+        workers: int | None = None,
+        resume: bool = False,
+        env: DistEnv = SINGLE,
+    ) -> Trainer:
+        """Scan ``data`` (a folder of videos, or shards: see looklisten.data.shards) and set up the run."""
+        from looklisten.data.shards import ShardSet, is_shard_location
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            cfg = load_config(out)  # the run's own config wins
+        main = env.is_main
+        shards = None
+        if is_shard_location(data):
+            shards = ShardSet.open(data)
+            shards.check(cfg)
+            manifest = shards.manifest()
+        else:
+            # rank 0 scans first; the others then find the scan in the cache
+            if not main:
+                barrier(env)
+            manifest = scan_folder(
+                data, min_seconds=cfg.audio.clip_seconds, progress=progress and main
+            )
+            if main:
+                barrier(env)
+        if main:
+            manifest.write(out)
+            if manifest.rejected:
+                log.warning(
+                    "%d file(s) rejected, see %s", len(manifest.rejected), out / "rejected.tsv"
+                )
+        train_v, val_v = manifest.split(cfg.sampler.val_fraction, cfg.sampler.split_seed)
+        if len(train_v) < 2 or len(val_v) < 2:
+            raise ValueError(
+                f"{data}: need at least 2 training and 2 validation videos, got "
+                f"{len(train_v)} and {len(val_v)} usable of {len(manifest.videos) + len(manifest.rejected)}"
+            )
+        if main:
+            atomic_write_json(
+                out / "split.json",
+                {"train": [v.path for v in train_v], "val": [v.path for v in val_v]},
+            )
+        dev = pick_device(device)
+        t = cfg.train
+        if t.rank_data not in ("all", "own"):
+            raise ValueError(f"unknown train.rank_data {t.rank_data!r} (all, own)")
+        own = t.rank_data == "own" and env.distributed
+        total_videos = (len(train_v), len(val_v))
+        if own:
+            shard_of = shards.shard_of() if shards is not None else None
+            train_v, val_v, mine = own_part(train_v, val_v, env, shard_of)
+            parts = all_gather_objects(
+                {"shards": mine, "train_videos": len(train_v), "val_videos": len(val_v)}, env
+            )
+            if main:
+                ranks = [{"rank": i, **p} for i, p in enumerate(parts)]
+                atomic_write_json(out / "ranks.json", {"rank_data": "own", "ranks": ranks})
+        if shards is not None:
+            if own:  # each rank copies only its own shards
+                shards.fetch(mine, progress=progress and main)
+            elif shards.remote:  # one download per machine: local rank 0 first
+                if env.local_rank:
+                    barrier(env)
+                shards.fetch(progress=progress and main)
+                if not env.local_rank:
+                    barrier(env)
+            src_train = shards.source(train_v, cfg)
+            src_val = shards.source(val_v, cfg)
+        else:
+            src_train = _make_source(manifest.root, train_v, cfg, cache, progress and main, env)
+            src_val = _make_source(manifest.root, val_v, cfg, cache, progress and main, env)
+        if workers is None:
+            workers = 0 if isinstance(src_train, MemorySource) else t.num_workers
+        share = env.world_size if own else 1  # "own": each rank's own pairs
+        stream = env.rank if own else None
+        train_set = PairDataset(
+            PairSampler(train_v, cfg.sampler, cfg.audio),
+            src_train,
+            t.epoch_pairs // share,
+            t.seed,
+            train=True,
+            stream=stream,
+        )
+        val_pairs = max(t.batch_size, t.val_pairs // t.batch_size * t.batch_size)
+        val_set = PairDataset(
+            PairSampler(val_v, cfg.sampler, cfg.audio),
+            src_val,
+            val_pairs // share,
+            t.seed,
+            train=False,
+            stream=stream,
+        )
+        trainer = cls(
+            cfg, out, train_set, val_set, dev, progress=progress, workers=workers, env=env
+        )
+        trainer.own = own
+        trainer.total_videos = total_videos
+        if resume:
+            trainer.load(out)
+        return trainer
+
+    # -- state ---------------------------------------------------------------
+    def load(self, path: str | os.PathLike) -> None:
+        ckpt = resolve(path)
+        load_weights(self.model, ckpt)
+        load_optimizer(self.optimizer, ckpt)
+        state = load_state(ckpt)
+        self.step = int(state["step"])
+        self.history = list(state.get("history", []))
+        if self.env.is_main:
+            # metrics.jsonl continues from the checkpoint: drop what was logged after it
+            lines = [json.dumps(r) + "\n" for r in self.history]
+            atomic_write_text(self.out / "metrics.jsonl", "".join(lines))
+
+    def save(self) -> Path:
+        """Checkpoint (rank 0 writes; every rank returns once it is on disk)."""
+        state = {
+            "step": self.step,
+            "epoch": self.step / self.steps_per_epoch,
+            "history": self.history,
+        }
+        path = self.out / "checkpoint"
+        if self.env.is_main:
+            path = save_checkpoint(self.out, self.model, self.cfg, self.optimizer, state)
+        barrier(self.env)
+        return path
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of a step: the papers' step decay, or cosine to zero over the run."""
+        t = self.cfg.train
+        if t.schedule == "cosine":
+            total = max(1, t.epochs * self.steps_per_epoch)
+            return t.lr * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+        if t.schedule != "step":
+            raise ValueError(f"unknown train.schedule {t.schedule!r} (step, cosine)")
+        epoch = step // self.steps_per_epoch
+        return t.lr * t.lr_decay ** (epoch // max(1, t.lr_decay_epochs))
+
+    # -- one step ------------------------------------------------------------
+    def _inputs(self, batch: dict, train: bool, step: int):
+        """Move a batch to the device and augment it (see :func:`augmentation_generator`)."""
+        frames = batch["frame"].to(self.device, non_blocking=True)
+        wave = batch["audio"].to(self.device, non_blocking=True)
+        if train:
+            first, seed = self.env.rank * self.local_batch, self.cfg.train.seed
+            image = self.transform(
+                frames, train=True, generator=augmentation_generator(seed, step, 5 * first)
+            )
+            if self.cfg.audio.gain_jitter > 0:
+                g = augmentation_generator(seed, step, 5 * self.cfg.train.batch_size + first)
+                wave = random_gain(wave, self.cfg.audio.gain_jitter, g)
+        else:
+            image = self.transform(frames, train=False)
+        image = image.to(self.dtype)
+        if self.cfg.train.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        return image, wave, batch["label"].to(self.device, non_blocking=True)
+
+    def _forward(self, net, image, wave):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            return net(image, wave)
+
+    def train_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step on this rank's slice of a global batch.
+
+        Returns the rank-local mean loss and number of correct pairs, on the
+        device (no host synchronisation).
+        """
+        self.net.train()
+        image, wave, label = self._inputs(batch, True, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        out = self._forward(self.net, image, wave)
+        loss = self.loss_fn(out, label)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        correct = ((out["logit"].detach() > 0).long() == label).sum()
+        return loss.detach(), correct
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """AVC loss and accuracy on the fixed validation pairs (all ranks' slices together)."""
+        self.model.eval()
+        if self._val_loader is None:
+            t = self.cfg.train
+            steps = len(self.val_set) * (self.env.world_size if self.own else 1) // t.batch_size
+            sampler = _GlobalBatches(0, steps, steps, t.batch_size, self.env, self.own)
+            self._val_loader = _loader(self.val_set, sampler, self.workers, self.device)
+        sums = torch.zeros(3, device=self.device, dtype=torch.float64)
+        for batch in self._val_loader:
+            image, wave, label = self._inputs(batch, False, 0)
+            out = self._forward(self.model, image, wave)
+            sums[0] += self.loss_fn(out, label).double() * len(label)
+            sums[1] += ((out["logit"] > 0).long() == label).sum()
+            sums[2] += len(label)
+        loss_sum, correct, n = all_reduce_sum(sums, self.env).tolist()
+        return {
+            "val_loss": loss_sum / n,
+            "val_avc_accuracy": correct / n,
+            "val_pairs": int(n),
+        }
+
+    # -- the loop ------------------------------------------------------------
+    def _log(self, record: dict) -> None:
+        self.history.append(record)
+        if self.env.is_main:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def fit(
+        self,
+        epochs: int | None = None,
+        max_steps: int | None = None,
+        time_budget: float | None = None,
+    ) -> dict[str, Any]:
+        """Train to ``epochs`` (default cfg.train.epochs), validating and checkpointing each epoch.
+
+        ``time_budget`` (seconds): stop early once this much training time has
+        passed, after a last validation and checkpoint (the summary says so).
+        With several processes, rank 0's clock decides, at log steps.
+        """
+        from tqdm.auto import tqdm
+
+        t = self.cfg.train
+        env = self.env
+        epochs = t.epochs if epochs is None else epochs
+        total = epochs * self.steps_per_epoch
+        if max_steps is not None:
+            total = min(total, max_steps)
+        start_time = time.time()
+        bar = tqdm(
+            total=total, initial=self.step, desc="train", unit="step", disable=not self.progress
+        )
+        sampler = _GlobalBatches(
+            self.step, total, self.steps_per_epoch, t.batch_size, env, self.own
+        )
+        loader = _loader(self.train_set, sampler, self.workers, self.device)
+        sums = torch.zeros(2, device=self.device, dtype=torch.float64)  # loss, correct
+        seen, tick = 0, time.time()
+        for batch in loader:
+            loss, correct = self.train_step(batch)
+            sums[0] += loss
+            sums[1] += correct
+            seen += 1
+            bar.update()
+            end_of_epoch = self.step % self.steps_per_epoch == 0
+            log_step = self.step % self.log_every == 0 or end_of_epoch or self.step >= total
+            out_of_time = False
+            if log_step:  # the only host synchronisation of the loop
+                dt = time.time() - tick
+                loss_sum, correct_sum = all_reduce_sum(sums, env).tolist()
+                rec = {
+                    "split": "train",
+                    "step": self.step,
+                    "epoch": self.step / self.steps_per_epoch,
+                    "lr": self.lr_at(self.step - 1),
+                    "loss": loss_sum / (seen * env.world_size),
+                    "avc_accuracy": correct_sum / (seen * t.batch_size),
+                    "pairs_per_s": seen * t.batch_size / max(dt, 1e-9),
+                    "time": time.time() - start_time,
+                }
+                self._log(rec)
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['avc_accuracy']:.3f}")
+                sums.zero_()
+                seen, tick = 0, time.time()
+            if time_budget is not None and (log_step or not env.distributed):
+                out_of_time = time.time() - start_time > time_budget
+                if env.distributed:
+                    out_of_time = broadcast_flag(out_of_time, env, self.device)
+            if end_of_epoch or self.step >= total or out_of_time:
+                val = self.validate()
+                self._log(
+                    {
+                        "split": "val",
+                        "step": self.step,
+                        "epoch": self.step / self.steps_per_epoch,
+                        **val,
+                    }
+                )
+                if self.progress:
+                    bar.write(
+                        f"step {self.step}: val AVC accuracy {val['val_avc_accuracy']:.3f} "
+                        f"(loss {val['val_loss']:.3f})"
+                    )
+                self.save()
+                if out_of_time:
+                    self.stopped_early = True
+                    break
+            elif t.save_every_steps and self.step % t.save_every_steps == 0:
+                self.save()
+        bar.close()
+        vals = [r for r in self.history if r.get("split") == "val"]
+        summary = {
+            "preset": self.cfg.preset,
+            "model": self.cfg.model.arch,
+            "steps": self.step,
+            "pairs": self.step * t.batch_size,
+            "train_seconds": time.time() - start_time,
+            "val_avc_accuracy": vals[-1]["val_avc_accuracy"] if vals else math.nan,
+            "best_val_avc_accuracy": max((r["val_avc_accuracy"] for r in vals), default=math.nan),
+            "stopped_by_time_budget": self.stopped_early,
+            "train_videos": self.total_videos[0],
+            "val_videos": self.total_videos[1],
+            "processes": env.world_size,
+            "rank_data": "own" if self.own else "all",
+            "init": self.cfg.train.init or None,
+        }
+        if env.is_main:
+            atomic_write_json(self.out / "metrics.json", summary)
+        return summary
+
+
+def train(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    cfg: Config,
+    *,
+    resume: bool = False,
+    device: str | None = None,
+    cache: str = "auto",
+    epochs: int | None = None,
+    max_steps: int | None = None,
+    time_budget: float | None = None,
+    progress: bool = True,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Train on a folder of videos or on shards; return the summary written to RUN/metrics.json.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this with the
+    same arguments; it joins the process group (NCCL on CUDA, gloo on the CPU)
+    and leaves it at the end if it created it.
+    """
+    dev = pick_local_device(device)
+    env = init_from_env(dev)
+    try:
+        trainer = Trainer.from_folder(
+            data,
+            out,
+            cfg,
+            device=str(dev),
+            cache=cache,
+            progress=progress,
+            workers=workers,
+            resume=resume,
+            env=env,
+        )
+        if not resume and env.is_main:
+            (Path(out) / "metrics.jsonl").unlink(missing_ok=True)
+        barrier(env)
+        np.seterr(all="ignore")
+        return trainer.fit(epochs=epochs, max_steps=max_steps, time_budget=time_budget)
+    finally:
+        shutdown(env)
