@@ -14,18 +14,17 @@ from PIL import Image
 
 from looklisten.cli.main import main
 from looklisten.core.config import get_config
+from looklisten.inputs.prepare import frame_lookup_time, window_times
 from looklisten.media.video import MediaError, read_frame
-from looklisten.models.checkpoint import save_checkpoint
+from looklisten.models.checkpoint import get_model, save_checkpoint
 from looklisten.models.network import create_model
 from looklisten.tasks.embed import (
-    _make_task,
     embed_audio,
     embed_file,
     embed_image,
     embed_many,
     embed_video,
-    get_model,
-    window_times,
+    make_task,
 )
 
 ATOL = 1e-5
@@ -233,19 +232,21 @@ def test_model_path_is_loaded_once(ckpt, media):
 
 
 def test_video_audio_and_frames_are_time_aligned(model, tmp_path):
-    """Each timestamp t gets the frame displayed at t and the 1 s of audio centred at t."""
+    """Each timestamp t gets the frame at t (the nearest: looklisten.inputs.prepare) and
+    the 1 s of audio centred at t."""
     cfg = model.cfg
     r = cfg.vision.resize  # a square frame of the model's size: the crop is the whole frame
     fps = 10.0
     clip = make_clip(tmp_path / "a.avi", "mjpeg-pcm", 3.0, fps, 16000, 1, size=(r, r))
-    task = _make_task(0, clip.path, cfg, hop=0.35, center=True)
+    task = make_task(0, clip.path, cfg, hop=0.35, center=True)
     ts = task.timestamps
     np.testing.assert_allclose(ts, np.arange(9) * 0.35, atol=1e-12)
     squares = list(task.items["image"]())
     windows = list(task.items["audio"]())
     n, sr = cfg.audio.clip_samples, cfg.audio.sample_rate
     for t, sq, w in zip(ts, squares, windows):
-        assert decode_index(sq) == clip.frame_at(t)  # the frame shown at t
+        # the frame nearest to t: the one shown half a frame later (0.35 s -> frame 4 at 0.4 s)
+        assert decode_index(sq) == clip.frame_at(frame_lookup_time(t, fps))
         # the click of second k sits at (k + CLICK_AT - t) s from the window centre
         for k in range(3):
             pos = int(round((k + CLICK_AT - t) * sr)) + n // 2

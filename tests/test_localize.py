@@ -19,18 +19,21 @@ from PIL import Image
 from looklisten.cli.main import main
 from looklisten.core.config import get_config
 from looklisten.data.demo_data import load_annotations, make_demo_data
-from looklisten.inputs.prepare import VisionTransform, resize_short_side
+from looklisten.inputs.prepare import (
+    VisionTransform,
+    crop_region,
+    full_input_size,
+    map_stride,
+    resize_short_side,
+)
 from looklisten.media.video import MediaError, probe, read_frame
 from looklisten.models.checkpoint import save_checkpoint
 from looklisten.models.network import create_model
 from looklisten.tasks.localize import (
-    crop_region,
-    full_input_size,
     heatmap_to_frame,
     localize,
     localize_batch,
     localize_video,
-    map_stride,
 )
 
 

@@ -13,16 +13,15 @@ from looklisten.core.config import get_config
 from looklisten.data.demo_data import make_demo_data
 from looklisten.data.sampler import square_crop
 from looklisten.inputs.flow import FLOW_ZERO, clip_flow, dequantize, quantize, stack_fields
-from looklisten.inputs.prepare import VisionTransform
-from looklisten.media.video import MediaReader, read_frames
-from looklisten.models.motion import (
-    TimeConv3d,
-    TwoStreamTrunk,
-    inflate,
+from looklisten.inputs.prepare import (
+    VisionTransform,
+    frame_time,
     item_from_clip,
     item_from_reader,
     still_item,
 )
+from looklisten.media.video import MediaReader, read_frames
+from looklisten.models.motion import TimeConv3d, TwoStreamTrunk, inflate
 from looklisten.models.network import create_model
 from looklisten.models.trunks import VGGTrunk
 
@@ -288,7 +287,7 @@ def test_flow_from_the_cache_equals_flow_from_the_file(clips):
         n = info.num_frames
         frames = reader.read_frames(info.video_start, n, size=v.resize)
         i = 20
-        from_file = item_from_reader(reader, info.video_start + (i + 0.5) / info.fps, v)
+        from_file = item_from_reader(reader, frame_time(info.video_start, info.fps, i), v)
     flows = clip_flow(frames[: i + 8], v)  # enough of the clip for frame 20's window
     from_cache = item_from_clip(frames[: i + 8], flows, i, v)
     assert from_cache.shape == from_file.shape == (v.resize, v.resize, 3 + 2 * v.flow_frames)

@@ -17,14 +17,15 @@ from media import truncate
 from looklisten.cli.main import main
 from looklisten.core.config import get_config
 from looklisten.data.demo_data import label_at, load_annotations, make_demo_data
+from looklisten.data.labels import Labels
 from looklisten.evaluation.metrics import DIRECTIONS
-from looklisten.evaluation.retrieval import Labels, choose_videos, collect_items, evaluate_retrieval
+from looklisten.evaluation.retrieval import choose_videos, collect_items, evaluate_retrieval
 from looklisten.media.video import write_video
-from looklisten.models.checkpoint import save_checkpoint
+from looklisten.models.checkpoint import get_model, save_checkpoint
 from looklisten.models.network import create_model
-from looklisten.tasks.embed import get_model
+from looklisten.report.search_page import render_html
 from looklisten.tasks.index import EmbeddingIndex
-from looklisten.tasks.search import build_index, render_html, search
+from looklisten.tasks.search import build_index, search
 
 
 def _save(run: Path, arch: str, seed: int) -> Path:

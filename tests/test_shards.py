@@ -11,7 +11,7 @@ from media import decode_index, make_clip
 from looklisten.core.config import get_config
 from looklisten.data.scan import scan_folder
 from looklisten.data.shards import ShardSet, is_shard_location, shard_folder
-from looklisten.models.motion import item_from_clip
+from looklisten.inputs.prepare import item_from_clip
 from looklisten.training.trainer import Trainer
 
 CFG = get_config(

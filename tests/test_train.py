@@ -94,11 +94,47 @@ def test_cli_train_help_and_errors(tmp_path, capsys):
     out = capsys.readouterr().out
     for cmd in ("demo", "make-demo-data", "train", "presets"):
         assert cmd in out
+    # each command is listed once (the description does not repeat argparse's list)
+    from looklisten.cli.main import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    listed = [line.split()[0] for line in out.splitlines() if line.startswith("    ")]
+    assert sorted(c for c in listed if c in commands) == sorted(commands)
     assert (
         main(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     )
     err = capsys.readouterr().err
     assert "missing" in err and "Traceback" not in err
+
+
+def test_resume_refuses_a_conflicting_setting_and_honours_more_epochs(
+    clips, tmp_path, monkeypatch, capsys
+):
+    from looklisten.cli.main import main
+
+    monkeypatch.setenv("LOOKLISTEN_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    base = [str(clips), "--out", str(run), "--quiet"]
+    tiny = ["--preset", "tiny", "--batch-size", "8", "--epoch-pairs", "16", "--epochs", "1"]
+    assert main(["train", *base, *tiny]) == 0
+    capsys.readouterr()
+    before = (run / "checkpoint" / "state.json").read_text()
+    for extra, field in [
+        (["--batch-size", "16"], "train.batch_size=16"),
+        (["--set", "train.lr=0.5"], "train.lr=0.5"),
+        (["--model", "ave"], "model.arch='ave'"),
+        (["--preset", "small"], "preset='small'"),
+    ]:
+        assert main(["train", *base, "--resume", *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and field in err and "conflicts" in err, err
+        assert (run / "checkpoint" / "state.json").read_text() == before  # nothing ran
+    # the checkpoint's own values are no conflict; more epochs continue the run
+    assert main(["train", *base, "--resume", "--batch-size", "8", "--epochs", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 4
+    saved = json.loads((run / "checkpoint" / "config.json").read_text())
+    assert saved["train"]["epochs"] == 2 and saved["train"]["batch_size"] == 8
 
 
 @pytest.mark.slow

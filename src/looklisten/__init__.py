@@ -1,48 +1,67 @@
 """looklisten: audio-visual correspondence learning (L3-Net, AVE-Net, AVOL-Net) in PyTorch.
 
-The public API is small and imports lazily, so ``import looklisten`` is cheap
-and using a model never loads the training code::
+The public API, imported lazily (``import looklisten`` is cheap; using a model
+never loads the training code)::
 
     import looklisten
-    cfg = looklisten.get_config("tiny", arch="ave")
-    model = looklisten.load_model("RUN")          # a trained run or checkpoint directory
-    looklisten.train("videos/", "RUN", cfg)       # train on a folder of videos
+
+    cfg = looklisten.get_config("tiny", arch="ave")       # presets: looklisten.list_presets()
+    looklisten.train("videos/", "runs/ave", cfg)           # a folder of videos -> a run
+    model = looklisten.load_model("runs/ave")              # model.cfg, model.inputs
+    emb, times = looklisten.embed_audio("dog.wav", model=model)
+    out = looklisten.embed_video("clip.mp4", model=model)  # time-aligned audio + image
+    looklisten.build_index(["media/"], "runs/ave", "index/")
+    hits = looklisten.search("index/", image="dog.jpg")
+    heat = looklisten.localize("runs/avol", "frame.png", "bark.wav")
+    maps, times = looklisten.localize_video("runs/avol", "clip.mp4")
+    looklisten.evaluate_retrieval("test-videos/", "runs/ave")   # and the other evaluations
+    looklisten.write_report("runs/ave")
+
+The code is layered (imports only go down): core -> media -> inputs -> models
+-> data -> training -> tasks -> evaluation -> report -> cli; see the README.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Config",
-    "get_config",
-    "list_presets",
-    "create_model",
-    "load_model",
-    "train",
-    "make_demo_data",
-    "MediaError",
-    "__version__",
-]
-
-_LAZY = {
-    "Config": ("core.config", "Config"),
-    "get_config": ("core.config", "get_config"),
-    "list_presets": ("core.config", "list_presets"),
-    "create_model": ("models.network", "create_model"),
-    "load_model": ("models.checkpoint", "load_model"),
-    "train": ("training.trainer", "train"),
-    "make_demo_data": ("data.demo_data", "make_demo_data"),
-    "MediaError": ("media.video", "MediaError"),
+# name -> (module, attribute)
+_API = {
+    "Config": ("looklisten.core.config", "Config"),
+    "get_config": ("looklisten.core.config", "get_config"),
+    "list_presets": ("looklisten.core.config", "list_presets"),
+    "MediaError": ("looklisten.media.video", "MediaError"),
+    "create_model": ("looklisten.models.network", "create_model"),
+    "load_model": ("looklisten.models.checkpoint", "get_model"),
+    "make_demo_data": ("looklisten.data.demo_data", "make_demo_data"),
+    "shard_folder": ("looklisten.data.shards", "shard_folder"),
+    "train": ("looklisten.training.trainer", "train"),
+    "embed_audio": ("looklisten.tasks.embed", "embed_audio"),
+    "embed_image": ("looklisten.tasks.embed", "embed_image"),
+    "embed_video": ("looklisten.tasks.embed", "embed_video"),
+    "build_index": ("looklisten.tasks.search", "build_index"),
+    "search": ("looklisten.tasks.search", "search"),
+    "localize": ("looklisten.tasks.localize", "localize"),
+    "localize_video": ("looklisten.tasks.localize", "localize_video"),
+    "evaluate_retrieval": ("looklisten.evaluation.retrieval", "evaluate_retrieval"),
+    "evaluate_localization": ("looklisten.evaluation.localization", "evaluate_localization"),
+    "evaluate_probe": ("looklisten.evaluation.probe", "evaluate_probe"),
+    "evaluate_units": ("looklisten.evaluation.units", "evaluate_units"),
+    "evaluate_shortcut": ("looklisten.evaluation.shortcut", "evaluate_shortcut"),
+    "write_report": ("looklisten.report.page", "write_report"),
 }
+
+__all__ = [*_API, "__version__"]
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
+    # Module attributes come first in Python's lookup, so none of these names
+    # may also be a submodule of looklisten (tests/test_api.py checks it).
+    if name in _API:
         import importlib
 
-        mod, attr = _LAZY[name]
-        return getattr(importlib.import_module(f".{mod}", __name__), attr)
+        module, attr = _API[name]
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'looklisten' has no attribute {name!r}")
 
 

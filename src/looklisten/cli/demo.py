@@ -71,7 +71,8 @@ def _train_or_reuse(data: Path, run: Path, cfg, time_budget: float | None, progr
 def _overlay_video(data: Path, run: Path, out_dir: Path) -> Path | None:
     """AVOL heatmaps over one held-out clip (two objects if there is one), with its sound."""
     from looklisten.media.overlay import write_overlay_video
-    from looklisten.tasks.localize import load_avol, localize_video
+    from looklisten.models.checkpoint import get_model
+    from looklisten.tasks.localize import localize_video
 
     split = json.loads((run / "split.json").read_text())
     anns = {}
@@ -85,7 +86,7 @@ def _overlay_video(data: Path, run: Path, out_dir: Path) -> Path | None:
     if not val:
         return None
     src = data / val[0]
-    model = load_avol(run)
+    model = get_model(run, arch="avol")
     heat, times = localize_video(model, src)
     dst = out_dir / f"{Path(val[0]).stem}_avol.mp4"
     write_overlay_video(src, dst, heat, times, alpha=0.5)

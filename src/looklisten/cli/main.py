@@ -12,23 +12,6 @@ DESCRIPTION = """\
 looklisten: learn what things look like and sound like from unlabelled video
 (Look, Listen and Learn: L3-Net; Objects that Sound: AVE-Net, AVOL-Net).
 
-commands:
-  demo             build the demo data (if absent), train small L3-, AVE- and AVOL-Nets on it
-                   on the CPU, evaluate them, write overlays and demo-out/report.html
-  make-demo-data   write short MP4 clips made from real photos and recorded sounds,
-                   with annotations (labels, the sounding object's box over time)
-  train            train L3-Net / AVE-Net / AVOL-Net on a folder of videos
-  shard            decode a folder of videos once into WebDataset shards (train reads them)
-  embed            audio / image / time-aligned video embeddings from files (.npz per input)
-  index            embed a folder (or read .npz files) into a FAISS index of both modalities
-  search           search sounds by image, images by sound (ranked hits, optional HTML page)
-  localize         AVOL-Net heatmaps: an overlay video with its sound, or a PNG for image + audio
-  report           one self-contained HTML page about runs: curves, examples, overlays, evals
-  eval             evaluations that print one JSON object with baselines
-                   (eval retrieval, eval localization, eval probe, eval shortcut,
-                   eval units)
-  presets          list the model presets and their input shapes
-
 Run 'looklisten COMMAND --help' for a command's options.
 """
 
@@ -46,9 +29,8 @@ def _overrides(pairs: list[str]) -> dict:
     return out
 
 
-def _config(args):
-    from looklisten.core.config import get_config
-
+def _given_overrides(args) -> dict:
+    """The config fields the command line sets (--set and the named options)."""
     over = _overrides(args.set)
     if getattr(args, "batch_size", None):
         over["train.batch_size"] = args.batch_size
@@ -66,11 +48,38 @@ def _config(args):
         over["train.rank_data"] = args.rank_data
     if getattr(args, "init", None):
         over["train.init"] = str(Path(args.init).resolve())
-    return get_config(args.preset, arch=args.model, **over)
+    return over
+
+
+def _config(args):
+    from looklisten.core.config import get_config
+
+    return get_config(args.preset, arch=args.model, **_given_overrides(args))
+
+
+def _resume_config(args):
+    """The checkpoint's config with what the command line sets; the trainer refuses a
+    setting that conflicts with the checkpoint (:func:`looklisten.training.trainer.resume_config`)."""
+    from looklisten.models.checkpoint import load_config
+
+    over = _given_overrides(args)
+    if args.model is not None:
+        over["model.arch"] = args.model
+    if args.preset is not None:
+        over["preset"] = args.preset
+    return load_config(args.out).with_overrides(**over)
+
+
+TRAIN_DEFAULTS = {"preset": "small", "model": "l3"}
 
 
 def cmd_train(args) -> int:
     from looklisten.training.trainer import train
+
+    if not args.resume:
+        for k, v in TRAIN_DEFAULTS.items():
+            if getattr(args, k) is None:
+                setattr(args, k, v)
 
     summary = train(
         args.data,
@@ -86,12 +95,6 @@ def cmd_train(args) -> int:
     )
     print(json.dumps(summary, indent=2))
     return 0
-
-
-def _resume_config(args):
-    from looklisten.models.checkpoint import load_config
-
-    return load_config(args.out)
 
 
 def cmd_make_demo_data(args) -> int:
@@ -186,20 +189,23 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
-    def model_opts(sp, preset_default: str, model_default: str = "l3"):
+    def model_opts(sp, preset_default: str | None, model_default: str | None = "l3"):
+        # None: train fills in small / l3, or with --resume the checkpoint's
         sp.add_argument(
             "--model",
             choices=ARCHS,
             default=model_default,
-            help="head: l3 (L3-Net), ave (AVE-Net), avol (AVOL-Net)",
+            help="head: l3 (L3-Net), ave (AVE-Net), avol (AVOL-Net)"
+            + ("" if model_default else " (default: l3)"),
         )
         sp.add_argument(
             "--preset",
             choices=list_presets(),
             default=preset_default,
-            help="sizes (see 'looklisten presets')",
+            help="sizes (see 'looklisten presets')"
+            + ("" if preset_default else " (default: small)"),
         )
         sp.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
         sp.add_argument("--epoch-pairs", type=int, help="pairs per epoch (default: the preset's)")
@@ -216,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser(
         "train",
-        help="train on a folder of videos",
+        help="train L3-Net / AVE-Net / AVOL-Net on a folder of videos (or shards)",
         description="Scan DIR recursively for videos, reject unusable ones (listed in OUT/rejected.tsv with reasons), split by video, and train on the audio-visual correspondence task. Metrics go to OUT/metrics.jsonl, the checkpoint to OUT/checkpoint/.",
     )
     sp.add_argument(
@@ -225,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of videos (searched recursively), or shards from 'looklisten shard' (a folder or an fsspec URL)",
     )
     sp.add_argument("--out", required=True, metavar="RUN", help="run directory")
-    model_opts(sp, "small")
+    model_opts(sp, None, None)
     sp.add_argument(
         "--compile", action="store_true", help="torch.compile the model (train.compile)"
     )
@@ -270,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser(
         "make-demo-data",
-        help="write demo clips from real photos and recorded sounds",
+        help="write short MP4 clips of real photos and recorded sounds, with annotations",
         description="Write OUT/clip_*.mp4 (H.264 + AAC) and OUT/annotations.jsonl, from the Tux Paint stamps (photos and recordings) shipped inside the package.",
     )
     sp.add_argument("out", metavar="OUT")
@@ -326,12 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
     sp.set_defaults(func=cmd_demo)
 
-    sp = sub.add_parser("presets", help="list model presets")
+    sp = sub.add_parser("presets", help="list the model presets and their input shapes")
     sp.set_defaults(func=cmd_presets)
 
     ev = sub.add_parser(
         "eval",
-        help="evaluate a checkpoint (see 'looklisten eval --help')",
+        help="evaluations printing one JSON object with baselines: retrieval, localization, probe, shortcut, units",
         description="Evaluate a trained checkpoint; each evaluation prints one JSON object with its baselines.",
     )
     ev_sub = ev.add_subparsers(dest="eval_command", metavar="WHAT")
@@ -343,8 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_cli(sub)
-    for name in EVAL_MODULES:
-        importlib.import_module(name).add_eval_cli(ev_sub)
+    for name, fn in EVAL_COMMANDS:
+        getattr(importlib.import_module(name), fn)(ev_sub)
     return p
 
 
@@ -359,12 +365,15 @@ def add_eval_parser(
     checkpoint_help: str | None = "run or checkpoint dir",
     saves: str,
     batch_size: int | None = 64,
+    hop: float | None = None,
+    labels: bool = False,
 ) -> argparse.ArgumentParser:
     """One ``looklisten eval NAME`` subcommand with the options every evaluation shares.
 
     DATA, ``--checkpoint`` (unless ``checkpoint_help`` is None), ``--batch-size``,
-    ``--device``, ``--quiet`` and ``--no-save`` (``saves`` names what it skips);
-    the module adds its own options to the returned parser.
+    ``--device``, ``--quiet`` and ``--no-save`` (``saves`` names what it skips),
+    ``--hop`` (with its default) and ``--labels`` when asked; the caller adds its
+    own options to the returned parser.
     """
     sp = eval_subparsers.add_parser(
         name,
@@ -384,8 +393,31 @@ def add_eval_parser(
     sp.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
     sp.add_argument("--no-save", action="store_true", help=f"do not write {saves}")
+    if hop is not None:
+        sp.add_argument("--hop", type=float, default=hop, help=f"seconds between items ({hop})")
+    if labels:
+        sp.add_argument(
+            "--labels",
+            "--csv",
+            metavar="FILE",
+            help="labels: annotations.jsonl or a CSV with file,label columns "
+            "(default: DATA/annotations.jsonl, DATA/labels.csv or sub-folder names)",
+        )
     sp.set_defaults(func=func)
     return sp
+
+
+def call(fn, args, **given):
+    """Call a library function with the command line's options of the same names.
+
+    Every parameter of ``fn`` that ``args`` has (``args.data``, ``args.checkpoint``,
+    ``args.batch_size`` ...) is passed by name; ``given`` adds or overrides.
+    """
+    import inspect
+
+    names = inspect.signature(fn).parameters
+    kwargs = {k: getattr(args, k) for k in names if hasattr(args, k)}
+    return fn(**{**kwargs, **given})
 
 
 def show_progress(args) -> bool:
@@ -418,18 +450,19 @@ def finish_eval(args, result: dict, name: str | None = None) -> int:
 
 # One entry per module; keep one name per line (several people extend these).
 COMMAND_MODULES = (
-    "looklisten.tasks.embed",
-    "looklisten.tasks.search",
-    "looklisten.tasks.localize",
-    "looklisten.report.page",
-    "looklisten.data.shards",
+    "looklisten.cli.embed",
+    "looklisten.cli.search",
+    "looklisten.cli.localize",
+    "looklisten.cli.report",
+    "looklisten.cli.data",
 )
-EVAL_MODULES = (
-    "looklisten.evaluation.retrieval",
-    "looklisten.evaluation.localization",
-    "looklisten.evaluation.probe",
-    "looklisten.evaluation.shortcut",
-    "looklisten.evaluation.units",
+# (module, function) registering one 'looklisten eval' subcommand.
+EVAL_COMMANDS = (
+    ("looklisten.cli.evaluate", "add_retrieval_cli"),
+    ("looklisten.cli.evaluate", "add_localization_cli"),
+    ("looklisten.cli.evaluate", "add_probe_cli"),
+    ("looklisten.cli.evaluate", "add_shortcut_cli"),
+    ("looklisten.cli.evaluate", "add_units_cli"),
 )
 
 

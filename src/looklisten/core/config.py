@@ -29,6 +29,11 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 ARCHS = ("l3", "ave", "avol")
+#: What AVOL-Net sees of a frame: the whole frame, or the centre crop of training.
+MAP_MODES = ("full", "crop")
+#: Shards (looklisten.data.shards): videos per shard, JPEG quality of the frames.
+DEFAULT_SHARD_SIZE = 64
+DEFAULT_JPEG_QUALITY = 90
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -57,7 +57,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -96,7 +96,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             if p.is_file():
                 with open(p, "rb") as f:
                     os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         old_target = path.parent / os.readlink(path) if path.is_symlink() else None
         if path.exists() and not path.is_symlink():
             # A plain directory from elsewhere: move it aside first (not atomic).
@@ -108,7 +108,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(link)
         os.symlink(tmp.name, link)
         os.replace(link, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         if old_target is not None and old_target.exists():
             shutil.rmtree(old_target, ignore_errors=True)
     except BaseException:

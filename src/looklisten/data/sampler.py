@@ -43,6 +43,14 @@ import torch
 
 from looklisten.core.config import AudioConfig, Config, SamplerConfig
 from looklisten.data.scan import VideoEntry
+from looklisten.inputs.prepare import (
+    audio_window,
+    frame_time,
+    item_from_clip,
+    item_from_reader,
+    read_audio_window,
+    square_crop,
+)
 
 VAL_EPOCH = 1_000_003  # the epoch number that seeds the fixed validation pairs
 
@@ -85,7 +93,7 @@ class PairSampler:
 
     def frame_time(self, vid: int, index: int) -> float:
         v = self.videos[vid]
-        return v.video_start + index / v.fps
+        return frame_time(v.video_start, v.fps, index)
 
     def _shift(self, vid: int, j: int, rng: np.random.Generator) -> int:
         """Frame index j moved by a random whole number of frames within +-max_shift_seconds."""
@@ -129,17 +137,6 @@ class PairSampler:
 # ---------------------------------------------------------------------------
 
 
-def square_crop(frame: np.ndarray, side: int, rng: np.random.Generator | None) -> np.ndarray:
-    """([K,] H, W, C) with min(H, W) >= side -> ([K,] side, side, C); random position if rng,
-    else centre; the same position for all K frames."""
-    h, w = frame.shape[-3:-1]
-    if rng is None:
-        y, x = (h - side) // 2, (w - side) // 2
-    else:
-        y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
-    return frame[..., y : y + side, x : x + side, :]
-
-
 class FileSource:
     """Decodes each pair's frame and audio window from the files, on demand.
 
@@ -173,16 +170,10 @@ class FileSource:
 
     def frame(self, vid: int, index: int, t: float) -> np.ndarray:
         """The pair's vision item: (H, W, 3), or with motion (K, H, W, 3) / (H, W, 3 + 2L)."""
-        from looklisten.models.motion import item_from_reader
-
-        # Ask for a time inside the frame's display interval, robust to pts rounding.
-        fps = self.videos[vid].fps
-        return item_from_reader(self._reader(vid), t + 0.5 / fps, self.vision_cfg, threads=1)
+        return item_from_reader(self._reader(vid), t, self.vision_cfg, threads=1)
 
     def audio(self, vid: int, center: float) -> np.ndarray:
-        a = self.audio_cfg
-        t0 = center - a.clip_seconds / 2
-        return self._reader(vid).read_audio(t0, t0 + a.clip_seconds, a.sample_rate)
+        return read_audio_window(self._reader(vid), center, self.audio_cfg)
 
     def __getstate__(self):  # readers do not cross process boundaries
         d = dict(self.__dict__)
@@ -255,17 +246,10 @@ class MemorySource:
 
     def frame(self, vid: int, index: int, t: float) -> np.ndarray:
         """The pair's vision item: (H, W, 3), or with motion (K, H, W, 3) / (H, W, 3 + 2L)."""
-        from looklisten.models.motion import item_from_clip
-
         return item_from_clip(self.frames[vid], self.flows[vid], index, self.vision_cfg)
 
     def audio(self, vid: int, center: float) -> np.ndarray:
-        a = self.audio_cfg
-        track = self.tracks[vid]
-        from looklisten.media.video import _take
-
-        start = int(round((center - a.clip_seconds / 2) * a.sample_rate))
-        return _take(track, start, a.clip_samples)
+        return audio_window(self.tracks[vid], center, self.audio_cfg)
 
 
 def _decode_all(job):

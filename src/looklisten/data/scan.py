@@ -20,10 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from looklisten.core.fileio import atomic_write_json, atomic_write_text
+from looklisten.inputs.prepare import VIDEO_EXTENSIONS, find_media
 
-VIDEO_EXTENSIONS = frozenset(
-    ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .flv .wmv .3gp .ogv .mxf".split()
-)
 SCAN_VERSION = 1
 
 
@@ -73,11 +71,8 @@ def cache_dir() -> Path:
 
 
 def _candidates(root: Path) -> Iterable[Path]:
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in VIDEO_EXTENSIONS:
-                yield Path(dirpath) / name
+    for path, _ in find_media([root], VIDEO_EXTENSIONS):
+        yield path
 
 
 def _probe_one(args: tuple[str, str, float]) -> tuple[str, dict | None, str | None]:

@@ -22,8 +22,8 @@ Each shard is written to a temporary name and renamed when complete, and gets a
 sidecar ``shard-000000.json``; a rerun after a kill skips the shards whose
 sidecar matches what it would write.
 
-Frame ``i`` of a video is the frame displayed at ``video_start + (i + 0.5) / fps``
-(what :class:`looklisten.data.sampler.FileSource` reads for that index), so
+Frame ``i`` of a video is the frame at ``video_start + i / fps`` (the rule of
+:mod:`looklisten.inputs.prepare`, as :class:`looklisten.data.sampler.FileSource` reads it), so
 :class:`ShardSource` serves the same pairs as the raw folder, frames up to JPEG
 error and audio up to float16 rounding.
 
@@ -50,14 +50,12 @@ from typing import Any
 
 import numpy as np
 
-from looklisten.core.config import Config
-from looklisten.core.fileio import _fsync_dir, atomic_write_json, atomic_write_text
+from looklisten.core.config import DEFAULT_JPEG_QUALITY, DEFAULT_SHARD_SIZE, Config
+from looklisten.core.fileio import atomic_write_json, atomic_write_text, fsync_dir
 from looklisten.data.scan import Manifest, VideoEntry, scan_folder
 
 INDEX = "index.json"
 SHARD_FORMAT = "looklisten-shards-1"
-DEFAULT_SHARD_SIZE = 64  # videos per shard
-DEFAULT_JPEG_QUALITY = 90
 
 
 def _flow_settings(cfg: Config) -> dict[str, Any] | None:
@@ -114,13 +112,14 @@ def _encode_video(job: tuple) -> tuple[list[bytes], bytes, list[bytes], str | No
     path, entry, resize, sample_rate, quality, flow_cfg = job
     from PIL import Image
 
+    from looklisten.inputs.prepare import frame_time, read_frame_at
     from looklisten.media.video import MediaError, MediaReader
 
     v = VideoEntry(**entry)
     try:
         with MediaReader(path) as reader:
             frames = [
-                reader.read_frame(v.video_start + (i + 0.5) / v.fps, size=resize)
+                read_frame_at(reader, frame_time(v.video_start, v.fps, i), size=resize)
                 for i in range(v.num_frames)
             ]
             track = reader.read_audio(0.0, None, sample_rate)
@@ -165,7 +164,7 @@ class _TarWriter:
         size = self.file.tell()
         self.file.close()
         os.replace(self.tmp, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return size
 
     def abort(self) -> None:
@@ -548,7 +547,7 @@ class ShardSource:
         Optical flow (AVE+OF) is read from the shard (computed once per clip by
         :func:`shard_folder`), not recomputed.
         """
-        from looklisten.models.motion import flow_item, window
+        from looklisten.inputs.prepare import flow_item, window
 
         v = self.vision_cfg
         n = len(self.frames[vid])
@@ -570,80 +569,11 @@ class ShardSource:
         return _npy_view(self._map(self.shard_names[vid]), off, size)
 
     def audio(self, vid: int, center: float) -> np.ndarray:
-        from looklisten.media.video import _take
+        from looklisten.inputs.prepare import audio_window
 
-        a = self.audio_cfg
-        start = int(round((center - a.clip_seconds / 2) * a.sample_rate))
-        return _take(self.track(vid), start, a.clip_samples)
+        return audio_window(self.track(vid), center, self.audio_cfg)
 
     def __getstate__(self):  # maps do not cross process boundaries (np.memmap pickles a copy)
         d = dict(self.__dict__)
         d["_maps"] = {}
         return d
-
-
-# ---------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------
-
-
-def cmd_shard(args) -> int:
-    from looklisten.core.config import get_config
-
-    cfg = get_config(args.preset)
-    index = shard_folder(
-        args.data,
-        args.out,
-        cfg,
-        workers=args.workers,
-        shard_size=args.shard_size,
-        jpeg_quality=args.jpeg_quality,
-        progress=not args.quiet,
-    )
-    out = Path(args.out)
-    print(
-        f"{len(index['videos'])} videos in {len(index['shards'])} shards in {out} "
-        f"({index['written']} written, {index['skipped']} already complete); "
-        f"{len(index['rejected'])} rejected, see {out / 'rejected.tsv'}"
-    )
-    return 0
-
-
-def add_cli(sub) -> None:
-    from looklisten.core.config import list_presets
-
-    sp = sub.add_parser(
-        "shard",
-        help="decode a folder of videos once into WebDataset shards for training",
-        description=(
-            "Scan DIR like 'looklisten train' does, decode every usable video once (in parallel) "
-            "into WebDataset tar shards in OUT: frames at the preset's size as JPEG, the audio "
-            "track at its rate, the metadata; OUT/index.json lists them, OUT/rejected.tsv the "
-            "rejected files. Rerunning resumes (complete shards are kept). Train with "
-            "'looklisten train OUT ...' (or an fsspec URL of a copy of OUT)."
-        ),
-    )
-    sp.add_argument("data", metavar="DIR", help="folder of videos (searched recursively)")
-    sp.add_argument("--out", required=True, metavar="SHARDS", help="shard folder")
-    sp.add_argument(
-        "--preset",
-        choices=list_presets(),
-        default="small",
-        help="frame size and audio rate of the shards (train with the same preset)",
-    )
-    sp.add_argument("--workers", type=int, help="decoding processes (default: CPU count)")
-    sp.add_argument(
-        "--shard-size",
-        type=int,
-        default=DEFAULT_SHARD_SIZE,
-        metavar="VIDEOS",
-        help=f"videos per shard (default {DEFAULT_SHARD_SIZE})",
-    )
-    sp.add_argument(
-        "--jpeg-quality",
-        type=int,
-        default=DEFAULT_JPEG_QUALITY,
-        help=f"JPEG quality of the frames (default {DEFAULT_JPEG_QUALITY})",
-    )
-    sp.add_argument("--quiet", action="store_true", help="no progress bars")
-    sp.set_defaults(func=cmd_shard)

@@ -16,7 +16,8 @@ Samples
 ``t = i / fps`` whose 1 s audio window ``[t - 0.5, t + 0.5]`` lies inside the
 clip and contains no switch of the sounding object (so the ground truth is
 unambiguous); the samples are evenly spaced among the candidates. A sample is
-the frame displayed at ``t``, the 1 s of the clip's audio centred on ``t``, and
+the frame at ``t`` and the 1 s of the clip's audio centred on ``t``
+(:mod:`looklisten.inputs.prepare`), and
 the ground truth: the box of the object sounding at ``t`` (and, in two-object
 clips, the other object's box).
 
@@ -79,15 +80,16 @@ from typing import Any
 
 import numpy as np
 
-from looklisten.tasks.localize import (
-    MODES,
-    _maps_for,
-    default_device,
+from looklisten.core.config import MAP_MODES
+from looklisten.inputs.prepare import (
+    audio_window,
     full_input_size,
-    heatmap_to_frame,
-    load_avol,
     map_stride,
+    read_frame_at,
+    read_map_frame,
 )
+from looklisten.models.checkpoint import get_model
+from looklisten.tasks.localize import heatmap_to_frame, maps_for
 
 METHODS = ("avol", "centre_prior", "whole_image", "random_map")
 FIXED_THRESHOLD = 0.5
@@ -189,10 +191,18 @@ def sample_times(ann: dict[str, Any], k: int, window: float = 1.0) -> list[float
 # ---------------------------------------------------------------------------
 
 
-def _scaled_box(box, ann, H: int, W: int) -> tuple[float, float, float, float]:
+def scaled_box(box, ann, H: int, W: int) -> tuple[float, float, float, float]:
     sx, sy = W / float(ann["width"]), H / float(ann["height"])
     x0, y0, x1, y1 = box
     return (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+
+
+def _full_frame(path: Path, t: float) -> np.ndarray:
+    """The frame at ``t`` at full size, for pictures."""
+    from looklisten.media.video import MediaReader
+
+    with MediaReader(path) as reader:
+        return read_frame_at(reader, t)
 
 
 def _ceiling(g: float) -> float:
@@ -268,8 +278,8 @@ def evaluate_localization(
     )
     from looklisten.media.video import MediaReader
 
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode not in MAP_MODES:
+        raise ValueError(f"mode must be one of {MAP_MODES}, got {mode!r}")
     if times_per_clip < 1:
         raise ValueError(f"times_per_clip must be >= 1, got {times_per_clip}")
     data = Path(data)
@@ -278,7 +288,7 @@ def evaluate_localization(
             f"{data}: no annotations.jsonl; localisation is evaluated on annotated demo "
             "clips ('looklisten make-demo-data DIR')"
         )
-    model = load_avol(checkpoint, default_device(device))
+    model = get_model(checkpoint, device, arch="avol")
     cfg = model.cfg
     anns = load_annotations(data)
     files, split_used = select_clips(data, checkpoint, anns, split)
@@ -286,9 +296,6 @@ def evaluate_localization(
         files = files[: max(0, int(max_clips))]
     if not files:
         raise ValueError(f"{data}: no clips to evaluate")
-    half = cfg.audio.clip_seconds / 2
-    sr = cfg.audio.sample_rate
-
     prim: dict[str, list[float]] = {m: [] for m in METHODS}
     fixed: dict[str, list[float]] = {m: [] for m in METHODS}
     point: dict[str, list[bool]] = {m: [] for m in METHODS}
@@ -307,17 +314,20 @@ def evaluate_localization(
             skipped_clips.append(name)
             continue
         with MediaReader(data / name) as reader:
-            fps = reader.info.fps or float(ann["fps"])
-            frames = [reader.read_frame(t + 0.25 / fps) for t in times]
-            waves = [reader.read_audio(t - half, t + half, sr) for t in times]
-        maps = _maps_for(model, frames, waves, mode, batch_size)
+            frames = [read_map_frame(reader, t, cfg, mode) for t in times]
+            size = (reader.info.height, reader.info.width)
+            # the whole track, as embedding and localize_video decode it (a decode
+            # from a seek point can differ: see looklisten.inputs.prepare)
+            track = reader.read_audio(0.0, None, cfg.audio.sample_rate)
+        waves = [audio_window(track, t, cfg) for t in times]
+        maps = maps_for(model, frames, waves, mode, batch_size)
         for t, frame, hmap in zip(times, frames, maps, strict=True):
-            H, W = frame.shape[:2]
+            H, W = size
             obj = sounding_object(ann, t)
             fi = min(
                 int(math.floor(t * float(ann["fps"]) + 1e-6)), len(ann["objects"][0]["boxes"]) - 1
             )
-            boxes = [_scaled_box(o["boxes"][fi], ann, H, W) for o in ann["objects"]]
+            boxes = [scaled_box(o["boxes"][fi], ann, H, W) for o in ann["objects"]]
             gt = box_mask(boxes[obj], (H, W))
             g = float(gt.mean())
             ceiling.append(_ceiling(g))
@@ -345,7 +355,9 @@ def evaluate_localization(
                         "clip": clip_no,
                         "name": name,
                         "t": t,
-                        "frame": frame,
+                        "frame": frame
+                        if frame.shape[:2] == (H, W)
+                        else _full_frame(data / name, t),
                         "heat": heat["avol"],
                         "boxes": boxes,
                         "obj": obj,
@@ -400,7 +412,7 @@ def evaluate_localization(
         "mode": mode,
         "map_size": sorted(map_sizes)[0] if len(map_sizes) == 1 else sorted(map_sizes),
         "protocol": {
-            "sample": "frame displayed at t (t on the frame grid) + the 1 s of audio centred "
+            "sample": "frame at t (t on the frame grid) + the 1 s of audio centred "
             "on t; t evenly spaced among the times whose window lies in the clip and holds "
             "one sounding object; ground truth: that object's box in the frame at t",
             "heatmap": "AVOL-Net sigmoid map, "
@@ -486,84 +498,3 @@ def _write_overlays(png_dir: Path, shown: list[dict[str, Any]], count: int) -> l
         atomic_write_bytes(path, encode_png(img))
         written.append(str(path))
     return written
-
-
-# ---------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------
-
-
-LOCALIZATION_HELP = """\
-Evaluate an AVOL-Net checkpoint on annotated clips (make-demo-data): cIoU@0.5,
-AUC, mean cIoU, pointing accuracy and which-of-two-objects accuracy, with the
-centre-prior, whole-image and random-map baselines on the same samples. Uses
-the run's held-out clips when DATA is its training folder, else all clips.
-Prints one JSON object (its 'protocol' field says how heatmaps are binarised).
-"""
-
-
-def cmd_eval_localization(args) -> int:
-    """``looklisten eval localization``: print the JSON of :func:`evaluate_localization`."""
-    from looklisten.cli.main import finish_eval, show_progress
-
-    threshold: str | float = args.threshold
-    if threshold not in ("median", "lvs"):
-        try:
-            threshold = float(threshold)
-        except ValueError:
-            raise ValueError(
-                f"--threshold must be median, lvs or a number in [0, 1], got {threshold!r}"
-            ) from None
-    result = evaluate_localization(
-        args.data,
-        args.checkpoint,
-        split=args.split,
-        times_per_clip=args.times,
-        mode=args.mode,
-        threshold=threshold,
-        max_clips=args.max_clips,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        device=args.device,
-        png_dir=args.png_dir,
-        png_count=args.png_count,
-        progress=show_progress(args),
-    )
-    return finish_eval(args, result, "localization.json")
-
-
-def add_eval_cli(eval_subparsers) -> None:
-    """Register ``localization`` on the ``looklisten eval`` subparsers object."""
-    from looklisten.cli.main import add_eval_parser
-
-    sp = add_eval_parser(
-        eval_subparsers,
-        "localization",
-        func=cmd_eval_localization,
-        help="AVOL-Net localisation on annotated demo clips vs trivial baselines (JSON)",
-        description=LOCALIZATION_HELP,
-        data_help="folder with clips and annotations.jsonl",
-        checkpoint_help="AVOL-Net run or checkpoint",
-        saves="RUN/eval/localization.json (the report's)",
-        batch_size=32,
-    )
-    sp.add_argument(
-        "--split",
-        choices=["auto", "val", "all"],
-        default="auto",
-        help="auto (default): the run's held-out clips if DATA is its training folder, else all",
-    )
-    sp.add_argument("--times", type=int, default=5, help="sample times per clip (default 5)")
-    sp.add_argument(
-        "--mode", choices=MODES, default="full", help="whole frame (default) or centre crop"
-    )
-    sp.add_argument(
-        "--threshold",
-        default="median",
-        help="cIoU binarisation: median (default, top half), lvs, or a number in [0, 1] "
-        "(on the min-max normalised map); fixed 0.5 is always reported too",
-    )
-    sp.add_argument("--max-clips", type=int, help="only the first N clips")
-    sp.add_argument("--seed", type=int, default=0, help="seed of the random-map baseline")
-    sp.add_argument("--png-dir", metavar="DIR", help="write overlays of some samples here")
-    sp.add_argument("--png-count", type=int, default=12, help="how many overlays (default 12)")

@@ -36,22 +36,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+from looklisten.media.overlay import as_size, upsample_heatmap
 
 Box = Sequence[float]
 
 #: Thresholds of the success-rate curve whose area is :func:`ciou_summary`'s ``auc``.
 AUC_THRESHOLDS = np.linspace(0.0, 1.0, 21)
-
-
-def _as_size(size: Sequence[int]) -> tuple[int, int]:
-    if len(size) != 2:
-        raise ValueError(f"size must be (H, W), got {size!r}")
-    H, W = int(size[0]), int(size[1])
-    if H <= 0 or W <= 0:
-        raise ValueError(f"size must be positive, got {size!r}")
-    return H, W
 
 
 def _as_box(box: Box) -> tuple[float, float, float, float]:
@@ -78,42 +69,6 @@ def _as_heatmap(heatmap: np.ndarray) -> np.ndarray:
     return h
 
 
-def upsample_heatmap(h: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """Bilinearly resize heatmaps to an image size.
-
-    Uses ``torch.nn.functional.interpolate(mode="bilinear",
-    align_corners=False)``, i.e. the map's cells are treated as covering the
-    image evenly (cell centres at ``(k + 0.5) * H / h``), as in the localisation
-    literature.
-
-    Parameters
-    ----------
-    h : np.ndarray, shape (h, w) or (B, h, w)
-        Heatmap(s). Integer and boolean inputs are converted to float32.
-    size : (H, W)
-        Output height and width.
-
-    Returns
-    -------
-    np.ndarray, shape (H, W) or (B, H, W)
-        Float64 if ``h`` is float64, otherwise float32. A new array (never a
-        view of ``h``), also when the size does not change.
-    """
-    H, W = _as_size(size)
-    arr = np.asarray(h)
-    if arr.ndim not in (2, 3):
-        raise ValueError(f"heatmap must be (h, w) or (B, h, w), got shape {arr.shape}")
-    dtype = np.float64 if arr.dtype == np.float64 else np.float32
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if arr.shape[-2:] == (H, W):
-        return arr.copy()
-    t = torch.from_numpy(arr)
-    t = t[None, None] if arr.ndim == 2 else t[:, None]
-    out = F.interpolate(t, size=(H, W), mode="bilinear", align_corners=False)
-    out = out[0, 0] if arr.ndim == 2 else out[:, 0]
-    return out.numpy().copy()
-
-
 def box_mask(box: Box, size: Sequence[int]) -> np.ndarray:
     """Boolean mask of the pixels whose centres lie inside a box.
 
@@ -132,7 +87,7 @@ def box_mask(box: Box, size: Sequence[int]) -> np.ndarray:
         ``y0 <= i + 0.5 <= y1``. For integer boxes this equals
         ``mask[y0:y1, x0:x1] = True``.
     """
-    H, W = _as_size(size)
+    H, W = as_size(size)
     x0, y0, x1, y1 = _as_box(box)
     cx = np.arange(W) + 0.5
     cy = np.arange(H) + 0.5
@@ -305,7 +260,7 @@ def ciou_summary(cious: np.ndarray | Sequence[float]) -> dict[str, float]:
 
 def _at_size(heatmap: np.ndarray, size: Sequence[int] | None) -> np.ndarray:
     h = _as_heatmap(heatmap)
-    if size is not None and h.shape != _as_size(size):
+    if size is not None and h.shape != as_size(size):
         h = upsample_heatmap(h, size)
     return h
 
@@ -393,7 +348,7 @@ def centre_prior(H: int, W: int, sigma_frac: float = 0.25) -> np.ndarray:
         ``exp(-((x - W/2)^2 / (2 sigma_x^2) + (y - H/2)^2 / (2 sigma_y^2)))``
         at pixel centres; values in (0, 1].
     """
-    H, W = _as_size((H, W))
+    H, W = as_size((H, W))
     if not sigma_frac > 0:
         raise ValueError(f"sigma_frac must be positive, got {sigma_frac}")
     y = (np.arange(H) + 0.5 - H / 2) / (sigma_frac * H)
@@ -414,7 +369,7 @@ def whole_image(H: int, W: int) -> np.ndarray:
     np.ndarray, shape (H, W), float32
         All ones.
     """
-    H, W = _as_size((H, W))
+    H, W = as_size((H, W))
     return np.ones((H, W), dtype=np.float32)
 
 
@@ -441,7 +396,7 @@ def random_map(
     np.ndarray, shape (h, w) or (H, W), float32
         Values in [0, 1).
     """
-    h, w = _as_size((h, w))
+    h, w = as_size((h, w))
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     noise = gen.random((h, w), dtype=np.float32)
     if size is not None:

@@ -44,7 +44,6 @@ __all__ = [
     "cross_validate",
     "collect_features",
     "evaluate_probe",
-    "add_eval_cli",
 ]
 
 log = logging.getLogger(__name__)
@@ -264,8 +263,8 @@ def evaluate_probe(
     dict
         JSON-able result (see ``looklisten eval probe --help``).
     """
-    from looklisten.evaluation.retrieval import Labels
-    from looklisten.tasks.embed import get_model
+    from looklisten.data.labels import Labels
+    from looklisten.models.checkpoint import get_model
     from looklisten.tasks.features import (
         check_layer,
         handmade_description,
@@ -362,68 +361,3 @@ def evaluate_probe(
 
 # ---------------------------------------------------------------------------
 # CLI
-# ---------------------------------------------------------------------------
-
-PROBE_HELP = """\
-Linear probe (L3's transfer experiments): features of a named layer (default conv4_2,
-the last conv layer, max-pooled over space / frequency-time), standardised, and a
-linear SVM or logistic regression, scored by k-fold cross-validation grouped by
-file (pieces of one file never on both sides). Prints one JSON object with mean +-
-std accuracy, per-fold accuracy, item/file/class counts, chance, and baselines on
-the same items and folds: the same architecture with random weights, hand-made
-features (audio: log-mel band mean and std; images: 8x8x8 RGB histogram) and the
-majority label. With --checkpoint RUN it is also saved to RUN/eval/probe_<modality>.json.
-
-Layers (each branch): conv1_1 conv1_2 pool1 conv2_1 conv2_2 pool2 conv3_1 conv3_2
-pool3 conv4_1 conv4_2.
-
-Labels: DATA/annotations.jsonl (demo data: the object heard at the item's time),
---labels FILE (file,label), DATA/labels.csv, or the sub-folder name.
-"""
-
-
-def cmd_eval_probe(args) -> int:
-    from looklisten.cli.main import finish_eval, show_progress
-
-    result = evaluate_probe(
-        args.data,
-        args.checkpoint,
-        args.modality,
-        layer=args.layer,
-        classifier=args.classifier,
-        folds=args.folds,
-        labels=args.labels,
-        hop=args.hop,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        device=args.device,
-        progress=show_progress(args),
-    )
-    return finish_eval(args, result, f"probe_{args.modality}.json")
-
-
-def add_eval_cli(eval_subparsers) -> None:
-    """Register ``probe`` under the ``looklisten eval`` command's subparsers."""
-    from looklisten.cli.main import add_eval_parser
-
-    sp = add_eval_parser(
-        eval_subparsers,
-        "probe",
-        func=cmd_eval_probe,
-        help="linear probe (SVM / logistic regression) on a layer's features, with baselines (JSON)",
-        description=PROBE_HELP,
-        data_help="folder of labelled media",
-        saves="RUN/eval/probe_MODALITY.json",
-    )
-    sp.add_argument("--modality", choices=("audio", "image"), required=True)
-    sp.add_argument("--layer", metavar="NAME", help="layer name (default conv4_2; see above)")
-    sp.add_argument("--classifier", choices=CLASSIFIERS, default="svm", help="(svm)")
-    sp.add_argument("--folds", type=int, default=5, help="cross-validation folds (5)")
-    sp.add_argument(
-        "--labels",
-        "--csv",
-        metavar="FILE",
-        help="labels: annotations.jsonl or a CSV with file,label columns",
-    )
-    sp.add_argument("--hop", type=float, default=1.0, help="seconds between items in a file (1.0)")
-    sp.add_argument("--seed", type=int, default=0, help="fold shuffling seed (0)")

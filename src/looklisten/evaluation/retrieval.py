@@ -39,8 +39,6 @@ model evaluated on the other) and the JSON says so.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import math
 import os
@@ -49,9 +47,10 @@ from typing import Any
 
 import numpy as np
 
-from looklisten.data.scan import VIDEO_EXTENSIONS
+from looklisten.data.labels import Labels
+from looklisten.data.splits import list_videos, run_split, same_dir
 
-__all__ = ["Labels", "evaluate_retrieval", "add_eval_cli", "collect_items"]
+__all__ = ["Labels", "evaluate_retrieval", "collect_items"]
 
 log = logging.getLogger(__name__)
 
@@ -61,146 +60,22 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------
 
 
-class Labels:
-    """Labels of the media files under a folder, possibly varying in time.
-
-    Parameters
-    ----------
-    root : path-like
-        The data folder.
-    source : path-like, optional
-        ``annotations.jsonl`` (or a folder holding one) from
-        :func:`looklisten.data.demo_data.make_demo_data`, or a CSV file with a
-        header ``file,label`` (file relative to ``root``, absolute, or a bare
-        file name). Default: ``root/annotations.jsonl``, else
-        ``root/labels.csv``, else sub-folder names.
-
-    Attributes
-    ----------
-    kind : str
-        ``"annotations"``, ``"csv"`` or ``"folders"``.
-    """
-
-    def __init__(self, root: str | os.PathLike, source: str | os.PathLike | None = None):
-        self.root = Path(root)
-        self._ann: dict[str, dict] | None = None
-        self._csv: dict[str, str] | None = None
-        src = Path(source) if source is not None else None
-        if src is None:
-            if (self.root / "annotations.jsonl").is_file():
-                src = self.root / "annotations.jsonl"
-            elif (self.root / "labels.csv").is_file():
-                src = self.root / "labels.csv"
-        if src is None:
-            self.kind = "folders"
-        elif src.is_dir() or src.suffix == ".jsonl":
-            from looklisten.data.demo_data import load_annotations
-
-            folder = src if src.is_dir() else src.parent
-            if src.is_file() and src.name != "annotations.jsonl":
-                raise ValueError(f"{src}: expected an annotations.jsonl file")
-            self._ann = load_annotations(folder)
-            self.kind = "annotations"
-        else:
-            self._csv = _read_label_csv(src)
-            self.kind = "csv"
-
-    def _keys(self, file: str | os.PathLike) -> list[str]:
-        p = Path(file)
-        keys = []
-        try:
-            keys.append(p.resolve().relative_to(self.root.resolve()).as_posix())
-        except ValueError:
-            pass
-        keys += [p.as_posix(), str(p.resolve()), p.name]
-        return keys
-
-    def __call__(self, file: str | os.PathLike, t: float = 0.0) -> str | None:
-        """The label of ``file`` (relative to the root, or absolute) at time ``t`` (s)."""
-        if self._ann is not None:
-            from looklisten.data.demo_data import label_at
-
-            for key in self._keys(file):
-                if key in self._ann:
-                    return label_at(self._ann[key], float(t))
-            return None
-        if self._csv is not None:
-            for key in self._keys(file):
-                if key in self._csv:
-                    return self._csv[key]
-            return None
-        p = Path(file)
-        try:
-            rel = p.resolve().relative_to(self.root.resolve())
-        except ValueError:
-            if p.is_absolute():
-                return None
-            rel = p  # already relative to the root
-        return rel.parts[0] if len(rel.parts) >= 2 else None
-
-
-def _read_label_csv(path: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"file", "label"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: expected a CSV with a 'file,label' header")
-        for row in reader:
-            f_, lab = (row.get("file") or "").strip(), (row.get("label") or "").strip()
-            if f_ and lab:
-                out[Path(f_).as_posix()] = lab
-                out.setdefault(Path(f_).name, lab)
-    return out
-
-
 # ---------------------------------------------------------------------------
 # Which videos
 # ---------------------------------------------------------------------------
 
 
-def _run_split(checkpoint) -> tuple[Path | None, dict | None]:
-    """(training data root, split.json) of the run behind a checkpoint, if known."""
-    from looklisten.models.checkpoint import run_dir
-
-    run = run_dir(checkpoint)
-    split_path, manifest = run / "split.json", run / "manifest.jsonl"
-    if not split_path.is_file():
-        return None, None
-    split = json.loads(split_path.read_text())
-    root = None
-    if manifest.is_file():
-        with open(manifest, encoding="utf-8") as f:
-            first = json.loads(f.readline() or "{}")
-        root = Path(first["root"]) if "root" in first else None
-    return root, split
-
-
-def _same_dir(a: Path | None, b: Path) -> bool:
-    if a is None:
-        return False
-    try:
-        return a.resolve() == b.resolve()
-    except OSError:
-        return False
-
-
-def _list_videos(data: Path) -> list[str]:
-    from looklisten.tasks.embed import find_media
-
-    return [rel.as_posix() for _, rel in find_media([data], VIDEO_EXTENSIONS)]
-
-
 def choose_videos(data: str | os.PathLike, checkpoint, baseline_checkpoint=None) -> dict[str, Any]:
     """Evaluation videos and CCA training videos (absolute paths), and how they were chosen."""
     data = Path(data)
-    root, split = _run_split(checkpoint)
-    if split is not None and _same_dir(root, data):
+    root, split = run_split(checkpoint)
+    if split is not None and same_dir(root, data):
         ev = [str(data / p) for p in split["val"]]
         tr = [str(data / p) for p in split["train"]]
         how = "held-out videos of RUN/split.json ('val'); CCA fitted on its 'train' videos"
         if baseline_checkpoint is not None:
-            b_root, b_split = _run_split(baseline_checkpoint)
-            if b_split is not None and _same_dir(b_root, data):
+            b_root, b_split = run_split(baseline_checkpoint)
+            if b_split is not None and same_dir(b_root, data):
                 evset = set(split["val"])
                 tr_b = [str(data / p) for p in b_split["train"] if p not in evset]
                 if tr_b:
@@ -210,12 +85,12 @@ def choose_videos(data: str | os.PathLike, checkpoint, baseline_checkpoint=None)
                         "run's training videos (minus the evaluation videos)"
                     )
         return {"eval": ev, "cca_train": tr, "selection": how}
-    videos = [str(data / p) for p in _list_videos(data)]
+    videos = [str(data / p) for p in list_videos(data)]
     if not videos:
         raise ValueError(f"{data}: no videos found")
     if baseline_checkpoint is None:  # nothing to fit: evaluate everything
         return {"eval": videos, "cca_train": [], "selection": "every video in DATA"}
-    b_root, b_split = _run_split(baseline_checkpoint)
+    b_root, b_split = run_split(baseline_checkpoint)
     if b_split is not None and b_root is not None and b_root.is_dir():
         evset = {Path(v).resolve() for v in videos}
         tr = [str(b_root / p) for p in b_split["train"]]
@@ -373,7 +248,7 @@ def evaluate_retrieval(
         paired_bootstrap,
         random_baseline,
     )
-    from looklisten.tasks.embed import get_model
+    from looklisten.models.checkpoint import get_model
 
     data = Path(data)
     if not data.is_dir():
@@ -490,70 +365,3 @@ def evaluate_retrieval(
 
 # ---------------------------------------------------------------------------
 # CLI
-# ---------------------------------------------------------------------------
-
-RETRIEVAL_HELP = """\
-Cross-modal retrieval (Objects that Sound): nDCG@30 and recall@1/5/10 for im2im,
-im2aud, aud2im, aud2aud, for the model and, measured in the same run on the same
-items, a random-embedding baseline and (with --baseline-checkpoint) L3-Net features
-with and without CCA. Prints one JSON object.
-
-Items: every --hop seconds of each evaluation video (centres of the 1 s windows
-inside the clip), the frame shown then and the 1 s of audio around it; labelled by
-the demo annotations (the object heard at that time), a CSV (file,label) or the
-sub-folder name. Queries never retrieve items of their own video. If DATA is the
-folder the run was trained on, the run's held-out videos (RUN/split.json) are
-evaluated and CCA is fitted on its training videos.
-
-cross_modal_ndcg sums up im2aud and aud2im; its minus_l3_cca is the model's nDCG
-minus L3+CCA's with a 95% paired bootstrap interval over videos (an interval
-that spans 0 is a tie).
-"""
-
-
-def cmd_eval_retrieval(args) -> int:
-    from looklisten.cli.main import finish_eval, show_progress
-
-    result = evaluate_retrieval(
-        args.data,
-        args.checkpoint,
-        args.baseline_checkpoint,
-        hop=args.hop,
-        labels=args.labels,
-        k=args.k,
-        cca_dim=args.cca_dim,
-        batch_size=args.batch_size,
-        device=args.device,
-        progress=show_progress(args),
-    )
-    if args.out:
-        from looklisten.core.fileio import atomic_write_text
-
-        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    return finish_eval(args, result, "retrieval.json")
-
-
-def add_eval_cli(eval_subparsers) -> None:
-    """Register ``retrieval`` under the ``looklisten eval`` command's subparsers."""
-    from looklisten.cli.main import add_eval_parser
-
-    sp = add_eval_parser(
-        eval_subparsers,
-        "retrieval",
-        func=cmd_eval_retrieval,
-        help="cross-modal retrieval nDCG@30 / recall@k with baselines (JSON)",
-        description=RETRIEVAL_HELP,
-        data_help="folder of videos (demo data or labelled)",
-        checkpoint_help="the model (AVE-Net)",
-        saves="RUN/eval/retrieval.json (the report's)",
-    )
-    sp.add_argument(
-        "--baseline-checkpoint", metavar="L3RUN", help="an L3-Net run for the L3 / L3+CCA rows"
-    )
-    sp.add_argument("--hop", type=float, default=1.0, help="seconds between items (1.0)")
-    sp.add_argument(
-        "--labels", metavar="FILE", help="annotations.jsonl or a CSV with file,label columns"
-    )
-    sp.add_argument("--k", type=int, default=30, help="nDCG cut-off (30)")
-    sp.add_argument("--cca-dim", type=int, help="CCA dimension (default: the model's)")
-    sp.add_argument("--out", metavar="FILE.json", help="also write the JSON here")

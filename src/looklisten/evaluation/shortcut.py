@@ -45,7 +45,6 @@ __all__ = [
     "probe_sampler",
     "avc_accuracy",
     "evaluate_shortcut",
-    "add_eval_cli",
 ]
 
 log = logging.getLogger(__name__)
@@ -149,9 +148,9 @@ class AudioTrackSource:
         return self._black
 
     def audio(self, vid: int, center: float) -> np.ndarray:
-        from looklisten.data.sampler import MemorySource
+        from looklisten.inputs.prepare import audio_window
 
-        return MemorySource.audio(self, vid, center)
+        return audio_window(self.tracks[vid], center, self.audio_cfg)
 
 
 def _chance_verdict(acc: float, n: int, chance: float = 0.5) -> tuple[float, bool]:
@@ -228,10 +227,11 @@ def probe_sampler(
 def avc_accuracy(run_dir, dataset, device: str | None = None) -> float:
     """AVC accuracy of a run's checkpoint on a :class:`PairDataset` (as in its validation)."""
     from looklisten.models.checkpoint import load_config, load_weights
-    from looklisten.training.trainer import Trainer, pick_device
+    from looklisten.models.runtime import default_device
+    from looklisten.training.trainer import Trainer
 
     cfg = load_config(run_dir)
-    trainer = Trainer(cfg, run_dir, dataset, dataset, pick_device(device), progress=False)
+    trainer = Trainer(cfg, run_dir, dataset, dataset, default_device(device), progress=False)
     load_weights(trainer.model, run_dir)
     return float(trainer.validate()["val_avc_accuracy"])
 
@@ -397,67 +397,3 @@ def evaluate_shortcut(
 
 # ---------------------------------------------------------------------------
 # CLI
-# ---------------------------------------------------------------------------
-
-SHORTCUT_HELP = """\
-The shortcut audit (Objects that Sound, section 3.3). (a) An audio-only probe on the
-pair sampler's own pairs (a random forest on the decoded window's spectrum, its
-position in the video and its phase on the frame grid) predicting the AVC label: at
-chance with the fix (sampler.frame_grid=true), above chance without. (b) Two short
-L3-Net runs with and without the fix (OUT/frame_grid_true, OUT/frame_grid_false), each
-scored on its own sampler's validation pairs and on the fixed sampler's (honest) ones.
-Prints one JSON object and saves it to OUT/shortcut.json.
-"""
-
-
-def cmd_eval_shortcut(args) -> int:
-    from looklisten.cli.main import finish_eval, show_progress
-    from looklisten.core.fileio import atomic_write_text
-
-    result = evaluate_shortcut(
-        args.data,
-        args.out,
-        preset=args.preset,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        val_pairs=args.val_pairs,
-        pairs=args.pairs,
-        seed=args.seed,
-        train_runs=not args.probe_only,
-        device=args.device,
-        progress=show_progress(args),
-    )
-    if not args.no_save:  # beside its runs, not in a RUN/eval: the audit trains its own
-        atomic_write_text(Path(args.out) / "shortcut.json", json.dumps(result, indent=2) + "\n")
-    return finish_eval(args, result)
-
-
-def add_eval_cli(eval_subparsers) -> None:
-    """Register ``shortcut`` under the ``looklisten eval`` command's subparsers."""
-    from looklisten.cli.main import add_eval_parser
-    from looklisten.core.config import list_presets
-
-    sp = add_eval_parser(
-        eval_subparsers,
-        "shortcut",
-        func=cmd_eval_shortcut,
-        help="audit the frame-grid shortcut: audio-only probe and AVC runs with/without the fix (JSON)",
-        description=SHORTCUT_HELP,
-        data_help="folder of videos",
-        checkpoint_help=None,
-        saves="OUT/shortcut.json",
-        batch_size=None,
-    )
-    sp.add_argument(
-        "--out", required=True, metavar="DIR", help="where the runs and shortcut.json go"
-    )
-    sp.add_argument("--preset", choices=list_presets(), default="tiny", help="(tiny)")
-    sp.add_argument("--steps", type=int, default=300, help="training steps per run (300)")
-    sp.add_argument(
-        "--pairs", type=int, default=3000, help="pairs per sampler for the probe (3000)"
-    )
-    sp.add_argument(
-        "--val-pairs", type=int, help="validation pairs per run (default: the preset's)"
-    )
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--probe-only", action="store_true", help="part (a) only: no training runs")

@@ -56,7 +56,6 @@ __all__ = [
     "wav_bytes",
     "spectrogram_image",
     "evaluate_units",
-    "add_eval_cli",
 ]
 
 log = logging.getLogger(__name__)
@@ -171,11 +170,11 @@ def _heat(m: np.ndarray, scale: float) -> np.ndarray:
 
 
 def _choose_files(data: Path, checkpoint, modality: str) -> tuple[list[str], str]:
-    from looklisten.evaluation.retrieval import _run_split, _same_dir
+    from looklisten.data.splits import run_split, same_dir
     from looklisten.tasks.features import media_files
 
-    root, split = _run_split(checkpoint)
-    if split is not None and _same_dir(root, data):
+    root, split = run_split(checkpoint)
+    if split is not None and same_dir(root, data):
         return [str(data / p) for p in split["val"]], "held-out videos of RUN/split.json"
     return media_files(data, modality), "every file in DATA"
 
@@ -252,10 +251,9 @@ def evaluate_units(
         JSON-able (see the module docstring).
     """
     from looklisten.core.fileio import atomic_write_bytes
-    from looklisten.evaluation.retrieval import Labels
+    from looklisten.data.labels import Labels
     from looklisten.media.overlay import encode_png, overlay
-    from looklisten.models.checkpoint import EVAL_DIR, run_dir
-    from looklisten.tasks.embed import get_model
+    from looklisten.models.checkpoint import EVAL_DIR, get_model, run_dir
     from looklisten.tasks.features import center_crop, check_layer
 
     start = time.time()
@@ -392,61 +390,3 @@ def _spectrogram(model, window: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------
 # CLI
-# ---------------------------------------------------------------------------
-
-UNITS_HELP = """\
-What the units learned: for every unit (channel) of each branch's last conv layer
-(conv4_2, or --layer), the frames and 1 s sounds (every --hop s of the held-out videos
-of RUN/split.json when DATA is the run's training folder, else of every file in DATA)
-that excite it most (maximum of its map), and, where labels exist, its label
-selectivity. Writes galleries for the --units most selective units per branch under
-RUN/eval/units/ (image units: PNG thumbnails with the unit's map overlaid; audio
-units: spectrogram PNGs with the map and WAV snippets), and prints one JSON object
-(saved to RUN/eval/units.json) listing the units, most selective first.
-"""
-
-
-def cmd_eval_units(args) -> int:
-    from looklisten.cli.main import finish_eval, show_progress
-
-    out_dir = None
-    if args.no_save:
-        import tempfile
-
-        out_dir = Path(tempfile.mkdtemp(prefix="looklisten-units-")) / "units"
-    result = evaluate_units(
-        args.data,
-        args.checkpoint,
-        layer=args.layer,
-        top=args.top,
-        units=args.units,
-        hop=args.hop,
-        labels=args.labels,
-        out_dir=out_dir,
-        batch_size=args.batch_size,
-        device=args.device,
-        progress=show_progress(args),
-    )
-    if out_dir is not None:
-        result["gallery_dir"] = str(out_dir)
-    return finish_eval(args, result, "units.json")
-
-
-def add_eval_cli(eval_subparsers) -> None:
-    """Register ``units`` under the ``looklisten eval`` command's subparsers."""
-    from looklisten.cli.main import add_eval_parser
-
-    sp = add_eval_parser(
-        eval_subparsers,
-        "units",
-        func=cmd_eval_units,
-        help="the frames and sounds that excite each unit most, label selectivity, galleries (JSON)",
-        description=UNITS_HELP,
-        data_help="folder of videos",
-        saves="RUN/eval/units.json; the galleries go to a temporary folder",
-    )
-    sp.add_argument("--layer", metavar="NAME", help="layer of both branches (default conv4_2)")
-    sp.add_argument("--top", type=int, default=8, help="items per unit (8)")
-    sp.add_argument("--units", type=int, default=16, help="units per branch with a gallery (16)")
-    sp.add_argument("--hop", type=float, default=1.0, help="seconds between items (1.0)")
-    sp.add_argument("--labels", metavar="FILE", help="annotations.jsonl or CSV file,label")

@@ -1,19 +1,432 @@
-"""Vision frontend: uint8 RGB frames -> normalised square crops.
+"""Every rule that turns a file, an array or a tensor into model inputs.
 
-Frames arrive from the video decoder already scaled so that their shorter side
-is ``cfg.resize`` pixels. :class:`VisionTransform` crops (random in training,
-centre in evaluation), flips, jitters brightness and saturation and normalises,
-on whole batches at once and on whatever device the frames are on.
+This module is the one place that decides what the networks see. Training
+(all three pair sources), shards, embedding, search, localisation, the
+evaluations and the report call it; nothing else re-derives these rules.
+
+The frame at time ``t``
+-----------------------
+The frame whose presentation time is **nearest** to ``t`` (ties: the later
+one): the reader is asked for the frame displayed at ``t + 0.5 / fps``
+(:func:`frame_lookup_time`). Why nearest rather than "the frame on screen at
+``t``": the audio window is centred on ``t``, and the nearest frame keeps the
+picture within half a frame of the sound's centre (the frame on screen can be
+almost a whole frame early); and container timestamps are rounded to their
+time base (a frame at 66.67 ms is stored as 67 ms in a 1 ms time base) or
+jitter in camera files, which the half-frame margin absorbs. On the frame grid
+(``t = video_start + i / fps``, every training pair, every localisation sample,
+``localize_video`` without ``hop``) both rules give frame ``i``; they differ
+only for times between frames, e.g. ``embed_video`` every 0.1 s of a 15 fps
+clip. Frame ``i`` of a clip is at :func:`frame_time` ``(start, fps, i)``.
+
+The audio window at ``t``
+-------------------------
+``cfg.audio.clip_samples`` samples (1 s) at ``cfg.audio.sample_rate``,
+centred on ``t``: samples ``round(t * sr) - n // 2 + [0, n)`` of the track
+decoded at the model's rate, **zeros outside the track** (:func:`audio_window`).
+Every entry point slices the track decoded from its start, except training
+from files (:class:`looklisten.data.sampler.FileSource`), which decodes only
+the window (:func:`read_audio_window`) to stay fast on large folders. The two
+agree to float rounding for PCM and most codecs, but not for AAC with
+perceptual noise substitution (FFmpeg's encoder uses it by default): the
+decoder synthesises the noise bands from a random generator whose state
+depends on where decoding started, so those bands hold other noise (up to
+0.03 on the demo clips, whose sound is mixed with noise).
+
+Samples
+-------
+Any numeric audio becomes float32 mono (:func:`to_mono_float`): int16 / 32768,
+int32 / 2^31, int64 / 2^63, uint8 (x - 128) / 128, floats as they are; a 2-D
+array is (C, N) or (N, C), the channel axis being the shorter one, and its
+channels are averaged. Other rates are resampled with libswresample
+(:func:`resample`, as the decoder does).
+
+Pictures
+--------
+Pixels become uint8 RGB (:func:`as_image_batch`). A frame or picture is scaled
+so that its shorter side is ``cfg.vision.resize`` (the decoder scales video
+frames in swscale; pictures from elsewhere with :func:`resize_short_side`),
+the centre square is cut (:func:`centre_square`), then
+:class:`VisionTransform` crops ``image_size`` (random in training, centre in
+evaluation) and normalises. AVOL-Net can also see the whole frame
+(:func:`image_input` ``mode="full"``).
+
+Files
+-----
+A file's kind (video, image or audio) is decided by its content
+(:func:`media_kind`); the extension lists (:data:`VIDEO_EXTENSIONS`, ...)
+only choose which files a folder search picks up (:func:`find_media`).
 """
 
 from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from looklisten.core.config import VisionConfig
+from looklisten.core.config import MAP_MODES, Config, VisionConfig
+from looklisten.inputs.flow import FLOW_ZERO, clip_flow, dequantize, stack_fields
+from looklisten.media.video import MediaError, resample, take
+
+if TYPE_CHECKING:
+    from looklisten.media.video import MediaInfo, MediaReader
+
+# ---------------------------------------------------------------------------
+# Files: extensions and kinds
+# ---------------------------------------------------------------------------
+
+VIDEO_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .flv .wmv .3gp .ogv .mxf".split()
+)
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .mp3 .flac .ogg .oga .opus .m4a .aac .wma .aif .aiff .au .caf .mka".split()
+)
+
+IMAGE_EXTENSIONS = frozenset(".png .jpg .jpeg .bmp .gif .webp .tif .tiff .ppm .pgm".split())
+
+#: Extensions picked up when a folder is searched (a file named explicitly is
+#: always tried, whatever its name: dispatch is by content).
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS | IMAGE_EXTENSIONS
+
+
+def media_kind(info: MediaInfo) -> str:
+    """Classify a file by what it contains (not its name): video, image or audio."""
+    if info.has_video and not info.has_audio:
+        # PNG & co. (FFmpeg's *_pipe and image2 demuxers) report 0 or 1 frame.
+        return "image" if info.num_frames <= 1 else "video"
+    if info.has_video:
+        return "video"
+    return "audio"
+
+
+def find_media(
+    inputs: Sequence[str | os.PathLike], extensions: Iterable[str] | None = None
+) -> list[tuple[Path, Path]]:
+    """Expand files and folders into ``(path, relative path)`` pairs.
+
+    Folders are searched recursively for files with a media extension (hidden
+    files and folders are skipped); their relative path is taken inside the
+    folder. Files named directly are kept whatever their extension, with their
+    name as relative path. Missing paths are kept too (they fail later with a
+    clear error).
+    """
+    exts = MEDIA_EXTENSIONS if extensions is None else frozenset(e.lower() for e in extensions)
+    out: list[tuple[Path, Path]] = []
+    for inp in inputs:
+        p = Path(inp)
+        if p.is_dir():
+            for dirpath, dirnames, filenames in os.walk(p, followlinks=True):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    if name.startswith(".") or Path(name).suffix.lower() not in exts:
+                        continue
+                    f = Path(dirpath) / name
+                    out.append((f, f.relative_to(p)))
+        else:
+            out.append((p, Path(p.name)))
+    return out
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """The first picture of an image file, RGB uint8 (H, W, 3), at full size."""
+    import av
+
+    path = os.fspath(path)
+    try:
+        with av.open(path, mode="r", metadata_errors="ignore") as c:
+            for frame in c.decode(video=0):
+                return frame.to_ndarray(format="rgb24")
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        msg = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise MediaError(path, f"corrupt or not an image: cannot be decoded ({msg})") from None
+    raise MediaError(path, "truncated or corrupt: no picture decoded")
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
+    """The whole audio track of a file (audio or video), float32 mono (N,) at ``sample_rate``."""
+    from looklisten.media.video import read_audio
+
+    return read_audio(path, 0.0, None, sample_rate)
+
+
+# ---------------------------------------------------------------------------
+# Time: the frame at t, the audio window at t
+# ---------------------------------------------------------------------------
+
+
+def frame_time(video_start: float, fps: float, index: int) -> float:
+    """Presentation time (s) of frame ``index`` of a clip on its nominal frame grid."""
+    return float(video_start) + int(index) / float(fps)
+
+
+def frame_lookup_time(t: float, fps: float | None) -> float:
+    """The time to ask the reader for, to get the frame at ``t`` (see the module docstring).
+
+    The reader returns the frame displayed at a time; the frame displayed at
+    ``t + 0.5 / fps`` is the one whose timestamp is nearest to ``t``.
+    """
+    return float(t) + (0.5 / fps if fps and fps > 0 else 0.0)
+
+
+def read_frame_at(reader: MediaReader, t: float, size: int | None = None) -> np.ndarray:
+    """The frame at ``t`` (uint8 (H, W, 3); shorter side ``size`` if given, scaled in swscale)."""
+    return reader.read_frame(frame_lookup_time(t, reader.info.fps), size=size)
+
+
+def read_map_frame(reader: MediaReader, t: float, cfg: Config, mode: str) -> np.ndarray:
+    """The frame at ``t`` as AVOL-Net's ``mode`` takes it (see :func:`image_input`).
+
+    ``"crop"``: decoded at ``cfg.vision.resize`` as in training; ``"full"``: at
+    full size. Its original size is ``(reader.info.height, reader.info.width)``.
+    """
+    check_mode(mode)
+    return read_frame_at(reader, t, cfg.vision.resize if mode == "crop" else None)
+
+
+def window_start(t: float, sample_rate: int, n: int) -> int:
+    """First sample of the ``n``-sample window centred at ``t`` seconds."""
+    return int(round(float(t) * sample_rate)) - n // 2
+
+
+def audio_window(track: np.ndarray, t: float, cfg) -> np.ndarray:
+    """The model's audio window centred at ``t`` from a track at ``cfg.audio.sample_rate``.
+
+    Parameters
+    ----------
+    track : np.ndarray, shape (N,), float
+        Mono samples, sample 0 at time 0.
+    t : float
+        Window centre, seconds.
+
+    Returns
+    -------
+    np.ndarray, shape (cfg.audio.clip_samples,), float32
+        Zeros where the window leaves the track.
+    """
+    a = getattr(cfg, "audio", cfg)  # a Config or its AudioConfig
+    return take(track, window_start(t, a.sample_rate, a.clip_samples), a.clip_samples)
+
+
+def read_audio_window(reader: MediaReader, t: float, cfg) -> np.ndarray:
+    """:func:`audio_window` at ``t`` decoded from a file (only the window is decoded)."""
+    a = getattr(cfg, "audio", cfg)
+    t0 = window_start(t, a.sample_rate, a.clip_samples) / a.sample_rate
+    return reader.read_audio(t0, t0 + a.clip_samples / a.sample_rate, a.sample_rate)
+
+
+def check_hop(hop: float) -> float:
+    hop = float(hop)
+    if not math.isfinite(hop) or hop <= 0:
+        raise ValueError(f"hop must be a positive number of seconds, got {hop}")
+    return hop
+
+
+def window_times(
+    duration: float, hop: float = 0.1, center: bool = True, clip_seconds: float = 1.0
+) -> np.ndarray:
+    """Window centres (seconds) for a signal of ``duration`` seconds.
+
+    See the module docstring: with ``center`` the centres are
+    ``0, hop, ..., <= duration`` (``floor(duration / hop) + 1`` of them);
+    without, ``clip/2, clip/2 + hop, ...`` while the window ends inside the
+    signal (at least one).
+
+    Parameters
+    ----------
+    duration : float
+        Signal length in seconds (>= 0).
+    hop : float
+        Seconds between window centres (> 0).
+    center : bool
+        Pad half a window at the start so that the first window is centred at 0.
+    clip_seconds : float
+        Window length (``cfg.audio.clip_seconds``).
+
+    Returns
+    -------
+    np.ndarray, shape (T,), float64
+    """
+    hop = check_hop(hop)
+    duration = max(0.0, float(duration))
+    eps = 1e-9
+    if center:
+        n = int(math.floor(duration / hop + eps)) + 1
+        return np.arange(n, dtype=np.float64) * hop
+    n = max(0, int(math.floor((duration - clip_seconds) / hop + eps))) + 1
+    return np.arange(n, dtype=np.float64) * hop + clip_seconds / 2
+
+
+def audio_windows(wave: np.ndarray, n: int) -> np.ndarray:
+    """Cut a waveform into the model's windows (see the module docstring).
+
+    Parameters
+    ----------
+    wave : np.ndarray, shape (N,)
+    n : int
+        Window length in samples (``cfg.audio.clip_samples``).
+
+    Returns
+    -------
+    np.ndarray, shape (K, n), float32
+        ``K == 1`` when ``N <= n`` (zero-padded, centred); otherwise windows
+        starting every ``n // 2`` samples, the last one ending at ``N``.
+    """
+    N = len(wave)
+    if N <= n:
+        out = np.zeros((1, n), np.float32)
+        off = (n - N) // 2
+        out[0, off : off + N] = wave
+        return out
+    hop = max(1, n // 2)
+    starts = list(range(0, N - n + 1, hop))
+    if starts[-1] != N - n:
+        starts.append(N - n)
+    return np.stack([wave[s : s + n] for s in starts]).astype(np.float32, copy=False)
+
+
+# ---------------------------------------------------------------------------
+# Samples
+# ---------------------------------------------------------------------------
+
+_INT_SCALE = {
+    np.dtype(np.int16): 32768.0,
+    np.dtype(np.int32): 2147483648.0,
+    np.dtype(np.int64): 9223372036854775808.0,
+}
+
+
+def as_numpy(x) -> np.ndarray:
+    """A tensor (any device) or array-like -> np.ndarray (no copy when possible)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def is_path(x) -> bool:
+    return isinstance(x, (str, os.PathLike))
+
+
+def to_mono_float(x: np.ndarray, what: str = "audio") -> np.ndarray:
+    """(N,), (C, N) or (N, C) audio of any numeric dtype -> float32 mono (N,).
+
+    Integer samples are scaled to [-1, 1) (int16 / 32768, int32 / 2^31,
+    uint8 (x - 128) / 128). For 2-D input the channel axis is the shorter one;
+    channels are averaged.
+    """
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        x = (x.astype(np.float32) - 128.0) / 128.0
+    elif x.dtype in _INT_SCALE:
+        x = x.astype(np.float32) / np.float32(_INT_SCALE[x.dtype])
+    elif np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32, copy=False)
+    else:
+        raise ValueError(f"{what}: unsupported sample type {x.dtype}")
+    if x.ndim == 2:
+        x = x.mean(axis=0 if x.shape[0] <= x.shape[1] else 1, dtype=np.float32)
+    if x.ndim != 1:
+        raise ValueError(f"{what}: expected (N,), (C, N) or (N, C) samples, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{what}: contains NaN or infinite samples")
+    return np.ascontiguousarray(x)
+
+
+def wave(audio, sr: int | None, cfg: Config) -> np.ndarray:
+    """Any accepted audio -> float32 mono (N,) at ``cfg.audio.sample_rate``.
+
+    ``audio`` is a file path (its whole audio track), or samples of any dtype
+    and layout :func:`to_mono_float` takes, at ``sr`` (default: the model's rate).
+    """
+    target = cfg.audio.sample_rate
+    if is_path(audio):
+        return load_audio(audio, target)
+    x = to_mono_float(as_numpy(audio))
+    if x.size == 0:
+        raise ValueError("audio is empty")
+    sr = target if sr is None else int(sr)
+    if sr <= 0:
+        raise ValueError(f"sr must be positive, got {sr}")
+    return resample(x, sr, target) if sr != target else x
+
+
+# ---------------------------------------------------------------------------
+# Pictures
+# ---------------------------------------------------------------------------
+
+
+def as_image_batch(x, what: str = "image") -> np.ndarray:
+    """An image or a batch of images -> uint8 (N, H, W, 3).
+
+    Accepts (H, W), (H, W, 1|3|4), (N, H, W, 1|3|4), channels-first (3, H, W) /
+    (N, 3, H, W) when unambiguous, uint8 or float in [0, 1].
+    """
+    a = as_numpy(x)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim == 3:
+        a = a[None]
+    if a.ndim != 4:
+        raise ValueError(f"{what}: expected (H, W, 3) or (N, H, W, 3) pixels, got {a.shape}")
+    if a.shape[-1] not in (1, 3, 4) and a.shape[1] in (1, 3, 4):
+        a = np.moveaxis(a, 1, -1)  # channels first
+    if a.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"{what}: expected 1, 3 or 4 channels, got shape {a.shape}")
+    if a.dtype != np.uint8:
+        if not np.issubdtype(a.dtype, np.floating):
+            raise ValueError(f"{what}: expected uint8 or float pixels, got {a.dtype}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"{what}: contains NaN or infinite pixels")
+        a = np.clip(np.rint(a.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+    if a.shape[-1] == 1:
+        a = np.repeat(a, 3, axis=-1)
+    elif a.shape[-1] == 4:
+        a = a[..., :3]
+    if a.shape[1] < 1 or a.shape[2] < 1:
+        raise ValueError(f"{what}: empty image {a.shape}")
+    if not a.flags.writeable:  # e.g. np.asarray(PIL image); torch warns on those
+        a = a.copy()
+    return a
+
+
+def as_image(x, what: str = "image") -> np.ndarray:
+    """One picture (a path, or pixels as :func:`as_image_batch` takes) -> uint8 (H, W, 3)."""
+    if is_path(x):
+        return load_image(x)
+    a = as_numpy(x)
+    if a.ndim == 4:
+        raise ValueError(f"{what}: expected one (H, W, 3) picture, got a batch {a.shape}")
+    return as_image_batch(a, what)[0]
+
+
+def square_crop(frame: np.ndarray, side: int, rng: np.random.Generator | None) -> np.ndarray:
+    """([K,] H, W, C) with min(H, W) >= side -> ([K,] side, side, C); random position if rng,
+    else centre; the same position for all K frames."""
+    h, w = frame.shape[-3:-1]
+    if rng is None:
+        y, x = (h - side) // 2, (w - side) // 2
+    else:
+        y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+    return frame[..., y : y + side, x : x + side, :]
+
+
+def centre_square(img: np.ndarray, cfg: Config) -> np.ndarray:
+    """A frame/picture -> the centre ``resize`` square (uint8 (R, R, 3)), as in evaluation.
+
+    Scaled so that its shorter side is ``cfg.vision.resize`` (nothing to do
+    for frames the decoder already scaled), then the centre square.
+    """
+    r = cfg.vision.resize
+    if min(img.shape[:2]) != r:
+        img = resize_short_side(img, r)
+    return np.ascontiguousarray(square_crop(img, r, None))
+
 
 # ITU-R BT.601 luma weights, for the grayscale image of the saturation jitter.
 _LUMA = (0.299, 0.587, 0.114)
@@ -119,8 +532,6 @@ class VisionTransform:
         cshape = (1, 3, 1, 1, 1)
         x = (x - self.mean.to(dev).view(cshape)) / self.std.to(dev).view(cshape)
         if flow is not None:
-            from looklisten.inputs.flow import dequantize
-
             flow = dequantize(flow)  # (B, 2L, K, S, S), flow / bound
             sign = torch.where(flip, -1.0, 1.0).view(B, 1, 1, 1, 1)
             flow[:, 0::2] *= sign  # mirrored motion: dx -> -dx
@@ -187,3 +598,268 @@ def denormalize(x: Tensor, cfg: VisionConfig) -> np.ndarray:
     std = torch.tensor(cfg.std).view(shape)
     x = (x * std + mean).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
     return x.movedim(1, -1).numpy()
+
+
+# ---------------------------------------------------------------------------
+# AVOL-Net on the whole frame
+# ---------------------------------------------------------------------------
+
+
+def map_stride(cfg: Config) -> int:
+    """Pixels of model input per cell of the vision map: 8 * conv1_stride."""
+    return 8 * int(cfg.model.conv1_stride)
+
+
+def full_input_size(H: int, W: int, cfg: Config) -> tuple[int, int]:
+    """Size ``(H', W')`` the whole frame is scaled to in ``"full"`` mode.
+
+    The shorter side is scaled to ``cfg.vision.resize`` (aspect kept), then
+    each side is rounded (halves up) to a multiple of :func:`map_stride`,
+    at least one stride.
+    """
+    s = map_stride(cfg)
+    scale = cfg.vision.resize / min(H, W)
+    return tuple(max(s, s * math.floor(side * scale / s + 0.5)) for side in (H, W))  # type: ignore[return-value]
+
+
+def _resize(img: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float (3, h, w) in [0, 1], bilinear, antialiased when shrinking."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return x[0].clamp_(0, 255).round_().div_(255)
+
+
+def _normalise(x: torch.Tensor, cfg: Config) -> torch.Tensor:
+    import torch
+
+    mean = torch.tensor(cfg.vision.mean).view(3, 1, 1)
+    std = torch.tensor(cfg.vision.std).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def crop_region(H: int, W: int, cfg: Config) -> tuple[float, float, float, float]:
+    """The region ``(x0, y0, x1, y1)`` of an ``H x W`` frame that ``"crop"`` mode sees.
+
+    In original-frame pixel coordinates (the convention of
+    :mod:`looklisten.evaluation.map_metrics`): the centre ``S x S`` crop of the frame
+    scaled to shorter side ``cfg.vision.resize``, mapped back.
+    """
+    # The same rounding as looklisten.inputs.prepare.resize_short_side.
+    R, S = cfg.vision.resize, cfg.vision.image_size
+    scale = R / min(H, W)
+    h, w = (R, max(1, round(W * scale))) if H <= W else (max(1, round(H * scale)), R)
+    top, left = (h - S) // 2, (w - S) // 2
+    sy, sx = H / h, W / w
+    return (left * sx, top * sy, (left + S) * sx, (top + S) * sy)
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MAP_MODES:
+        raise ValueError(f"mode must be one of {MAP_MODES}, got {mode!r}")
+
+
+def image_input(image, cfg: Config, mode: str = "full") -> Tensor:
+    """One RGB frame -> the normalised AVOL-Net input of ``mode``.
+
+    Parameters
+    ----------
+    image : np.ndarray, shape (H, W, 3), uint8 (or anything :func:`as_image` takes)
+    cfg : Config
+        The checkpoint's config.
+    mode : {"full", "crop"}
+        ``"full"``: the whole frame, scaled to :func:`full_input_size`.
+        ``"crop"``: exactly the evaluation input of training (the centre
+        square of :func:`centre_square`, then :class:`VisionTransform`).
+
+    Returns
+    -------
+    Tensor, shape (3, H', W') float32
+    """
+    check_mode(mode)
+    img = as_image(image)
+    H, W = img.shape[:2]
+    if mode == "full":
+        return _normalise(_resize(img, full_input_size(H, W, cfg)), cfg)
+    return VisionTransform(cfg.vision)(centre_square(img, cfg)[None], train=False)[0]
+
+
+# ---------------------------------------------------------------------------
+# Items: the uint8 input of one example, motion models included
+# ---------------------------------------------------------------------------
+# MF (vision.num_frames = K > 1): frames i - K // 2 ... i + K - K // 2 - 1.
+# OF (vision.flow_frames = L > 0): frames i - L // 2 ... i + L - L // 2
+# (L + 1 frames, L fields), the RGB frame being i. Indices are clamped to the
+# clip (edge frames repeat; a field between two copies of a frame is zero).
+# An item is (H, W, 3), (K, H, W, 3) or (H, W, 3 + 2L).
+
+
+def window_span(v: VisionConfig) -> tuple[int, int]:
+    """(frames in the window, frames before the example's own frame)."""
+    if v.num_frames > 1:
+        return v.num_frames, v.num_frames // 2
+    if v.flow_frames > 0:
+        return v.flow_frames + 1, v.flow_frames // 2
+    return 1, 0
+
+
+def window(index: int, num_frames: int, v: VisionConfig) -> np.ndarray:
+    """Frame indices of the window of frame ``index`` in a clip of ``num_frames``, clamped."""
+    count, before = window_span(v)
+    return np.clip(np.arange(count) + int(index) - before, 0, max(num_frames - 1, 0))
+
+
+def item_from_frames(frames: np.ndarray, v: VisionConfig, threads: int | None = None):
+    """The item from its window's frames (count, H, W, 3); OF computes the flow now.
+
+    A field between two identical frames (an edge frame repeated) is zero.
+    """
+    count, before = window_span(v)
+    if len(frames) != count:
+        raise ValueError(f"expected {count} frames, got {len(frames)}")
+    if v.num_frames > 1:
+        return np.ascontiguousarray(frames)
+    if v.flow_frames > 0:
+        fields = clip_flow(frames, v, threads)
+        same = np.array([np.array_equal(frames[j], frames[j + 1]) for j in range(count - 1)])
+        fields[same] = FLOW_ZERO
+        return np.concatenate([frames[before], stack_fields(fields)], axis=-1)
+    return frames[0]
+
+
+def item_from_clip(
+    frames: np.ndarray, flows: np.ndarray | None, index: int, v: VisionConfig
+) -> np.ndarray:
+    """The item of frame ``index`` from a decoded clip (and its :func:`~looklisten.inputs.flow.clip_flow`)."""
+    n = len(frames)
+    if v.num_frames > 1:
+        return frames[window(index, n, v)]
+    if v.flow_frames > 0:
+        if flows is None:
+            raise ValueError("vision.flow_frames > 0 needs the clip's flow")
+        return flow_item(frames.__getitem__, flows.__getitem__, n, len(flows), index, v)
+    return frames[min(max(int(index), 0), n - 1)]
+
+
+def flow_item(
+    frame_at, field_at, num_frames: int, num_fields: int, index: int, v: VisionConfig
+) -> np.ndarray:
+    """The AVE+OF item of frame ``index`` from a clip's stored frames and flow fields.
+
+    ``frame_at(i)`` gives frame ``i`` (H, W, 3) and ``field_at(j)`` the uint8
+    field ``j`` (H, W, 2) of :func:`~looklisten.inputs.flow.clip_flow`; only the
+    window's frame and fields are asked for (the in-memory cache indexes
+    arrays, shards decode members). A field between two copies of an edge
+    frame (the window clamped at the clip's ends) is zero.
+    """
+    idx = window(index, num_frames, v)
+    fields = np.stack([field_at(int(j)) for j in np.minimum(idx[:-1], num_fields - 1)])
+    fields[idx[1:] == idx[:-1]] = FLOW_ZERO
+    rgb = frame_at(int(idx[v.flow_frames // 2]))
+    return np.concatenate([rgb, stack_fields(fields)], axis=-1)
+
+
+def item_from_reader(reader, t: float, v: VisionConfig, threads: int | None = None) -> np.ndarray:
+    """The item of the frame at ``t`` (s; :func:`frame_lookup_time`), its window read with one seek.
+
+    ``reader`` is a :class:`looklisten.media.video.MediaReader`; frames are decoded at
+    ``v.resize``. The window's frames before ``t`` are counted at the nominal
+    frame rate; before the first frame / after the last the edge frame repeats.
+    """
+    count, before = window_span(v)
+    t = frame_lookup_time(t, reader.info.fps)
+    if count == 1:
+        return reader.read_frame(t, size=v.resize)
+    info = reader.info
+    fps = info.fps or 25.0
+    have = min(before, max(0, int(math.floor((t - info.video_start) * fps + 1e-6))))
+    frames = reader.read_frames(t - have / fps, count - (before - have), size=v.resize)
+    if have < before:
+        frames = np.concatenate([np.repeat(frames[:1], before - have, axis=0), frames])
+    return item_from_frames(frames, v, threads)
+
+
+def still_item(image: np.ndarray, v: VisionConfig) -> np.ndarray:
+    """The item of a still image: a static clip (MF: K copies; OF: zero flow)."""
+    if v.num_frames > 1:
+        return np.repeat(image[None], v.num_frames, axis=0)
+    if v.flow_frames > 0:
+        h, w = image.shape[:2]
+        flow = np.full((h, w, 2 * v.flow_frames), FLOW_ZERO, np.uint8)
+        return np.concatenate([image, flow], axis=-1)
+    return image
+
+
+# ---------------------------------------------------------------------------
+# The rules bound to one model's config: ``model.inputs``
+# ---------------------------------------------------------------------------
+
+
+class Inputs:
+    """A model's input preparation, from its config (``model.inputs``, as open_clip hands
+    the transforms with the model): the tensors the network is fed, never rebuilt by hand.
+
+    Parameters
+    ----------
+    cfg : Config
+        The model's (checkpoint's) config.
+
+    Examples
+    --------
+    >>> image, wave = model.inputs.video("clip.mp4", t=2.0)  # doctest: +SKIP
+    >>> out = model(image, wave)                              # doctest: +SKIP
+    >>> x = model.inputs.image("dog.jpg")      # (1, 3, S, S)  # doctest: +SKIP
+    >>> w = model.inputs.audio("bark.wav", t=0.8)  # (1, N)     # doctest: +SKIP
+    """
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.transform = VisionTransform(cfg.vision)
+
+    def __repr__(self) -> str:
+        a, v = self.cfg.audio, self.cfg.vision
+        return (
+            f"Inputs(audio={a.clip_seconds:g} s at {a.sample_rate} Hz, "
+            f"image={v.image_size}px centre crop of {v.resize}px, {self.transform!r})"
+        )
+
+    def image(self, images) -> Tensor:
+        """Pictures (a path, pixels (H, W, C) or a batch (B, H, W, C)) -> (B, 3, S, S).
+
+        Motion models get a still as a static clip (:func:`still_item`).
+        """
+        if is_path(images):
+            batch = load_image(images)[None]
+        else:
+            batch = as_image_batch(images)
+        items = [still_item(centre_square(img, self.cfg), self.cfg.vision) for img in batch]
+        return self.transform(np.stack(items), train=False)
+
+    def audio(self, audio, sr: int | None = None, t: float | None = None) -> Tensor:
+        """Audio (a path, or samples of any dtype / layout at ``sr``) -> (1, N).
+
+        With ``t``: the model's window centred at ``t`` (N = ``clip_samples``);
+        without: the whole signal, mono at the model's rate.
+        """
+        x = wave(audio, sr, self.cfg)
+        if t is not None:
+            x = audio_window(x, t, self.cfg)
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
+
+    def video(self, path: str | os.PathLike, t: float) -> tuple[Tensor, Tensor]:
+        """The evaluation inputs of a video at ``t``: ((1, 3, S, S) image, (1, N) audio).
+
+        The frame at ``t`` and the audio window centred at ``t``, exactly as a
+        training pair (in evaluation mode) and every other entry point see them.
+        """
+        from looklisten.media.video import MediaReader
+
+        with MediaReader(path) as reader:
+            item = item_from_reader(reader, t, self.cfg.vision)
+            track = reader.read_audio(0.0, None, self.cfg.audio.sample_rate)
+        item = np.ascontiguousarray(square_crop(item, self.cfg.vision.resize, None))
+        image = self.transform(item[None], train=False)
+        return image, torch.from_numpy(audio_window(track, t, self.cfg))[None]

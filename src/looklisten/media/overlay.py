@@ -20,15 +20,64 @@ from pathlib import Path
 import av
 import matplotlib
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from looklisten.core.fileio import _fsync_dir, atomic_write_bytes
-from looklisten.evaluation.map_metrics import upsample_heatmap
+from looklisten.core.fileio import atomic_write_bytes, fsync_dir
 from looklisten.media.video import MediaError, probe
 
 Box = Sequence[float]
 
 #: Sample rates the FFmpeg AAC encoder accepts.
+
+
+def as_size(size: Sequence[int]) -> tuple[int, int]:
+    """(H, W) as two positive ints."""
+    if len(size) != 2:
+        raise ValueError(f"size must be (H, W), got {size!r}")
+    H, W = int(size[0]), int(size[1])
+    if H <= 0 or W <= 0:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return H, W
+
+
+def upsample_heatmap(h: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Bilinearly resize heatmaps to an image size.
+
+    Uses ``torch.nn.functional.interpolate(mode="bilinear",
+    align_corners=False)``, i.e. the map's cells are treated as covering the
+    image evenly (cell centres at ``(k + 0.5) * H / h``), as in the localisation
+    literature.
+
+    Parameters
+    ----------
+    h : np.ndarray, shape (h, w) or (B, h, w)
+        Heatmap(s). Integer and boolean inputs are converted to float32.
+    size : (H, W)
+        Output height and width.
+
+    Returns
+    -------
+    np.ndarray, shape (H, W) or (B, H, W)
+        Float64 if ``h`` is float64, otherwise float32. A new array (never a
+        view of ``h``), also when the size does not change.
+    """
+    H, W = as_size(size)
+    arr = np.asarray(h)
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"heatmap must be (h, w) or (B, h, w), got shape {arr.shape}")
+    dtype = np.float64 if arr.dtype == np.float64 else np.float32
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if arr.shape[-2:] == (H, W):
+        return arr.copy()
+    t = torch.from_numpy(arr)
+    t = t[None, None] if arr.ndim == 2 else t[:, None]
+    out = F.interpolate(t, size=(H, W), mode="bilinear", align_corners=False)
+    out = out[0, 0] if arr.ndim == 2 else out[:, 0]
+    return out.numpy().copy()
+
+
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 
 
@@ -400,7 +449,7 @@ def write_overlay_video(
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    _fsync_dir(out_path.parent)
+    fsync_dir(out_path.parent)
     return out_path
 
 

@@ -392,7 +392,7 @@ def _frame_to_mono(frame) -> np.ndarray:
     return x.mean(axis=0, dtype=np.float32)
 
 
-def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Resample mono float32 audio with libswresample.
 
     Output sample ``j`` is at the time of input sample ``j * sr_in / sr_out``
@@ -418,7 +418,7 @@ def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def _take(x: np.ndarray, offset: int, n: int) -> np.ndarray:
+def take(x: np.ndarray, offset: int, n: int) -> np.ndarray:
     """``x[offset:offset + n]`` with zeros where the range leaves ``x``."""
     out = np.zeros(n, np.float32)
     lo, hi = max(offset, 0), min(offset + n, len(x))
@@ -886,11 +886,22 @@ class MediaReader:
             t1 = data_end
         if t0 >= data_end:
             raise self._outside(t0, t1, a.audio_start, data_end)
-        y = _resample(chunk.x, sr_in, sr_out)
+        x, origin = chunk.x, chunk.origin
+        if sr_out != sr_in:
+            # Resample on one grid for the whole stream (output sample k at k / sr_out
+            # from time 0), whatever sample decoding started at: a window then holds
+            # the samples of the whole-track decode, not a copy shifted by a
+            # fraction of a sample.
+            period = sr_in // math.gcd(sr_in, sr_out)
+            first = Fraction(origin) * sr_in
+            if first.denominator == 1:
+                skip = (-int(first)) % period
+                x, origin = x[skip:], origin + Fraction(skip, sr_in)
+        y = resample(x, sr_in, sr_out)
         if chunk.eof:
-            y = y[: max(0, round((data_end - float(chunk.origin)) * sr_out))]
-        offset = round((Fraction(t0) - chunk.origin) * sr_out)
-        return _take(y, offset, round((t1 - t0) * sr_out))
+            y = y[: max(0, round((data_end - float(origin)) * sr_out))]
+        offset = round((Fraction(t0) - origin) * sr_out)
+        return take(y, offset, round((t1 - t0) * sr_out))
 
     def check(self, min_seconds: float = 1.0, probe_seconds: float = 1.0) -> MediaInfo:
         """Validate the file for training; see :func:`check_usable`."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,69 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
     model = create_model(cfg)
     load_weights(model, path)
     return model.to(device).eval()
+
+
+_MODEL_CACHE: OrderedDict[tuple, Any] = OrderedDict()
+_MODEL_CACHE_SIZE = 4
+ARCH_NAMES = {"l3": "L3-Net", "ave": "AVE-Net", "avol": "AVOL-Net"}
+
+
+def get_model(model, device: str | torch.device | None = None, arch: str | None = None):
+    """A ready model: an :class:`AVNet` as is, or one loaded from a run / checkpoint path.
+
+    Every entry point (embedding, search, localisation, evaluations, report)
+    takes its model through here. Loaded models are cached (keyed by
+    checkpoint directory, weight file modification time and device), so
+    passing the same path to many calls loads it once.
+
+    Parameters
+    ----------
+    model : AVNet or path-like
+    device : str or torch.device, optional
+        For a path: where to load it (default: CUDA if available, else CPU).
+        A model object stays where it is.
+    arch : {"l3", "ave", "avol"}, optional
+        Required architecture (a clear error otherwise).
+
+    Returns
+    -------
+    looklisten.models.network.AVNet
+        ``model.cfg`` is its Config: every input is prepared from it.
+    """
+    from looklisten.models.runtime import default_device
+
+    if model is None:
+        raise ValueError("give a model: an AVNet or the path of a run / checkpoint directory")
+    if isinstance(model, torch.nn.Module):
+        if not hasattr(model, "cfg") or not hasattr(model, "embed_audio"):
+            raise TypeError(f"expected a looklisten AVNet, got {type(model).__name__}")
+        _check_arch(model.cfg.model.arch, arch, "the model")
+        return model
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"expected an AVNet or a checkpoint path, got {type(model).__name__}")
+    # Not .resolve(): RUN/checkpoint is a link swapped on every save, keep the link.
+    ckpt = Path(os.path.abspath(resolve(model)))
+    _check_arch(load_config(ckpt).model.arch, arch, str(model))
+    dev = default_device(device)
+    key = (str(ckpt), (ckpt / "model.safetensors").stat().st_mtime_ns, str(dev))
+    if key in _MODEL_CACHE:
+        _MODEL_CACHE.move_to_end(key)
+        return _MODEL_CACHE[key]
+    net = load_model(ckpt, dev)
+    net.checkpoint_path = str(ckpt)
+    _MODEL_CACHE[key] = net
+    while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
+        _MODEL_CACHE.popitem(last=False)
+    return net
+
+
+def _check_arch(have: str, want: str | None, what: str) -> None:
+    if want is None or have == want:
+        return
+    if want == "avol":
+        raise ValueError(
+            f"{what} is an {ARCH_NAMES.get(have, have)} ({have!r}) checkpoint: only AVOL-Net "
+            "produces a localisation map (L3-Net and AVE-Net pool the image away and have "
+            "none); train one with 'looklisten train DIR --model avol'"
+        )
+    raise ValueError(f"{what} is an {ARCH_NAMES.get(have, have)} ({have!r}), not {want!r}")

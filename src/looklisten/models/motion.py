@@ -22,8 +22,7 @@ MF: frames ``i - K // 2 ... i + K - K // 2 - 1``. OF: frames
 ``i - L // 2 ... i + L - L // 2`` (L + 1 frames, L fields), the RGB frame being
 ``i``. Indices are clamped to the clip (edge frames repeat, so a field between
 two copies of a frame is zero). The same rule holds for the in-memory cache
-(:func:`item_from_clip`), for reading files (:func:`item_from_reader`, one
-seek) and for embedding.
+and every other path (:mod:`looklisten.inputs.prepare`).
 
 The uint8 "item" of an example, before cropping: (H, W, 3), (K, H, W, 3) or
 (H, W, 3 + 2L) (RGB, then quantised flow, see :mod:`looklisten.inputs.flow`).
@@ -31,15 +30,11 @@ The uint8 "item" of an example, before cropping: (H, W, 3), (K, H, W, 3) or
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from looklisten.core.config import Config, VisionConfig
-from looklisten.inputs.flow import FLOW_ZERO, clip_flow, stack_fields
+from looklisten.core.config import Config
 from looklisten.models.trunks import VGGTrunk
 
 __all__ = [
@@ -47,14 +42,7 @@ __all__ = [
     "TimeConv3d",
     "TwoStreamTrunk",
     "create_vision_trunk",
-    "flow_item",
     "inflate",
-    "item_from_clip",
-    "item_from_frames",
-    "item_from_reader",
-    "still_item",
-    "window",
-    "window_span",
 ]
 
 
@@ -220,103 +208,3 @@ def create_vision_trunk(cfg: Config) -> nn.Module:
     if v.flow_frames > 0:
         return TwoStreamTrunk(2 * v.flow_frames, m.widths, m.conv1_stride, m.flow_fusion_block)
     return VGGTrunk(3, m.widths, m.conv1_stride)
-
-
-# ---------------------------------------------------------------------------
-# Items: the uint8 input of one example
-# ---------------------------------------------------------------------------
-
-
-def window_span(v: VisionConfig) -> tuple[int, int]:
-    """(frames in the window, frames before the example's own frame)."""
-    if v.num_frames > 1:
-        return v.num_frames, v.num_frames // 2
-    if v.flow_frames > 0:
-        return v.flow_frames + 1, v.flow_frames // 2
-    return 1, 0
-
-
-def window(index: int, num_frames: int, v: VisionConfig) -> np.ndarray:
-    """Frame indices of the window of frame ``index`` in a clip of ``num_frames``, clamped."""
-    count, before = window_span(v)
-    return np.clip(np.arange(count) + int(index) - before, 0, max(num_frames - 1, 0))
-
-
-def item_from_frames(frames: np.ndarray, v: VisionConfig, threads: int | None = None):
-    """The item from its window's frames (count, H, W, 3); OF computes the flow now.
-
-    A field between two identical frames (an edge frame repeated) is zero.
-    """
-    count, before = window_span(v)
-    if len(frames) != count:
-        raise ValueError(f"expected {count} frames, got {len(frames)}")
-    if v.num_frames > 1:
-        return np.ascontiguousarray(frames)
-    if v.flow_frames > 0:
-        fields = clip_flow(frames, v, threads)
-        same = np.array([np.array_equal(frames[j], frames[j + 1]) for j in range(count - 1)])
-        fields[same] = FLOW_ZERO
-        return np.concatenate([frames[before], stack_fields(fields)], axis=-1)
-    return frames[0]
-
-
-def item_from_clip(
-    frames: np.ndarray, flows: np.ndarray | None, index: int, v: VisionConfig
-) -> np.ndarray:
-    """The item of frame ``index`` from a decoded clip (and its :func:`~looklisten.inputs.flow.clip_flow`)."""
-    n = len(frames)
-    if v.num_frames > 1:
-        return frames[window(index, n, v)]
-    if v.flow_frames > 0:
-        if flows is None:
-            raise ValueError("vision.flow_frames > 0 needs the clip's flow")
-        return flow_item(frames.__getitem__, flows.__getitem__, n, len(flows), index, v)
-    return frames[min(max(int(index), 0), n - 1)]
-
-
-def flow_item(
-    frame_at, field_at, num_frames: int, num_fields: int, index: int, v: VisionConfig
-) -> np.ndarray:
-    """The AVE+OF item of frame ``index`` from a clip's stored frames and flow fields.
-
-    ``frame_at(i)`` gives frame ``i`` (H, W, 3) and ``field_at(j)`` the uint8
-    field ``j`` (H, W, 2) of :func:`~looklisten.inputs.flow.clip_flow`; only the
-    window's frame and fields are asked for (the in-memory cache indexes
-    arrays, shards decode members). A field between two copies of an edge
-    frame (the window clamped at the clip's ends) is zero.
-    """
-    idx = window(index, num_frames, v)
-    fields = np.stack([field_at(int(j)) for j in np.minimum(idx[:-1], num_fields - 1)])
-    fields[idx[1:] == idx[:-1]] = FLOW_ZERO
-    rgb = frame_at(int(idx[v.flow_frames // 2]))
-    return np.concatenate([rgb, stack_fields(fields)], axis=-1)
-
-
-def item_from_reader(reader, t: float, v: VisionConfig, threads: int | None = None) -> np.ndarray:
-    """The item of the frame displayed at ``t`` (s), its window read with one seek.
-
-    ``reader`` is a :class:`looklisten.media.video.MediaReader`; frames are decoded at
-    ``v.resize``. The window's frames before ``t`` are counted at the nominal
-    frame rate; before the first frame / after the last the edge frame repeats.
-    """
-    count, before = window_span(v)
-    if count == 1:
-        return reader.read_frame(t, size=v.resize)
-    info = reader.info
-    fps = info.fps or 25.0
-    have = min(before, max(0, int(math.floor((t - info.video_start) * fps + 1e-6))))
-    frames = reader.read_frames(t - have / fps, count - (before - have), size=v.resize)
-    if have < before:
-        frames = np.concatenate([np.repeat(frames[:1], before - have, axis=0), frames])
-    return item_from_frames(frames, v, threads)
-
-
-def still_item(image: np.ndarray, v: VisionConfig) -> np.ndarray:
-    """The item of a still image: a static clip (MF: K copies; OF: zero flow)."""
-    if v.num_frames > 1:
-        return np.repeat(image[None], v.num_frames, axis=0)
-    if v.flow_frames > 0:
-        h, w = image.shape[:2]
-        flow = np.full((h, w, 2 * v.flow_frames), FLOW_ZERO, np.uint8)
-        return np.concatenate([image, flow], axis=-1)
-    return image

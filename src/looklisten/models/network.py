@@ -53,6 +53,13 @@ class AVNet(nn.Module):
     def arch(self) -> str:
         return self.cfg.model.arch
 
+    @property
+    def inputs(self):
+        """What the network is fed, from its config (:class:`looklisten.inputs.prepare.Inputs`)."""
+        from looklisten.inputs.prepare import Inputs
+
+        return Inputs(self.cfg)
+
     # -- timm-style split ----------------------------------------------------
     def forward_features(self, image: torch.Tensor, wave: torch.Tensor):
         """Return the conv4_2 maps: vision (B, C, h, w), audio (B, C, f, t)."""

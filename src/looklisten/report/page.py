@@ -37,7 +37,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["write_report", "render_report", "load_run", "EVAL_FILES", "add_cli"]
+__all__ = ["write_report", "render_report", "load_run", "EVAL_FILES"]
 
 log = logging.getLogger(__name__)
 
@@ -454,10 +453,10 @@ def _held_out(run: dict[str, Any]) -> tuple[list[str], str]:
     if run["split"] and run["split"].get("val"):
         files = [str(data / p) for p in run["split"]["val"] if (data / p).is_file()]
         return files, "held-out videos (RUN/split.json)"
-    from looklisten.evaluation.retrieval import _list_videos
+    from looklisten.data.splits import list_videos
 
     return [
-        str(data / p) for p in _list_videos(data)
+        str(data / p) for p in list_videos(data)
     ], "every video of the data folder (no RUN/split.json)"
 
 
@@ -481,10 +480,11 @@ def _examples(run: dict[str, Any], device: str | None) -> str:
     note = _needs(run, "retrieval examples")
     if note:
         return note
-    from looklisten.evaluation.retrieval import Labels, collect_items
-    from looklisten.tasks.embed import get_model
+    from looklisten.data.labels import Labels
+    from looklisten.evaluation.retrieval import collect_items
+    from looklisten.models.checkpoint import get_model
+    from looklisten.report.search_page import media_for, waveform_uri
     from looklisten.tasks.index import EmbeddingIndex
-    from looklisten.tasks.search import _media_for, _waveform_uri
 
     model = get_model(run["checkpoint"], device)
     arch = model.cfg.model.arch
@@ -534,12 +534,12 @@ def _examples(run: dict[str, Any], device: str | None) -> str:
             vec = (items["image"] if q_mod == "image" else items["audio"])[qi]
             f, t = items["files"][qi], float(items["times"][qi])
             hits = _one_per_video(index.search(vec, target=t_mod, k=HITS * 6, exclude_files=f)[0])
-            thumb, clip, err = _media_for(f, t, "video", sr, True)
+            thumb, clip, err = media_for(f, t, "video", sr, True)
             if q_mod == "audio" and clip is not None:
                 from looklisten.media.video import MediaReader
 
                 with MediaReader(f) as r:
-                    thumb = _waveform_uri(r.read_audio(t - 0.5, t + 0.5, sr), 224, 160)
+                    thumb = waveform_uri(r.read_audio(t - 0.5, t + 0.5, sr), 224, 160)
             same = sum(1 for h in hits if labs[qi] is not None and h.label == labs[qi])
             row = [
                 "<div class='row'>",
@@ -557,7 +557,7 @@ def _examples(run: dict[str, Any], device: str | None) -> str:
                 ),
             ]
             for rank, h in enumerate(hits, 1):
-                th, cl, er = _media_for(h.file, h.time, "video", sr, True)
+                th, cl, er = media_for(h.file, h.time, "video", sr, True)
                 row.append(
                     _card(
                         f"#{rank}",
@@ -648,13 +648,15 @@ def _overlays(run: dict[str, Any], device: str | None) -> str:
     if note:
         return note
     from looklisten.data.demo_data import load_annotations, sounding_object
-    from looklisten.evaluation.localization import _scaled_box, sample_times
+    from looklisten.evaluation.localization import sample_times, scaled_box
+    from looklisten.inputs.prepare import audio_window, read_frame_at
     from looklisten.media.overlay import draw_box, overlay
     from looklisten.media.video import MediaReader
-    from looklisten.tasks.localize import default_device, load_avol, localize_batch
-    from looklisten.tasks.search import _jpeg_uri, _wav_uri
+    from looklisten.models.checkpoint import get_model
+    from looklisten.report.search_page import jpeg_uri, wav_uri
+    from looklisten.tasks.localize import localize_batch
 
-    model = load_avol(run["checkpoint"], default_device(device))
+    model = get_model(run["checkpoint"], device, arch="avol")
     cfg = model.cfg
     data = run["data"]
     anns = load_annotations(data) if (data / "annotations.jsonl").is_file() else {}
@@ -685,10 +687,9 @@ def _overlays(run: dict[str, Any], device: str | None) -> str:
                 t = ts[len(ts) // 2]
             else:
                 t = max(half, (r.info.duration or 2 * half) / 2)
-            fps = r.info.fps or 25.0
-            frame = r.read_frame(t + 0.25 / fps)
-            wave = r.read_audio(t - half, t + half, sr)
-            page_wave = r.read_audio(t - half, t + half, sr_page)
+            frame = read_frame_at(r, t)
+            wave = audio_window(r.read_audio(0.0, None, sr), t, cfg)
+            page_wave = r.read_audio(t - half, t + half, sr_page)  # for the page's player
         shots.append(
             {"file": f, "t": t, "frame": frame, "wave": wave, "page_wave": page_wave, "ann": ann}
         )
@@ -709,8 +710,8 @@ def _overlays(run: dict[str, Any], device: str | None) -> str:
             )
             for k, o in enumerate(ann["objects"]):
                 if k != obj:
-                    draw_box(img, _scaled_box(o["boxes"][fi], ann, H, W), (255, 0, 0), 2)
-            draw_box(img, _scaled_box(ann["objects"][obj]["boxes"][fi], ann, H, W), (0, 255, 0), 2)
+                    draw_box(img, scaled_box(o["boxes"][fi], ann, H, W), (255, 0, 0), 2)
+            draw_box(img, scaled_box(ann["objects"][obj]["boxes"][fi], ann, H, W), (0, 255, 0), 2)
             label = ann["objects"][obj]["label"]
             if len(ann["objects"]) == 2:
                 caption += f" &middot; silent: {e(ann['objects'][1 - obj]['label'])}"
@@ -720,8 +721,8 @@ def _overlays(run: dict[str, Any], device: str | None) -> str:
                 s["file"],
                 s["t"],
                 label,
-                _jpeg_uri(img, short_side=192),
-                _wav_uri(s["page_wave"], sr_page),
+                jpeg_uri(img, short_side=192),
+                wav_uri(s["page_wave"], sr_page),
                 None,
                 extra=caption,
                 same=True,
@@ -1111,7 +1112,7 @@ def render_report(
             )
         parts.append("</section>")
         if progress:
-            print(f"report: {run['path']} in {time.time() - t0:.1f} s", file=sys.stderr)
+            log.info("report: %s in %.1f s", run["path"], time.time() - t0)
     parts.append("</main></body></html>")
     return "\n".join(parts)
 
@@ -1155,53 +1156,3 @@ def write_report(
 
 # ---------------------------------------------------------------------------
 # CLI
-# ---------------------------------------------------------------------------
-
-REPORT_HELP = """\
-Write one self-contained HTML page about a run (RUN/report.html): summary,
-training and validation curves, retrieval examples on held-out videos with
-thumbnails and audio players, AVOL-Net localisation overlays, the evaluations
-saved in RUN/eval/ (retrieval, localisation, linear probes, shortcut audit,
-unit galleries) and the run's config. Pictures and sounds are embedded as data
-URIs: the page needs nothing else. What is missing is named, with the command
-that makes it. --with adds more runs to the same page.
-"""
-
-
-def cmd_report(args) -> int:
-    path = write_report(
-        args.run,
-        data=args.data,
-        out=args.out,
-        others=args.with_runs or (),
-        device=args.device,
-        progress=not args.quiet,
-    )
-    print(path)
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register ``looklisten report`` on argparse subparsers."""
-    import argparse
-
-    sp = subparsers.add_parser(
-        "report",
-        help="one self-contained HTML page about a run (curves, examples, evaluations)",
-        description=REPORT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sp.add_argument("run", metavar="RUN", help="run directory")
-    sp.add_argument("--data", metavar="DIR", help="the videos (default: the run's training folder)")
-    sp.add_argument("--out", metavar="FILE.html", help="the page (default: RUN/report.html)")
-    sp.add_argument(
-        "--with",
-        dest="with_runs",
-        nargs="+",
-        action="extend",
-        metavar="RUN2",
-        help="more runs on the same page (e.g. the demo's l3, ave and avol)",
-    )
-    sp.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
-    sp.add_argument("--quiet", action="store_true", help="no timing lines on stderr")
-    sp.set_defaults(func=cmd_report)

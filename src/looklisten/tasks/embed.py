@@ -38,8 +38,9 @@ gives one window, zero-padded at the end).
 Window ``i`` holds the samples ``round(t_i * sr) - L // 2 + [0, L)`` with
 ``L = cfg.audio.clip_samples`` and ``sr = cfg.audio.sample_rate`` (zeros
 outside the signal). For a video, the image embedding at ``t_i`` is that of the
-frame displayed at ``t_i`` (the last frame whose presentation time is at or
-before ``t_i``), the frame a positive training pair would use with this audio.
+frame at ``t_i`` (the frame whose timestamp is nearest to ``t_i``: the rule of
+:mod:`looklisten.inputs.prepare`), the frame a positive training pair would use
+with this audio.
 Motion models (AVE+MF / AVE+OF, looklisten.models.motion) see the K frames or the
 frame + optical flow around it, as in training; a still image is to them a
 static clip (K copies of it / zero flow).
@@ -59,19 +60,31 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import os
-import sys
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from looklisten.data.scan import VIDEO_EXTENSIONS
+from looklisten.inputs.prepare import (
+    as_image_batch,
+    as_numpy,
+    audio_window,
+    centre_square,
+    check_hop,
+    is_path,
+    item_from_reader,
+    load_image,
+    media_kind,
+    resample,
+    square_crop,
+    still_item,
+    to_mono_float,
+    window_times,
+)
+from looklisten.models.checkpoint import get_model
+from looklisten.models.runtime import eval_mode, model_device
 
 if TYPE_CHECKING:  # torch and PyAV load lazily: registering the CLI stays cheap
     import torch
@@ -80,29 +93,16 @@ if TYPE_CHECKING:  # torch and PyAV load lazily: registering the CLI stays cheap
     from looklisten.media.video import MediaInfo
 
 __all__ = [
-    "AUDIO_EXTENSIONS",
-    "IMAGE_EXTENSIONS",
-    "MEDIA_EXTENSIONS",
     "embed_audio",
     "embed_image",
     "embed_video",
     "embed_file",
     "embed_many",
-    "get_model",
-    "window_times",
-    "find_media",
-    "add_cli",
+    "make_task",
 ]
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = frozenset(
-    ".wav .mp3 .flac .ogg .oga .opus .m4a .aac .wma .aif .aiff .au .caf .mka".split()
-)
-IMAGE_EXTENSIONS = frozenset(".png .jpg .jpeg .bmp .gif .webp .tif .tiff .ppm .pgm".split())
-#: Extensions picked up when a folder is searched (a file named explicitly is
-#: always tried, whatever its name: dispatch is by content).
-MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS | IMAGE_EXTENSIONS
 
 Input = Any  # str | os.PathLike | np.ndarray | torch.Tensor
 
@@ -111,264 +111,15 @@ Input = Any  # str | os.PathLike | np.ndarray | torch.Tensor
 # The model
 # ---------------------------------------------------------------------------
 
-_MODEL_CACHE: OrderedDict[tuple, Any] = OrderedDict()
-_MODEL_CACHE_SIZE = 4
-
-
-def _default_device() -> torch.device:
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def get_model(model, device: str | torch.device | None = None):
-    """Return a ready model: an :class:`AVNet` as is, or one loaded from a path.
-
-    Loaded models are cached (keyed by checkpoint directory, weight file
-    modification time and device), so passing the same path to many calls
-    loads it once.
-
-    Parameters
-    ----------
-    model : AVNet or path-like
-        A model, or a run / checkpoint directory.
-    device : str or torch.device, optional
-        For a path: where to load it (default: CUDA if available, else CPU).
-        Ignored for a model object (it stays where it is).
-
-    Returns
-    -------
-    looklisten.models.network.AVNet
-    """
-    import torch
-
-    if model is None:
-        raise ValueError("give a model: an AVNet or the path of a run / checkpoint directory")
-    if isinstance(model, torch.nn.Module):
-        if not hasattr(model, "cfg") or not hasattr(model, "embed_audio"):
-            raise TypeError(f"expected a looklisten AVNet, got {type(model).__name__}")
-        return model
-    from looklisten.models.checkpoint import load_model, resolve
-
-    # Not .resolve(): RUN/checkpoint is a link swapped on every save, keep the link.
-    ckpt = Path(os.path.abspath(resolve(model)))
-    dev = torch.device(device) if device is not None else _default_device()
-    key = (str(ckpt), (ckpt / "model.safetensors").stat().st_mtime_ns, str(dev))
-    if key in _MODEL_CACHE:
-        _MODEL_CACHE.move_to_end(key)
-        return _MODEL_CACHE[key]
-    net = load_model(ckpt, dev)
-    net.checkpoint_path = str(ckpt)
-    _MODEL_CACHE[key] = net
-    while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
-        _MODEL_CACHE.popitem(last=False)
-    return net
-
-
-def _model_device(model: torch.nn.Module) -> torch.device:
-    import torch
-
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
-@contextmanager
-def _eval_mode(model: torch.nn.Module):
-    """Eval mode and no autograd for the duration (the previous mode is restored)."""
-    import torch
-
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield model
-    finally:
-        if was_training:
-            model.train()
-
 
 # ---------------------------------------------------------------------------
 # Windows
 # ---------------------------------------------------------------------------
 
 
-def _check_hop(hop: float) -> float:
-    hop = float(hop)
-    if not math.isfinite(hop) or hop <= 0:
-        raise ValueError(f"hop must be a positive number of seconds, got {hop}")
-    return hop
-
-
-def window_times(
-    duration: float, hop: float = 0.1, center: bool = True, clip_seconds: float = 1.0
-) -> np.ndarray:
-    """Window centres (seconds) for a signal of ``duration`` seconds.
-
-    See the module docstring: with ``center`` the centres are
-    ``0, hop, ..., <= duration`` (``floor(duration / hop) + 1`` of them);
-    without, ``clip/2, clip/2 + hop, ...`` while the window ends inside the
-    signal (at least one).
-
-    Parameters
-    ----------
-    duration : float
-        Signal length in seconds (>= 0).
-    hop : float
-        Seconds between window centres (> 0).
-    center : bool
-        Pad half a window at the start so that the first window is centred at 0.
-    clip_seconds : float
-        Window length (``cfg.audio.clip_seconds``).
-
-    Returns
-    -------
-    np.ndarray, shape (T,), float64
-    """
-    hop = _check_hop(hop)
-    duration = max(0.0, float(duration))
-    eps = 1e-9
-    if center:
-        n = int(math.floor(duration / hop + eps)) + 1
-        return np.arange(n, dtype=np.float64) * hop
-    n = max(0, int(math.floor((duration - clip_seconds) / hop + eps))) + 1
-    return np.arange(n, dtype=np.float64) * hop + clip_seconds / 2
-
-
-def _window_starts(times: np.ndarray, sr: int, n: int) -> np.ndarray:
-    """First sample of the ``n``-sample window centred at each time: (T,) int64."""
-    return np.round(np.asarray(times, np.float64) * sr).astype(np.int64) - n // 2
-
-
-def _slice(signal: np.ndarray, start: int, n: int) -> np.ndarray:
-    from looklisten.media.video import _take  # the reader's zero-padded window
-
-    return _take(signal, start, n)
-
-
 # ---------------------------------------------------------------------------
 # Input conversion
 # ---------------------------------------------------------------------------
-
-_INT_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0}
-
-
-def _as_numpy(x) -> np.ndarray:
-    torch = sys.modules.get("torch")  # no torch loaded: x cannot be a tensor
-    if torch is not None and isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _is_path(x) -> bool:
-    return isinstance(x, (str, os.PathLike))
-
-
-def _mono_float(x: np.ndarray, what: str = "audio") -> np.ndarray:
-    """(N,), (C, N) or (N, C) audio of any numeric dtype -> float32 mono (N,).
-
-    Integer samples are scaled to [-1, 1) (int16 / 32768, int32 / 2^31,
-    uint8 (x - 128) / 128). For 2-D input the channel axis is the shorter one;
-    channels are averaged.
-    """
-    x = np.asarray(x)
-    if x.dtype == np.uint8:
-        x = (x.astype(np.float32) - 128.0) / 128.0
-    elif x.dtype in _INT_SCALE:
-        x = x.astype(np.float32) / np.float32(_INT_SCALE[x.dtype])
-    elif np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float32, copy=False)
-    else:
-        raise ValueError(f"{what}: unsupported sample type {x.dtype}")
-    if x.ndim == 2:
-        x = x.mean(axis=0 if x.shape[0] <= x.shape[1] else 1, dtype=np.float32)
-    if x.ndim != 1:
-        raise ValueError(f"{what}: expected (N,), (C, N) or (N, C) samples, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{what}: contains NaN or infinite samples")
-    return np.ascontiguousarray(x)
-
-
-def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    from looklisten.media.video import _resample as swr_resample  # libswresample, as read_audio
-
-    return swr_resample(np.ascontiguousarray(x, np.float32), int(sr_in), int(sr_out))
-
-
-def _as_image_batch(x, what: str = "image") -> np.ndarray:
-    """An image or a batch of images -> uint8 (N, H, W, 3).
-
-    Accepts (H, W), (H, W, 1|3|4), (N, H, W, 1|3|4), channels-first (3, H, W) /
-    (N, 3, H, W) when unambiguous, uint8 or float in [0, 1].
-    """
-    a = _as_numpy(x)
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim == 3:
-        a = a[None]
-    if a.ndim != 4:
-        raise ValueError(f"{what}: expected (H, W, 3) or (N, H, W, 3) pixels, got {a.shape}")
-    if a.shape[-1] not in (1, 3, 4) and a.shape[1] in (1, 3, 4):
-        a = np.moveaxis(a, 1, -1)  # channels first
-    if a.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"{what}: expected 1, 3 or 4 channels, got shape {a.shape}")
-    if a.dtype != np.uint8:
-        if not np.issubdtype(a.dtype, np.floating):
-            raise ValueError(f"{what}: expected uint8 or float pixels, got {a.dtype}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"{what}: contains NaN or infinite pixels")
-        a = np.clip(np.rint(a.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
-    if a.shape[-1] == 1:
-        a = np.repeat(a, 3, axis=-1)
-    elif a.shape[-1] == 4:
-        a = a[..., :3]
-    if a.shape[1] < 1 or a.shape[2] < 1:
-        raise ValueError(f"{what}: empty image {a.shape}")
-    if not a.flags.writeable:  # e.g. np.asarray(PIL image); torch warns on those
-        a = a.copy()
-    return a
-
-
-def _square(img: np.ndarray, cfg: Config) -> np.ndarray:
-    """A frame/image -> the centre ``resize`` square (uint8, (R, R, 3)), as in evaluation.
-
-    Scaled so that its shorter side is ``cfg.vision.resize`` (no-op for frames
-    that the decoder already scaled), then the centre square.
-    """
-    from looklisten.data.sampler import square_crop
-    from looklisten.inputs.prepare import resize_short_side
-
-    r = cfg.vision.resize
-    if min(img.shape[:2]) != r:
-        img = resize_short_side(img, r)
-    return np.ascontiguousarray(square_crop(img, r, None))
-
-
-def _decode_image(path: str) -> np.ndarray:
-    """The first picture of an image file, RGB uint8 (H, W, 3), at full size."""
-    import av
-
-    from looklisten.media.video import MediaError
-
-    try:
-        with av.open(path, mode="r", metadata_errors="ignore") as c:
-            for frame in c.decode(video=0):
-                return frame.to_ndarray(format="rgb24")
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        msg = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise MediaError(path, f"corrupt or not an image: cannot be decoded ({msg})") from None
-    raise MediaError(path, "truncated or corrupt: no picture decoded")
-
-
-def _media_kind(info: MediaInfo) -> str:
-    """Classify a file by what it contains (not its name): video, image or audio."""
-    if info.has_video and not info.has_audio:
-        # PNG & co. (FFmpeg's *_pipe and image2 demuxers) report 0 or 1 frame.
-        return "image" if info.num_frames <= 1 else "video"
-    if info.has_video:
-        return "video"
-    return "audio"
 
 
 # ---------------------------------------------------------------------------
@@ -377,7 +128,7 @@ def _media_kind(info: MediaInfo) -> str:
 
 
 @dataclass
-class _Task:
+class Task:
     """One input's work: windows and/or images to embed, produced lazily.
 
     ``items[m]`` yields, for modality m ("audio" / "image"), ``counts[m]``
@@ -395,29 +146,26 @@ class _Task:
 
 
 def _audio_task(key, signal: np.ndarray, cfg: Config, hop: float, center: bool, info=None):
-    sr, n = cfg.audio.sample_rate, cfg.audio.clip_samples
+    sr = cfg.audio.sample_rate
     if len(signal) == 0:
         raise ValueError("empty audio (no samples)")
     times = window_times(len(signal) / sr, hop, center, cfg.audio.clip_seconds)
-    starts = _window_starts(times, sr, n)
 
     def windows():
-        for s in starts:
-            yield _slice(signal, int(s), n)
+        for t in times:
+            yield audio_window(signal, t, cfg)
 
-    return _Task(
+    return Task(
         key, "audio", times, {"audio": len(times), "image": 0}, {"audio": windows}, info or {}
     )
 
 
 def _image_task(key, images: np.ndarray, cfg: Config, info=None):
-    from looklisten.models.motion import still_item
-
     def squares():  # a still is a static clip for the motion models (looklisten.models.motion)
         for img in images:
-            yield still_item(_square(img, cfg), cfg.vision)
+            yield still_item(centre_square(img, cfg), cfg.vision)
 
-    return _Task(
+    return Task(
         key,
         "image",
         np.zeros(len(images)),
@@ -431,7 +179,7 @@ def _video_task(key, path: str, info: MediaInfo, cfg: Config, hop: float, center
     """Audio decoded once (the whole track); one frame read per timestamp."""
     from looklisten.media.video import MediaError, MediaReader
 
-    sr, n = cfg.audio.sample_rate, cfg.audio.clip_samples
+    sr = cfg.audio.sample_rate
     reader = MediaReader(path, info=info)
     try:
         signal = None
@@ -446,16 +194,12 @@ def _video_task(key, path: str, info: MediaInfo, cfg: Config, hop: float, center
         reader.close()
         raise
     times = window_times(end, hop, center, cfg.audio.clip_seconds)
-    starts = _window_starts(times, sr, n)
 
     def windows():
-        for s in starts:
-            yield _slice(signal, int(s), n)
+        for t in times:
+            yield audio_window(signal, t, cfg)
 
     def frames():
-        from looklisten.data.sampler import square_crop
-        from looklisten.models.motion import item_from_reader
-
         r = cfg.vision.resize
         for t in times:  # with motion: the K frames / frame + flow around t (one seek)
             item = item_from_reader(reader, float(t), cfg.vision)
@@ -465,7 +209,7 @@ def _video_task(key, path: str, info: MediaInfo, cfg: Config, hop: float, center
     items = {"image": frames}
     if signal is not None:
         items["audio"] = windows
-    return _Task(
+    return Task(
         key,
         "video",
         times,
@@ -483,7 +227,7 @@ def _file_task(key, path, cfg: Config, hop: float, center: bool, force: str | No
     if os.path.isdir(path):
         raise MediaError(path, "not a media file: is a directory")
     info = probe(path)
-    kind = _media_kind(info)
+    kind = media_kind(info)
     if force == "audio":
         if not info.has_audio:
             raise MediaError(path, "no audio stream")
@@ -495,7 +239,7 @@ def _file_task(key, path, cfg: Config, hop: float, center: bool, force: str | No
     if kind == "video":
         return _video_task(key, path, info, cfg, hop, center)
     if kind == "image":
-        img = _decode_image(path)
+        img = load_image(path)
         return _image_task(key, img[None], cfg, {"width": img.shape[1], "height": img.shape[0]})
     if kind == "image_from_video":  # embed_image on a video: its first frame
         with MediaReader(path, info=info) as reader:
@@ -510,22 +254,22 @@ def _file_task(key, path, cfg: Config, hop: float, center: bool, force: str | No
 
 def _array_task(key, x, cfg: Config, hop: float, center: bool, sr, force: str | None = None):
     """Dispatch an array/tensor: uint8 or (..., 3)-shaped pixels -> image, else audio."""
-    a = _as_numpy(x)
+    a = as_numpy(x)
     is_image = force == "image" or (
         force is None and (a.dtype == np.uint8 and a.ndim >= 2 or (a.ndim >= 3))
     )
     if is_image:
-        return _image_task(key, _as_image_batch(a), cfg)
+        return _image_task(key, as_image_batch(a), cfg)
     if sr is None:
         raise ValueError("audio given as an array needs its sample rate: sr=...")
-    signal = _mono_float(a)
+    signal = to_mono_float(a)
     if int(sr) != cfg.audio.sample_rate:
-        signal = _resample(signal, int(sr), cfg.audio.sample_rate)
+        signal = resample(signal, int(sr), cfg.audio.sample_rate)
     return _audio_task(key, signal, cfg, hop, center, {"sample_rate": int(sr)})
 
 
-def _make_task(key, x, cfg, hop, center, sr=None, force=None) -> _Task:
-    if _is_path(x):
+def make_task(key, x, cfg, hop, center, sr=None, force=None) -> Task:
+    if is_path(x):
         return _file_task(key, x, cfg, hop, center, force)
     return _array_task(key, x, cfg, hop, center, sr, force)
 
@@ -536,7 +280,7 @@ def _make_task(key, x, cfg, hop, center, sr=None, force=None) -> _Task:
 
 
 class _State:
-    def __init__(self, task: _Task, dim: int):
+    def __init__(self, task: Task, dim: int):
         self.task = task
         self.out = {m: np.zeros((c, dim), np.float32) for m, c in task.counts.items() if c}
         self.done = 0
@@ -558,7 +302,7 @@ class _Engine:
         self.model = model
         self.cfg: Config = model.cfg
         self.batch_size = int(batch_size)
-        self.device = _model_device(model)
+        self.device = model_device(model)
         from looklisten.inputs.prepare import VisionTransform
 
         self.transform = VisionTransform(self.cfg.vision)
@@ -595,16 +339,16 @@ class _Engine:
             return
         # eval mode and inference mode only around the forward pass: never
         # while the run() generator is suspended in the caller's code
-        with _eval_mode(self.model):
+        with eval_mode(self.model):
             emb = self._forward(modality, [item for _, _, item in live])
         for (st, pos, _), e in zip(live, emb):
             st.out[modality][pos] = e
             st.done += 1
 
-    def run(self, tasks: Iterable[_Task | tuple[Any, BaseException]]):
+    def run(self, tasks: Iterable[Task | tuple[Any, BaseException]]):
         """Yield ``(key, task, outputs or None, error or None)`` as tasks finish.
 
-        ``tasks`` yields :class:`_Task` or ``(key, exception)`` for inputs that
+        ``tasks`` yields :class:`Task` or ``(key, exception)`` for inputs that
         failed before their task could be made.
         """
         queues: dict[str, list] = {"audio": [], "image": []}
@@ -679,7 +423,7 @@ def _tasks(inputs: Sequence, cfg, hop, center, sr=None, force=None):
     """Make tasks lazily (decoding one input at a time); failures become (key, exc)."""
     for key, x in enumerate(inputs):
         try:
-            task = _make_task(key, x, cfg, hop, center, sr, force)
+            task = make_task(key, x, cfg, hop, center, sr, force)
         except Exception as exc:  # one bad input never stops the others
             task = (key, _input_error(exc))
         yield task
@@ -701,7 +445,7 @@ def _run_all(inputs: Sequence, model, batch_size, hop, center, sr=None, force=No
 
 
 def _error_name(x) -> str:
-    return os.fspath(x) if _is_path(x) else f"{type(x).__name__} input"
+    return os.fspath(x) if is_path(x) else f"{type(x).__name__} input"
 
 
 # ---------------------------------------------------------------------------
@@ -752,7 +496,7 @@ def embed_audio(
     For a list input, a list of ``(embedding, timestamps)`` tuples.
     """
     net = get_model(model, device)
-    hop = _check_hop(hop)
+    hop = check_hop(hop)
     many = _is_list(audio)
     inputs = list(audio) if many else [audio]
     results = _run_all(inputs, net, batch_size, hop, center, sr, force="audio")
@@ -819,16 +563,16 @@ def embed_video(
     dict
         ``audio_embedding`` (T, D) float32 (None for a video without audio),
         ``image_embedding`` (T, D) float32, ``timestamps`` (T,) float64: the
-        window centres; ``image_embedding[i]`` is the frame displayed at
+        window centres; ``image_embedding[i]`` is the frame at (nearest to)
         ``timestamps[i]``, ``audio_embedding[i]`` the 1 s of audio centred
         there. A list input gives a list of dicts.
     """
     net = get_model(model, device)
-    hop = _check_hop(hop)
+    hop = check_hop(hop)
     many = _is_list(path)
     inputs = list(path) if many else [path]
     for p in inputs:
-        if not _is_path(p):
+        if not is_path(p):
             raise TypeError(f"embed_video takes file paths, got {type(p).__name__}")
     from looklisten.media.video import MediaError
 
@@ -841,7 +585,7 @@ def embed_video(
     return out if many else out[0]
 
 
-def _result(task: _Task, out: dict) -> dict[str, Any]:
+def _result(task: Task, out: dict) -> dict[str, Any]:
     if task.modality == "video":
         return {
             "modality": "video",
@@ -891,7 +635,7 @@ def embed_file(
         :func:`embed_video`). A list input gives a list of dicts.
     """
     net = get_model(model, device)
-    hop = _check_hop(hop)
+    hop = check_hop(hop)
     many = _is_list(path)
     inputs = list(path) if many else [path]
     out = [_result(t, o) for t, o in _run_all(inputs, net, batch_size, hop, center, sr)]
@@ -917,11 +661,11 @@ def embed_many(
     from looklisten.media.video import MediaError
 
     net = get_model(model, device)
-    hop = _check_hop(hop)
+    hop = check_hop(hop)
     engine = _Engine(net, batch_size)
     for key, task, out, err in engine.run(_tasks(inputs, engine.cfg, hop, center, sr)):
         if err is not None:
-            if not isinstance(err, MediaError) and _is_path(inputs[key]):
+            if not isinstance(err, MediaError) and is_path(inputs[key]):
                 err = MediaError(inputs[key], str(err))
             yield key, None, err
         else:
@@ -933,35 +677,7 @@ def embed_many(
 # ---------------------------------------------------------------------------
 
 
-def find_media(
-    inputs: Sequence[str | os.PathLike], extensions: Iterable[str] | None = None
-) -> list[tuple[Path, Path]]:
-    """Expand files and folders into ``(path, relative path)`` pairs.
-
-    Folders are searched recursively for files with a media extension (hidden
-    files and folders are skipped); their relative path is taken inside the
-    folder. Files named directly are kept whatever their extension, with their
-    name as relative path. Missing paths are kept too (they fail later with a
-    clear error).
-    """
-    exts = MEDIA_EXTENSIONS if extensions is None else frozenset(e.lower() for e in extensions)
-    out: list[tuple[Path, Path]] = []
-    for inp in inputs:
-        p = Path(inp)
-        if p.is_dir():
-            for dirpath, dirnames, filenames in os.walk(p, followlinks=True):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(filenames):
-                    if name.startswith(".") or Path(name).suffix.lower() not in exts:
-                        continue
-                    f = Path(dirpath) / name
-                    out.append((f, f.relative_to(p)))
-        else:
-            out.append((p, Path(p.name)))
-    return out
-
-
-def _npz_bytes(arrays: dict[str, Any]) -> bytes:
+def npz_bytes(arrays: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
@@ -988,103 +704,3 @@ def result_arrays(result: dict[str, Any], checkpoint: str, source: str, hop, cen
 
 # ---------------------------------------------------------------------------
 # CLI
-# ---------------------------------------------------------------------------
-
-EMBED_HELP = """\
-Embed audio, image and video files with a trained model: 1 s audio windows every
---hop seconds (timestamps are window centres; by default the first window is
-centred at 0 s with half a window of zero padding, --no-center starts the first
-window at 0 s, centred at 0.5 s) and, for videos, the frame shown at each
-window centre.
-
-Writes one OUT/<relative path>.npz per input (a file's relative path is its name;
-inside a folder, its path within the folder) holding: 'modality' (audio, image or
-video), 'timestamps' (T,) seconds, 'embedding' (T, D) for audio and (1, D) for an
-image, or 'audio_embedding' and 'image_embedding' (T, D) for a video, and
-'checkpoint', 'source', 'hop', 'center'. Read with numpy.load(path).
-
-A bad input (missing, empty, corrupt, unsupported) prints one line naming the file
-and the reason; the others are still processed, and the exit code is 1.
-"""
-
-
-def add_cli(subparsers) -> None:
-    """Register ``looklisten embed`` on an argparse subparsers object."""
-    import argparse
-
-    sp = subparsers.add_parser(
-        "embed",
-        help="embed audio, images and videos into .npz files",
-        description=EMBED_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sp.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="files, or folders (searched recursively)"
-    )
-    sp.add_argument("--checkpoint", required=True, metavar="RUN", help="run or checkpoint dir")
-    sp.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    sp.add_argument("--hop", type=float, default=0.1, help="seconds between windows (0.1)")
-    sp.add_argument(
-        "--no-center",
-        dest="center",
-        action="store_false",
-        help="first window starts at 0 s (centred at 0.5 s) instead of centred at 0 s",
-    )
-    sp.add_argument("--batch-size", type=int, default=64, help="items per forward pass (64)")
-    sp.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    sp.add_argument("--quiet", action="store_true", help="no progress bar")
-    sp.set_defaults(func=cmd_embed)
-
-
-def cmd_embed(args) -> int:
-    """Run ``looklisten embed``; return the exit code (1 if any input failed)."""
-    import sys
-
-    from tqdm.auto import tqdm
-
-    from looklisten.core.fileio import atomic_write_bytes
-    from looklisten.media.video import MediaError
-
-    model = get_model(args.checkpoint, args.device)
-    ckpt = getattr(model, "checkpoint_path", str(args.checkpoint))
-    files = find_media(args.inputs)
-    out_dir = Path(args.out)
-    targets: dict[Path, int] = {}
-    dupes: dict[int, str] = {}
-    for i, (_, rel) in enumerate(files):
-        target = out_dir / (str(rel) + ".npz")
-        if target in targets:
-            dupes[i] = f"output {target} is already used by {files[targets[target]][0]}"
-        else:
-            targets[target] = i
-    failed = 0
-    if not files:
-        print("looklisten embed: no media files found", file=sys.stderr)
-        return 1
-    bar = tqdm(total=len(files), desc="embed", unit="file", disable=args.quiet)
-    todo = [i for i in range(len(files)) if i not in dupes]
-    for i, reason in dupes.items():
-        bar.write(f"error: {files[i][0]}: {reason}", file=sys.stderr)
-        failed += 1
-        bar.update()
-    paths = [str(files[i][0]) for i in todo]
-    for key, result, err in embed_many(
-        paths, model, hop=args.hop, center=args.center, batch_size=args.batch_size
-    ):
-        path, rel = files[todo[key]]
-        if err is not None:
-            msg = str(err) if isinstance(err, MediaError) else f"{path}: {err}"
-            bar.write(f"error: {msg}", file=sys.stderr)
-            failed += 1
-        else:
-            target = out_dir / (str(rel) + ".npz")
-            arrays = result_arrays(result, ckpt, str(path), args.hop, args.center)
-            atomic_write_bytes(target, _npz_bytes(arrays))
-            from looklisten.tasks.search import _public
-
-            _public(target)
-        bar.update()
-    bar.close()
-    ok = len(files) - failed
-    print(f"embedded {ok} of {len(files)} input(s) into {out_dir}", file=sys.stderr)
-    return 1 if failed else 0

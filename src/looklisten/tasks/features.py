@@ -181,7 +181,7 @@ def layer_maps(model, modality: str, items: Sequence[np.ndarray], layer: str | N
     """
     import torch
 
-    from looklisten.tasks.embed import _eval_mode
+    from looklisten.models.runtime import eval_mode
 
     module = trunk_layers(_trunk(model, modality))[check_layer(model, modality, layer)]
 
@@ -190,7 +190,7 @@ def layer_maps(model, modality: str, items: Sequence[np.ndarray], layer: str | N
 
     handle = module.register_forward_hook(hook)
     try:
-        with _eval_mode(model):
+        with eval_mode(model):
             x = _inputs(model, modality, items)
             try:
                 out = _trunk(model, modality)(x)
@@ -237,8 +237,12 @@ def media_files(data: str | os.PathLike, modality: str) -> list[str]:
 
     audio: videos and audio files; image: videos and pictures.
     """
-    from looklisten.data.scan import VIDEO_EXTENSIONS
-    from looklisten.tasks.embed import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, find_media
+    from looklisten.inputs.prepare import (
+        AUDIO_EXTENSIONS,
+        IMAGE_EXTENSIONS,
+        VIDEO_EXTENSIONS,
+        find_media,
+    )
 
     other = AUDIO_EXTENSIONS if modality == "audio" else IMAGE_EXTENSIONS
     return [str(p) for p, _ in find_media([Path(data)], VIDEO_EXTENSIONS | other)]
@@ -256,14 +260,14 @@ def iter_items(
     Files that cannot be decoded (or hold no ``modality``) are skipped and
     described in ``failed`` ("path: reason") when a list is given.
     """
-    from looklisten.tasks.embed import _make_task
+    from looklisten.tasks.embed import make_task
 
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
     for i, f in enumerate(files):
         task = None
         try:
-            task = _make_task(
+            task = make_task(
                 i, os.fspath(f), cfg, hop, False, force="audio" if modality == "audio" else None
             )
             if task.modality == "audio" and modality == "image":

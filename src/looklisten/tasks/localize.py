@@ -69,10 +69,24 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
+
+from looklisten.inputs.prepare import (
+    as_image,
+    audio_windows,
+    check_mode,
+    crop_region,
+    image_input,
+    read_map_frame,
+    take,
+    wave,
+    window_start,
+)
+from looklisten.models.checkpoint import get_model
+from looklisten.models.runtime import eval_mode, model_device
 
 # torch, PyAV and the model code are imported inside the functions, so that
 # registering the command line (add_cli) stays cheap.
@@ -81,255 +95,10 @@ if TYPE_CHECKING:
 
     from looklisten.core.config import Config
 
-MODES = ("full", "crop")
-
-#: Extensions read as still images (with Pillow) by the CLI and :func:`load_image`.
-IMAGE_EXTENSIONS = frozenset(".png .jpg .jpeg .bmp .gif .webp .tif .tiff .ppm".split())
-
 
 # ---------------------------------------------------------------------------
 # Model and inputs
 # ---------------------------------------------------------------------------
-
-
-def load_avol(model, device: str | torch.device | None = None):
-    """Return an AVOL-Net from a model or a run / checkpoint directory.
-
-    Parameters
-    ----------
-    model : looklisten.models.network.AVNet or path-like
-        A loaded model, or a run directory / checkpoint directory.
-    device : str or torch.device, optional
-        Where to load a checkpoint (default: cpu). A model object is left where
-        it is.
-
-    Returns
-    -------
-    looklisten.models.network.AVNet
-        With ``arch == "avol"``.
-
-    Raises
-    ------
-    ValueError
-        The model is an L3-Net or AVE-Net (no localisation map).
-    FileNotFoundError
-        No checkpoint at the path.
-    """
-    if isinstance(model, (str, os.PathLike)):
-        from looklisten.models.checkpoint import load_config, load_model
-
-        arch = load_config(model).model.arch
-        _check_arch(arch, str(model))
-        return load_model(model, device or "cpu")
-    arch = getattr(getattr(getattr(model, "cfg", None), "model", None), "arch", None)
-    if arch is None:
-        raise TypeError(f"expected an AVNet or a checkpoint path, got {type(model).__name__}")
-    _check_arch(arch, "the model")
-    return model
-
-
-def _check_arch(arch: str, what: str) -> None:
-    if arch != "avol":
-        name = {"l3": "L3-Net", "ave": "AVE-Net"}.get(arch, arch)
-        raise ValueError(
-            f"{what} is an {name} ({arch!r}) checkpoint: only AVOL-Net produces a "
-            "localisation map (L3-Net and AVE-Net pool the image away and have none); "
-            "train one with 'looklisten train DIR --model avol'"
-        )
-
-
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB uint8 ``(H, W, 3)``.
-
-    Raises
-    ------
-    MediaError
-        Missing, unreadable or not an image.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    from looklisten.media.video import MediaError
-
-    p = Path(path)
-    if not p.is_file():
-        raise MediaError(p, "no such file")
-    try:
-        with Image.open(p) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise MediaError(p, f"not an image: {exc}") from None
-
-
-def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
-    """The whole audio track of a file (audio or video), mono, at ``sample_rate``.
-
-    Returns
-    -------
-    np.ndarray, shape (N,), float32
-
-    Raises
-    ------
-    MediaError
-        Missing, not media, no audio stream, undecodable.
-    """
-    from looklisten.media.video import read_audio
-
-    return read_audio(path, 0.0, None, sample_rate)
-
-
-def _as_image(image) -> np.ndarray:
-    import torch
-
-    if isinstance(image, (str, os.PathLike)):
-        return load_image(image)
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
-    img = np.asarray(image)
-    if img.ndim != 3 or img.shape[-1] != 3 or img.dtype != np.uint8:
-        raise ValueError(f"image must be an (H, W, 3) uint8 RGB array, got {img.shape} {img.dtype}")
-    if img.shape[0] < 1 or img.shape[1] < 1:
-        raise ValueError(f"image is empty: {img.shape}")
-    return img
-
-
-def _as_wave(audio, sr: int | None, cfg: Config) -> np.ndarray:
-    """Any accepted audio -> mono float32 (N,) at cfg.audio.sample_rate."""
-    import torch
-
-    target = cfg.audio.sample_rate
-    if isinstance(audio, (str, os.PathLike)):
-        return load_audio(audio, target)
-    if isinstance(audio, torch.Tensor):
-        audio = audio.detach().cpu().numpy()
-    x = np.asarray(audio, dtype=np.float32)
-    if x.ndim == 2 and x.shape[0] <= 8:
-        x = x.mean(axis=0)
-    if x.ndim != 1:
-        raise ValueError(f"audio must be (N,) mono or (C, N) with C <= 8, got shape {x.shape}")
-    if x.size == 0:
-        raise ValueError("audio is empty")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("audio contains NaN or infinite values")
-    sr = target if sr is None else int(sr)
-    if sr <= 0:
-        raise ValueError(f"sr must be positive, got {sr}")
-    if sr != target:
-        from looklisten.media.video import _resample
-
-        x = _resample(np.ascontiguousarray(x), sr, target)
-    return x
-
-
-def audio_windows(wave: np.ndarray, n: int) -> np.ndarray:
-    """Cut a waveform into the model's windows (see the module docstring).
-
-    Parameters
-    ----------
-    wave : np.ndarray, shape (N,)
-    n : int
-        Window length in samples (``cfg.audio.clip_samples``).
-
-    Returns
-    -------
-    np.ndarray, shape (K, n), float32
-        ``K == 1`` when ``N <= n`` (zero-padded, centred); otherwise windows
-        starting every ``n // 2`` samples, the last one ending at ``N``.
-    """
-    N = len(wave)
-    if N <= n:
-        out = np.zeros((1, n), np.float32)
-        off = (n - N) // 2
-        out[0, off : off + N] = wave
-        return out
-    hop = max(1, n // 2)
-    starts = list(range(0, N - n + 1, hop))
-    if starts[-1] != N - n:
-        starts.append(N - n)
-    return np.stack([wave[s : s + n] for s in starts]).astype(np.float32, copy=False)
-
-
-def map_stride(cfg: Config) -> int:
-    """Pixels of model input per cell of the vision map: 8 * conv1_stride."""
-    return 8 * int(cfg.model.conv1_stride)
-
-
-def full_input_size(H: int, W: int, cfg: Config) -> tuple[int, int]:
-    """Size ``(H', W')`` the whole frame is scaled to in ``"full"`` mode.
-
-    The shorter side is scaled to ``cfg.vision.resize`` (aspect kept), then
-    each side is rounded (halves up) to a multiple of :func:`map_stride`,
-    at least one stride.
-    """
-    s = map_stride(cfg)
-    scale = cfg.vision.resize / min(H, W)
-    return tuple(max(s, s * math.floor(side * scale / s + 0.5)) for side in (H, W))  # type: ignore[return-value]
-
-
-def _resize(img: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """uint8 (H, W, 3) -> float (3, h, w) in [0, 1], bilinear, antialiased when shrinking."""
-    import torch
-    import torch.nn.functional as F
-
-    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-    return x[0].clamp_(0, 255).round_().div_(255)
-
-
-def _normalise(x: torch.Tensor, cfg: Config) -> torch.Tensor:
-    import torch
-
-    mean = torch.tensor(cfg.vision.mean).view(3, 1, 1)
-    std = torch.tensor(cfg.vision.std).view(3, 1, 1)
-    return (x - mean) / std
-
-
-def crop_region(H: int, W: int, cfg: Config) -> tuple[float, float, float, float]:
-    """The region ``(x0, y0, x1, y1)`` of an ``H x W`` frame that ``"crop"`` mode sees.
-
-    In original-frame pixel coordinates (the convention of
-    :mod:`looklisten.evaluation.map_metrics`): the centre ``S x S`` crop of the frame
-    scaled to shorter side ``cfg.vision.resize``, mapped back.
-    """
-    # The same rounding as looklisten.inputs.prepare.resize_short_side.
-    R, S = cfg.vision.resize, cfg.vision.image_size
-    scale = R / min(H, W)
-    h, w = (R, max(1, round(W * scale))) if H <= W else (max(1, round(H * scale)), R)
-    top, left = (h - S) // 2, (w - S) // 2
-    sy, sx = H / h, W / w
-    return (left * sx, top * sy, (left + S) * sx, (top + S) * sy)
-
-
-def preprocess_image(image: np.ndarray, cfg: Config, mode: str = "full") -> torch.Tensor:
-    """One RGB frame -> the normalised model input of ``mode``.
-
-    Parameters
-    ----------
-    image : np.ndarray, shape (H, W, 3), uint8
-    cfg : Config
-        The checkpoint's config.
-    mode : {"full", "crop"}
-
-    Returns
-    -------
-    torch.Tensor, shape (3, H', W') float32
-        ``"full"``: ``(H', W') = full_input_size(H, W, cfg)``; ``"crop"``:
-        ``S x S``.
-    """
-    _check_mode(mode)
-    img = _as_image(image)
-    H, W = img.shape[:2]
-    if mode == "full":
-        return _normalise(_resize(img, full_input_size(H, W, cfg)), cfg)
-    from looklisten.inputs.prepare import VisionTransform, resize_short_side
-
-    small = resize_short_side(img, cfg.vision.resize)
-    return VisionTransform(cfg.vision)(small[None], train=False)[0]
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
 
 def heatmap_to_frame(
@@ -356,9 +125,9 @@ def heatmap_to_frame(
     import torch
     import torch.nn.functional as F
 
-    from looklisten.evaluation.map_metrics import upsample_heatmap
+    from looklisten.media.overlay import upsample_heatmap
 
-    _check_mode(mode)
+    check_mode(mode)
     H, W = int(size[0]), int(size[1])
     arr = np.asarray(hmap, dtype=np.float32)
     if mode == "full":
@@ -380,29 +149,6 @@ def heatmap_to_frame(
 # ---------------------------------------------------------------------------
 # Running the model
 # ---------------------------------------------------------------------------
-
-
-class _EvalMode:
-    """Put a module in eval mode for a block, then restore its mode."""
-
-    def __init__(self, model: torch.nn.Module):
-        self.model = model
-
-    def __enter__(self):
-        self.was_training = self.model.training
-        self.model.eval()
-
-    def __exit__(self, *exc):
-        self.model.train(self.was_training)
-
-
-def _device(model) -> torch.device:
-    import torch
-
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
 
 
 def model_maps(model, images: torch.Tensor, waves: torch.Tensor, index=None) -> torch.Tensor:
@@ -427,8 +173,8 @@ def model_maps(model, images: torch.Tensor, waves: torch.Tensor, index=None) -> 
     """
     import torch
 
-    dev = _device(model)
-    with _EvalMode(model), torch.no_grad():
+    dev = model_device(model)
+    with eval_mode(model):
         x = images.to(dev)
         if model.cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -441,7 +187,7 @@ def model_maps(model, images: torch.Tensor, waves: torch.Tensor, index=None) -> 
         return model.head(v, a)["heatmap"].float().cpu()
 
 
-def _maps_for(
+def maps_for(
     model, imgs: list[np.ndarray], waves: list[np.ndarray], mode: str, batch_size: int
 ) -> list[np.ndarray]:
     """Model maps (h, w) for each (image, waveform) pair, averaging long audio's windows."""
@@ -452,7 +198,7 @@ def _maps_for(
     out: list[np.ndarray | None] = [None] * len(imgs)
     # Group images that give the same input size, so they batch together.
     groups: dict[tuple[int, int], list[int]] = {}
-    inputs = [preprocess_image(im, cfg, mode) for im in imgs]
+    inputs = [image_input(im, cfg, mode) for im in imgs]
     for i, x in enumerate(inputs):
         groups.setdefault(tuple(x.shape[-2:]), []).append(i)
     for members in groups.values():
@@ -543,20 +289,20 @@ def localize_batch(
     np.ndarray, shape (B, H, W) (or (B, h, w)) float32, when all images have one size;
     otherwise a list of B arrays.
     """
-    _check_mode(mode)
+    check_mode(mode)
     if resolution not in ("image", "map"):
         raise ValueError(f"resolution must be 'image' or 'map', got {resolution!r}")
     if resolution == "map" and mode == "crop":
         raise ValueError("resolution='map' needs mode='full' (a crop map does not cover the image)")
-    model = load_avol(model, device)
+    model = get_model(model, device, arch="avol")
     cfg = model.cfg
-    imgs = [_as_image(im) for im in images]
-    waves = [_as_wave(a, sr, cfg) for a in audios]
+    imgs = [as_image(im) for im in images]
+    waves = [wave(a, sr, cfg) for a in audios]
     if len(imgs) != len(waves):
         raise ValueError(f"{len(imgs)} images but {len(waves)} audios")
     if not imgs:
         return np.zeros((0, 0, 0), np.float32)
-    maps = _maps_for(model, imgs, waves, mode, max(1, int(batch_size)))
+    maps = maps_for(model, imgs, waves, mode, max(1, int(batch_size)))
     if resolution == "map":
         out = maps
     else:
@@ -613,13 +359,13 @@ def localize_video(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A heatmap per video frame (or every ``hop`` seconds).
 
-    For each time ``t`` the frame displayed at ``t`` (the last frame whose
-    presentation time is ``<= t``) is paired with the 1 s of the video's own
-    audio centred on ``t``. Within 0.5 s of either end of the audio stream the
-    window is shifted to lie inside the audio instead (the model was never
-    trained on padded windows); audio shorter than 1 s is zero-padded. Audio is
-    decoded in chunks of about ``chunk_seconds``, so memory does not grow with
-    the video's length (only the output does).
+    For each time ``t`` the frame at ``t`` is paired with the 1 s of the
+    video's own audio centred on ``t``, zero-padded where it leaves the audio
+    track: exactly the inputs of every other entry point
+    (:mod:`looklisten.inputs.prepare`). In ``"crop"`` mode frames are decoded
+    at ``cfg.vision.resize`` as in training; ``"full"`` mode decodes them at
+    full size. Audio is decoded in chunks of about ``chunk_seconds``, so
+    memory does not grow with the video's length (only the output does).
 
     Parameters
     ----------
@@ -664,16 +410,15 @@ def localize_video(
 
     from looklisten.media.video import MediaError, MediaReader
 
-    _check_mode(mode)
+    check_mode(mode)
     resolution = resolution or ("map" if mode == "full" else "frame")
     if resolution not in ("map", "frame"):
         raise ValueError(f"resolution must be 'map' or 'frame', got {resolution!r}")
     if resolution == "map" and mode == "crop":
         raise ValueError("resolution='map' needs mode='full' (a crop map does not cover the frame)")
-    model = load_avol(model, device)
+    model = get_model(model, device, arch="avol")
     cfg = model.cfg
     sr, n = cfg.audio.sample_rate, cfg.audio.clip_samples
-    half = cfg.audio.clip_seconds / 2
     with MediaReader(path) as reader:
         info = reader.info
         if not info.has_video:
@@ -683,35 +428,26 @@ def localize_video(
                 path, "no audio stream: AVOL-Net localises a sound, give a video with sound"
             )
         times = frame_times(info, hop)
-        a0 = info.audio_start
-        a1 = info.audio_start + info.audio_duration
-        if a1 - a0 >= 2 * half:
-            centres = np.clip(times, a0 + half, a1 - half)
-        else:
-            centres = np.full_like(times, (a0 + a1) / 2)
-        eps = 0.25 / info.fps if info.fps > 0 else 1e-3
+        starts = np.array([window_start(t, sr, n) for t in times], dtype=np.int64)
         out: list[np.ndarray] = []
         bar = tqdm(total=len(times), desc="localize", unit="frame", disable=not progress)
         chunk_start = 0
         while chunk_start < len(times):
-            # Times whose windows fit in one decoded chunk of audio.
-            c0 = centres[chunk_start]
-            chunk_end = int(np.searchsorted(centres, c0 + chunk_seconds, side="right"))
+            # Times whose windows fit in one decoded chunk of audio (sample-aligned,
+            # so each window holds exactly the samples of the whole decoded track).
+            s0 = starts[chunk_start]
+            chunk_end = int(np.searchsorted(starts, s0 + chunk_seconds * sr, side="right"))
             chunk_end = max(chunk_end, chunk_start + 1)
-            lo, hi = centres[chunk_start] - half, centres[chunk_end - 1] + half
-            track = reader.read_audio(lo, hi, sr)
+            s1 = starts[chunk_end - 1] + n
+            track = reader.read_audio(s0 / sr, s1 / sr, sr)
             for s in range(chunk_start, chunk_end, batch_size):
                 idx = range(s, min(s + batch_size, chunk_end))
-                frames = [reader.read_frame(times[i] + eps) for i in idx]
-                waves = []
-                for i in idx:
-                    off = int(round((centres[i] - half - lo) * sr))
-                    w = track[off : off + n]
-                    waves.append(np.pad(w, (0, n - len(w))) if len(w) < n else w)
-                maps = _maps_for(model, frames, waves, mode, len(frames))
+                frames = [read_map_frame(reader, times[i], cfg, mode) for i in idx]
+                waves = [take(track, int(starts[i] - s0), n) for i in idx]
+                maps = maps_for(model, frames, waves, mode, len(frames))
                 if resolution == "frame":
                     maps = [
-                        heatmap_to_frame(m, f.shape[:2], cfg, mode)
+                        heatmap_to_frame(m, (info.height, info.width), cfg, mode)
                         for m, f in zip(maps, frames, strict=True)
                     ]
                 out.extend(maps)
@@ -719,152 +455,3 @@ def localize_video(
             chunk_start = chunk_end
         bar.close()
     return np.stack(out).astype(np.float32, copy=False), times
-
-
-# ---------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------
-
-
-def default_device(device: str | None = None) -> torch.device:
-    """``device``, or cuda when available, else cpu."""
-    import torch
-
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
-
-
-def cmd_localize(args) -> int:
-    """``looklisten localize``: see :func:`add_cli`."""
-    from looklisten.media.overlay import write_overlay_png, write_overlay_video
-    from looklisten.media.video import MediaError, MediaReader, probe
-
-    src = Path(args.input)
-    out = Path(args.out)
-    if args.every < 1:
-        raise ValueError(f"--every must be >= 1, got {args.every}")
-    if not src.exists():
-        raise MediaError(src, "no such file")
-    model = load_avol(args.checkpoint, default_device(args.device))
-    cfg = model.cfg
-    if _is_image_file(src):
-        if not args.audio:
-            raise ValueError(f"{src} is an image: give the sound with --audio AUDIO_FILE")
-        if args.png_dir:
-            raise ValueError("--png-dir is for video inputs; for an image --out is the PNG")
-        image = load_image(src)
-        wave = load_audio(args.audio, cfg.audio.sample_rate)
-        if args.audio_at is not None:
-            half = cfg.audio.clip_samples // 2
-            c = int(round(args.audio_at * cfg.audio.sample_rate))
-            if not 0 <= c <= len(wave):
-                raise ValueError(
-                    f"--audio-at {args.audio_at} s is outside {args.audio} "
-                    f"({len(wave) / cfg.audio.sample_rate:.2f} s)"
-                )
-            lo = min(max(c - half, 0), max(len(wave) - cfg.audio.clip_samples, 0))
-            wave = wave[lo : lo + cfg.audio.clip_samples]
-        heat = localize(model, image, wave, mode=args.mode)
-        write_overlay_png(out, image, heat, alpha=args.alpha, normalize=args.normalize)
-        print(f"wrote {out} (heatmap max {heat.max():.3f}, mean {heat.mean():.3f})")
-        return 0
-
-    if args.audio:
-        raise ValueError(
-            "--audio is for a still image; a video is localised with its own soundtrack"
-        )
-    info = probe(src)
-    if not info.has_video:
-        raise MediaError(src, "no video stream: give a video with sound, or an image and --audio")
-    hop = args.every / info.fps if (args.every > 1 and info.fps > 0) else None
-    heat, times = localize_video(
-        model, src, hop, mode=args.mode, progress=not args.quiet, batch_size=args.batch_size
-    )
-    write_overlay_video(
-        src,
-        out,
-        heat,
-        times,
-        alpha=args.alpha,
-        normalize=args.normalize,
-        interpolation="linear" if hop else "nearest",
-    )
-    msg = f"wrote {out} ({len(times)} heatmaps of {heat.shape[1]}x{heat.shape[2]}"
-    if args.png_dir:
-        png_dir = Path(args.png_dir)
-        eps = 0.25 / info.fps if info.fps > 0 else 1e-3
-        with MediaReader(src) as reader:
-            for i, t in enumerate(times):
-                frame = reader.read_frame(t + eps)
-                write_overlay_png(
-                    png_dir / f"frame_{i:06d}_t{t:09.3f}.png",
-                    frame,
-                    heat[i],
-                    alpha=args.alpha,
-                    normalize=args.normalize,
-                )
-        msg += f"; {len(times)} PNGs in {png_dir}"
-    print(msg + ")")
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register ``looklisten localize`` on an argparse subparsers object."""
-    sp = subparsers.add_parser(
-        "localize",
-        help="AVOL-Net heatmaps: where the sound comes from (video -> MP4, image + audio -> PNG)",
-        description=(
-            "Blend AVOL-Net's localisation heatmap over a video (every frame, or every N "
-            "frames; each heatmap from the frame at t and the 1 s of audio centred on t; "
-            "output: an MP4 with the original sound) or over an image given a sound "
-            "(--audio; output: a PNG). By default the whole frame is analysed (the network "
-            "is fully convolutional); --mode crop analyses only the centre crop the model "
-            "was evaluated on in training and leaves the rest of the frame uncoloured. "
-            "Only AVOL-Net checkpoints have a localisation map."
-        ),
-    )
-    sp.add_argument("input", metavar="INPUT", help="a video with sound, or an image with --audio")
-    sp.add_argument("--checkpoint", required=True, metavar="RUN", help="AVOL-Net run or checkpoint")
-    sp.add_argument(
-        "--out", required=True, metavar="OUT", help="output MP4 (video input) or PNG (image input)"
-    )
-    sp.add_argument(
-        "--audio",
-        metavar="AUDIO_FILE",
-        help="the sound for an image input (any audio or video file)",
-    )
-    sp.add_argument(
-        "--audio-at",
-        type=float,
-        metavar="SECONDS",
-        help="with --audio: use the 1 s centred here (default: average the heatmaps of "
-        "1 s windows every 0.5 s over the whole file)",
-    )
-    sp.add_argument(
-        "--png-dir", metavar="DIR", help="video: also write one PNG overlay per heatmap time"
-    )
-    sp.add_argument(
-        "--every",
-        type=int,
-        default=1,
-        metavar="N",
-        help="video: a heatmap every N frames, interpolated in between (default 1: every frame)",
-    )
-    sp.add_argument(
-        "--mode", choices=MODES, default="full", help="whole frame (default) or centre crop only"
-    )
-    sp.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity (default 0.5)")
-    sp.add_argument(
-        "--normalize",
-        action="store_true",
-        help="stretch each heatmap to [0, 1] for display (default: the raw sigmoid values)",
-    )
-    sp.add_argument("--batch-size", type=int, default=16, help="frames per forward pass")
-    sp.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    sp.add_argument("--quiet", action="store_true", help="no progress bar")
-    sp.set_defaults(func=cmd_localize)

@@ -19,19 +19,14 @@ thumbnails (JPEG data URIs) and the 1 s audio clips (WAV data URIs).
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import logging
 import os
-import sys
-import wave
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["build_index", "embed_query", "search", "render_html", "add_cli"]
+__all__ = ["build_index", "embed_query", "search"]
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +136,11 @@ def build_index(
     """
     from tqdm.auto import tqdm
 
-    from looklisten.evaluation.retrieval import Labels
+    from looklisten.data.labels import Labels
+    from looklisten.inputs.prepare import MEDIA_EXTENSIONS, find_media
     from looklisten.media.video import MediaError
-    from looklisten.tasks.embed import MEDIA_EXTENSIONS, embed_many, find_media, get_model
+    from looklisten.models.checkpoint import get_model
+    from looklisten.tasks.embed import embed_many
     from looklisten.tasks.index import EmbeddingIndex
 
     files = find_media(sources, MEDIA_EXTENSIONS | {".npz"})
@@ -259,8 +256,15 @@ def embed_query(
         ``vector`` (D,) float32, ``modality``, ``file``, ``time`` (None for an
         image file).
     """
+    from looklisten.inputs.prepare import (
+        audio_window,
+        load_audio,
+        load_image,
+        media_kind,
+        read_frame_at,
+    )
     from looklisten.media.video import MediaError, MediaReader, probe
-    from looklisten.tasks.embed import _decode_image, _media_kind, _slice, embed_audio, embed_image
+    from looklisten.tasks.embed import embed_audio, embed_image
 
     given = [x for x in (image, audio, video) if x is not None]
     if len(given) != 1:
@@ -280,27 +284,26 @@ def embed_query(
         else:
             image = path
     if image is not None:
-        kind = _media_kind(info)
+        kind = media_kind(info)
         if kind == "audio":
             raise MediaError(path, "no video stream or image")
         if kind == "image":
-            pixels, t = _decode_image(path), None
+            pixels, t = load_image(path), None
         else:
             t = float(at) if at is not None else info.video_start
             with MediaReader(path, info=info) as r:
-                pixels = r.read_frame(t, size=cfg.vision.resize)
+                pixels = read_frame_at(r, t, size=cfg.vision.resize)
         vec = embed_image(pixels, model)[0]
         return {"vector": vec, "modality": "image", "file": path, "time": t, "pixels": pixels}
     # audio: decode the whole track once and slice, exactly as the index did
     if not info.has_audio:
         raise MediaError(path, "no audio stream")
-    sr, n = cfg.audio.sample_rate, cfg.audio.clip_samples
-    with MediaReader(path, info=info) as r:
-        signal = r.read_audio(0.0, None, sr)
+    sr = cfg.audio.sample_rate
+    signal = load_audio(path, sr)
     if len(signal) == 0:
         raise MediaError(path, "empty: no audio samples")
     t = float(at) if at is not None else len(signal) / sr / 2
-    window = _slice(signal, int(round(t * sr)) - n // 2, n)
+    window = audio_window(signal, t, cfg)
     emb, _ = embed_audio(window, sr=sr, model=model, hop=1.0, center=False)
     return {"vector": emb[0], "modality": "audio", "file": path, "time": t, "wave": window}
 
@@ -329,7 +332,7 @@ def search(
         Best first (``score``: cosine similarity).
     index : EmbeddingIndex
     """
-    from looklisten.tasks.embed import get_model
+    from looklisten.models.checkpoint import get_model
     from looklisten.tasks.index import EmbeddingIndex
 
     index = EmbeddingIndex.load(index_dir)
@@ -369,323 +372,3 @@ def _query_label(index, query) -> Any:
             if best_dt is None or dt < best_dt:
                 best, best_dt = it.get("label"), dt
     return best if best_dt is not None and best_dt <= 0.5 else None
-
-
-# ---------------------------------------------------------------------------
-# HTML
-# ---------------------------------------------------------------------------
-
-
-def _jpeg_uri(pixels: np.ndarray, short_side: int = 160) -> str:
-    from PIL import Image
-
-    from looklisten.inputs.prepare import resize_short_side
-
-    if min(pixels.shape[:2]) > short_side:
-        pixels = resize_short_side(pixels, short_side)
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels)).save(buf, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _waveform_uri(samples: np.ndarray, width: int = 320, height: int = 160) -> str:
-    """A picture of a waveform (min/max per pixel column), as a PNG data URI."""
-    from PIL import Image, ImageDraw
-
-    x = np.asarray(samples, np.float32)
-    img = Image.new("RGB", (width, height), (230, 233, 240))
-    draw = ImageDraw.Draw(img)
-    mid = height / 2
-    draw.line([(0, mid), (width, mid)], fill=(200, 205, 218))
-    if len(x):
-        peak = max(float(np.abs(x).max()), 1e-6)
-        cols = np.array_split(x / peak, width)
-        for i, c in enumerate(cols):
-            if len(c):
-                lo, hi = float(c.min()), float(c.max())
-                draw.line(
-                    [(i, mid - hi * (mid - 6)), (i, mid - lo * (mid - 6))], fill=(53, 89, 214)
-                )
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _wav_uri(samples: np.ndarray, sr: int) -> str:
-    x = np.clip(np.asarray(samples, np.float32), -1.0, 1.0)
-    pcm = np.round(x * 32767.0).astype("<i2").tobytes()
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(int(sr))
-        w.writeframes(pcm)
-    return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _media_for(file: str, t: float | None, kind: str, sr: int, want_audio: bool):
-    """(thumbnail data URI or None, audio data URI or None, error or None)."""
-    from looklisten.media.video import MediaError, MediaReader
-    from looklisten.tasks.embed import _decode_image
-
-    thumb = clip = None
-    try:
-        if kind == "image":
-            return _jpeg_uri(_decode_image(file)), None, None
-        with MediaReader(file) as r:
-            if r.info.has_video:
-                thumb = _jpeg_uri(r.read_frame(float(t or 0.0), size=160))
-            if want_audio and r.info.has_audio:
-                t0 = float(t or 0.0) - 0.5
-                samples = r.read_audio(t0, t0 + 1.0, sr)
-                clip = _wav_uri(samples, sr)
-                if thumb is None:  # a sound without a picture: draw it
-                    thumb = _waveform_uri(samples)
-    except (MediaError, OSError, ValueError) as exc:
-        return thumb, clip, str(exc)
-    return thumb, clip, None
-
-
-_CSS = """
-:root { --fg:#1d2330; --muted:#6b7385; --card:#ffffff; --bg:#f2f4f8; --ok:#1f8a4c; --accent:#3559d6; }
-* { box-sizing: border-box; }
-body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-       color: var(--fg); background: var(--bg); }
-header { padding: 20px 28px; background: #1d2330; color: #fff; }
-header h1 { margin: 0 0 4px; font-size: 20px; font-weight: 600; }
-header .sub { color: #b9c1d6; font-size: 13px; }
-main { padding: 20px 28px 40px; }
-.query { display: flex; gap: 18px; align-items: center; background: var(--card); padding: 16px;
-         border-radius: 10px; box-shadow: 0 1px 3px rgba(0,0,0,.08); margin-bottom: 22px; }
-.query img { border-radius: 6px; max-height: 160px; }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 16px; }
-.card { background: var(--card); border-radius: 10px; overflow: hidden;
-        box-shadow: 0 1px 3px rgba(0,0,0,.08); display: flex; flex-direction: column; }
-.card .pic { background: #e6e9f0; height: 160px; display: flex; align-items: center;
-             justify-content: center; color: var(--muted); position: relative; }
-.card .pic img { width: 100%; height: 160px; object-fit: cover; display: block; }
-.rank { position: absolute; top: 8px; left: 8px; background: rgba(29,35,48,.85); color: #fff;
-        border-radius: 12px; padding: 1px 9px; font-weight: 600; font-size: 12px; }
-.body { padding: 10px 12px 12px; display: flex; flex-direction: column; gap: 6px; }
-.file { font-weight: 600; word-break: break-all; }
-.meta { color: var(--muted); font-size: 12px; }
-.label { display: inline-block; border-radius: 10px; padding: 0 8px; background: #e8ecf7;
-         color: var(--accent); font-size: 12px; }
-.label.same { background: #e3f4ea; color: var(--ok); }
-audio { width: 100%; height: 32px; }
-.err { color: #b3261e; font-size: 12px; }
-.bar { height: 4px; background: #e6e9f0; border-radius: 2px; }
-.bar span { display: block; height: 4px; background: var(--accent); border-radius: 2px; }
-"""
-
-
-def render_html(query: dict[str, Any], hits: list, sample_rate: int) -> str:
-    """A self-contained HTML page (inline CSS, images and sounds as data URIs)."""
-    e = html.escape
-    q_label = query.get("label")
-    q_thumb = q_audio = None
-    if query.get("pixels") is not None:
-        q_thumb = _jpeg_uri(query["pixels"])
-    if query.get("wave") is not None:
-        q_audio = _wav_uri(query["wave"], sample_rate)
-        q_thumb = _waveform_uri(query["wave"])
-    t = query.get("time")
-    when = f" at {t:.2f} s" if t is not None else ""
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>looklisten search: {e(Path(query['file']).name)}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        "<header><h1>looklisten search</h1>",
-        f"<div class='sub'>{e(query['modality'])} query &rarr; {e(query['target'])} "
-        "(score: cosine similarity) "
-        f"&middot; {len(hits)} hits &middot; checkpoint {e(str(query.get('checkpoint', '')))}"
-        "</div></header><main>",
-        "<section class='query'>",
-    ]
-    if q_thumb:
-        parts.append(f"<img src='{q_thumb}' alt='query image'>")
-    parts.append("<div>")
-    parts.append(f"<div class='file'>Query: {e(Path(query['file']).name)}{e(when)}</div>")
-    parts.append(f"<div class='meta'>{e(str(query['file']))}</div>")
-    if q_label is not None:
-        parts.append(f"<div><span class='label same'>{e(str(q_label))}</span></div>")
-    if q_audio:
-        parts.append(f"<audio controls preload='none' src='{q_audio}'></audio>")
-    parts.append("</div></section><section class='grid'>")
-    for rank, h in enumerate(hits, 1):
-        kind = h.extra.get("kind", "video")
-        thumb, clip, err = _media_for(h.file, h.time, kind, sample_rate, h.modality == "audio")
-        pic = f"<img src='{thumb}' alt='frame'>" if thumb else "<span>no picture</span>"
-        same = q_label is not None and h.label == q_label
-        label = (
-            f"<span class='label{' same' if same else ''}'>{e(str(h.label))}</span>"
-            if h.label is not None
-            else ""
-        )
-        width = max(0.0, min(1.0, (h.score + 1.0) / 2.0)) * 100  # cosine in [-1, 1]
-        at = f"{h.time:.2f} s" if kind != "image" else "image"
-        parts.append(
-            "<article class='card'>"
-            f"<div class='pic'>{pic}<span class='rank'>#{rank}</span></div>"
-            "<div class='body'>"
-            f"<div class='file' title='{e(h.file)}'>{e(Path(h.file).name)}</div>"
-            f"<div class='meta'>{e(h.modality)} &middot; {e(at)} &middot; score {h.score:.4f}</div>"
-            f"<div class='bar'><span style='width:{width:.1f}%'></span></div>"
-            f"<div>{label}</div>"
-            + (f"<audio controls preload='none' src='{clip}'></audio>" if clip else "")
-            + (f"<div class='err'>{e(err)}</div>" if err else "")
-            + "</div></article>"
-        )
-    parts.append("</section></main></body></html>")
-    return "\n".join(parts)
-
-
-# ---------------------------------------------------------------------------
-# CLI
-# ---------------------------------------------------------------------------
-
-INDEX_HELP = """\
-Embed every video, audio file and image under SOURCE (folders are searched
-recursively), or read the .npz files written by 'looklisten embed', into a FAISS
-index of both modalities. Items: every --hop seconds (the centres of the 1 s
-windows inside each file; --center puts the first window's centre at 0 s); a
-video gives an image and an audio item at each time. Metadata: file, time,
-modality, and the label when known (demo annotations.jsonl: the object heard at
-that time; labels.csv with file,label; or the sub-folder name). The index
-remembers the checkpoint, which 'looklisten search' uses to embed queries.
-Bad files are reported (one line each) and skipped; the exit code is then 1.
-"""
-
-SEARCH_HELP = """\
-Embed a query with the index's checkpoint (or --checkpoint) and print the k
-nearest items (rank, score = cosine similarity, time, label, file). Query: an
-image (--image), 1 s of audio centred at --at (--audio; default the middle of
-the file), or a video's frame / audio at --at (--video, --modality). --target
-is the modality searched (default: the other one: cross-modal). --html writes a
-self-contained page with thumbnails and audio players.
-"""
-
-
-def _public(path) -> None:
-    """Give a written file the usual permissions (temp files are created 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def cmd_index(args) -> int:
-    _, failures = build_index(
-        args.sources,
-        args.checkpoint,
-        args.out,
-        kind=args.kind,
-        hop=args.hop,
-        center=args.center,
-        labels=args.labels,
-        batch_size=args.batch_size,
-        device=args.device,
-        progress=not args.quiet,
-    )
-    from looklisten.tasks.index import EmbeddingIndex
-
-    index = EmbeddingIndex.load(args.out, verify=False)
-    for f in failures:
-        print(f"error: {f}", file=sys.stderr)
-    print(
-        f"indexed {index.count('image')} image and {index.count('audio')} audio items "
-        f"into {args.out} ({len(failures)} file(s) failed)",
-        file=sys.stderr,
-    )
-    return 1 if failures else 0
-
-
-def cmd_search(args) -> int:
-    query, hits, index = search(
-        args.index,
-        image=args.image,
-        audio=args.audio,
-        video=args.video,
-        at=args.at,
-        modality=args.modality,
-        target=args.target,
-        k=args.k,
-        checkpoint=args.checkpoint,
-        exclude_self=args.exclude_self,
-        device=args.device,
-    )
-    t = query["time"]
-    print(
-        f"query: {query['modality']} {query['file']}"
-        + (f" @ {t:.2f} s" if t is not None else "")
-        + (f" [{query['label']}]" if query.get("label") is not None else "")
-        + f" -> {query['target']}, k={args.k}"
-    )
-    print(f"{'rank':>4}  {'score':>8}  {'time':>8}  {'label':<14}  file")
-    for rank, h in enumerate(hits, 1):
-        lab = "" if h.label is None else str(h.label)
-        print(f"{rank:>4}  {h.score:8.4f}  {h.time:7.2f}s  {lab:<14}  {h.file}")
-    if args.html:
-        from looklisten.core.fileio import atomic_write_text
-        from looklisten.tasks.embed import get_model
-
-        sr = get_model(query["checkpoint"], args.device).cfg.audio.sample_rate
-        atomic_write_text(args.html, render_html(query, hits, sr))
-        _public(args.html)
-        print(f"wrote {args.html}", file=sys.stderr)
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register ``looklisten index`` and ``looklisten search`` on argparse subparsers."""
-    import argparse
-
-    sp = subparsers.add_parser(
-        "index",
-        help="embed a folder of media into a searchable index",
-        description=INDEX_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sp.add_argument("sources", nargs="+", metavar="SOURCE", help="folders, media or .npz files")
-    sp.add_argument(
-        "--checkpoint", metavar="RUN", help="the model (default: the one named in the .npz files)"
-    )
-    sp.add_argument("--out", required=True, metavar="INDEX", help="index directory")
-    sp.add_argument("--kind", choices=["flat", "ivf", "hnsw"], default="flat")
-    sp.add_argument("--hop", type=float, default=1.0, help="seconds between items (1.0)")
-    sp.add_argument(
-        "--center", action="store_true", help="first window centred at 0 s (zero-padded)"
-    )
-    sp.add_argument("--labels", metavar="FILE", help="annotations.jsonl or CSV (file,label)")
-    sp.add_argument("--batch-size", type=int, default=64)
-    sp.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
-    sp.add_argument("--quiet", action="store_true", help="no progress bar")
-    sp.set_defaults(func=cmd_index)
-
-    sp = subparsers.add_parser(
-        "search",
-        help="query an index with an image, a sound or a video moment",
-        description=SEARCH_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sp.add_argument("index", metavar="INDEX")
-    q = sp.add_mutually_exclusive_group(required=True)
-    q.add_argument("--image", metavar="F", help="query image (or a video's frame at --at)")
-    q.add_argument("--audio", metavar="F", help="query sound: 1 s centred at --at")
-    q.add_argument("--video", metavar="F", help="query video moment (needs --at)")
-    sp.add_argument("--at", type=float, metavar="T", help="time in the query file (seconds)")
-    sp.add_argument(
-        "--modality",
-        choices=["image", "audio"],
-        default="image",
-        help="with --video: query with the frame (default) or the audio",
-    )
-    sp.add_argument(
-        "--target", choices=["audio", "image"], help="modality to search (default: the other)"
-    )
-    sp.add_argument("--k", type=int, default=10)
-    sp.add_argument("--exclude-self", action="store_true", help="drop hits from the query file")
-    sp.add_argument("--checkpoint", metavar="RUN", help="override the index's checkpoint")
-    sp.add_argument("--html", metavar="OUT.html", help="write a self-contained results page")
-    sp.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
-    sp.set_defaults(func=cmd_search)

@@ -58,6 +58,7 @@ from looklisten.models.checkpoint import (
 )
 from looklisten.models.losses import AVCLoss
 from looklisten.models.network import create_model
+from looklisten.models.runtime import default_device
 from looklisten.training.distributed import (
     SINGLE,
     DistEnv,
@@ -75,10 +76,37 @@ from looklisten.training.distributed import (
 log = logging.getLogger("looklisten.training.trainer")
 
 
-def pick_device(device: str | None = None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+#: Settings a resumed run may change: more epochs continue the same run.
+RESUMABLE = ("train.epochs",)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def resume_config(saved: Config, cfg: Config | None) -> Config:
+    """The config a resumed run continues with: the checkpoint's own.
+
+    ``cfg`` (what the caller asked for) may differ from it only in
+    :data:`RESUMABLE` fields, which are honoured; any other difference (batch
+    size, learning rate, seed, model, preset, ...) would break the exact
+    resume and raises ValueError naming the fields. ``None``: the saved config.
+    """
+    if cfg is None:
+        return saved
+    old, new = _flat(json.loads(saved.to_json())), _flat(json.loads(cfg.to_json()))
+    changed = {k: v for k, v in new.items() if old.get(k) != v}
+    conflicts = [k for k in changed if k not in RESUMABLE]
+    if conflicts:
+        what = ", ".join(f"{k}={changed[k]!r} (checkpoint: {old.get(k)!r})" for k in conflicts)
+        raise ValueError(
+            f"resume continues the run with its saved config; {what} conflicts with it "
+            "(drop the setting, or train a new run in another folder)"
+        )
+    return saved.with_overrides(**changed)
 
 
 class _GlobalBatches(torch.utils.data.Sampler):
@@ -320,7 +348,7 @@ class Trainer:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         if resume:
-            cfg = load_config(out)  # the run's own config wins
+            cfg = resume_config(load_config(out), cfg)
         main = env.is_main
         shards = None
         if is_shard_location(data):
@@ -353,7 +381,7 @@ class Trainer:
                 out / "split.json",
                 {"train": [v.path for v in train_v], "val": [v.path for v in val_v]},
             )
-        dev = pick_device(device)
+        dev = default_device(device)
         t = cfg.train
         if t.rank_data not in ("all", "own"):
             raise ValueError(f"unknown train.rank_data {t.rank_data!r} (all, own)")

@@ -1,0 +1,105 @@
+"""The ``looklisten embed`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# ---------------------------------------------------------------------------
+
+EMBED_HELP = """\
+Embed audio, image and video files with a trained model: 1 s audio windows every
+--hop seconds (timestamps are window centres; by default the first window is
+centred at 0 s with half a window of zero padding, --no-center starts the first
+window at 0 s, centred at 0.5 s) and, for videos, the frame shown at each
+window centre.
+
+Writes one OUT/<relative path>.npz per input (a file's relative path is its name;
+inside a folder, its path within the folder) holding: 'modality' (audio, image or
+video), 'timestamps' (T,) seconds, 'embedding' (T, D) for audio and (1, D) for an
+image, or 'audio_embedding' and 'image_embedding' (T, D) for a video, and
+'checkpoint', 'source', 'hop', 'center'. Read with numpy.load(path).
+
+A bad input (missing, empty, corrupt, unsupported) prints one line naming the file
+and the reason; the others are still processed, and the exit code is 1.
+"""
+
+
+def add_cli(subparsers) -> None:
+    """Register ``looklisten embed`` on an argparse subparsers object."""
+    import argparse
+
+    sp = subparsers.add_parser(
+        "embed",
+        help="embed audio, images and videos into .npz files",
+        description=EMBED_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sp.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="files, or folders (searched recursively)"
+    )
+    sp.add_argument("--checkpoint", required=True, metavar="RUN", help="run or checkpoint dir")
+    sp.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    sp.add_argument("--hop", type=float, default=0.1, help="seconds between windows (0.1)")
+    sp.add_argument(
+        "--no-center",
+        dest="center",
+        action="store_false",
+        help="first window starts at 0 s (centred at 0.5 s) instead of centred at 0 s",
+    )
+    sp.add_argument("--batch-size", type=int, default=64, help="items per forward pass (64)")
+    sp.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=cmd_embed)
+
+
+def cmd_embed(args) -> int:
+    """Run ``looklisten embed``; return the exit code (1 if any input failed)."""
+    from tqdm.auto import tqdm
+
+    from looklisten.core.fileio import atomic_write_bytes
+    from looklisten.inputs.prepare import find_media
+    from looklisten.media.video import MediaError
+    from looklisten.models.checkpoint import get_model
+    from looklisten.tasks.embed import embed_many, npz_bytes, result_arrays
+
+    model = get_model(args.checkpoint, args.device)
+    ckpt = getattr(model, "checkpoint_path", str(args.checkpoint))
+    files = find_media(args.inputs)
+    out_dir = Path(args.out)
+    targets: dict[Path, int] = {}
+    dupes: dict[int, str] = {}
+    for i, (_, rel) in enumerate(files):
+        target = out_dir / (str(rel) + ".npz")
+        if target in targets:
+            dupes[i] = f"output {target} is already used by {files[targets[target]][0]}"
+        else:
+            targets[target] = i
+    failed = 0
+    if not files:
+        print("looklisten embed: no media files found", file=sys.stderr)
+        return 1
+    bar = tqdm(total=len(files), desc="embed", unit="file", disable=args.quiet)
+    todo = [i for i in range(len(files)) if i not in dupes]
+    for i, reason in dupes.items():
+        bar.write(f"error: {files[i][0]}: {reason}", file=sys.stderr)
+        failed += 1
+        bar.update()
+    paths = [str(files[i][0]) for i in todo]
+    for key, result, err in embed_many(
+        paths, model, hop=args.hop, center=args.center, batch_size=args.batch_size
+    ):
+        path, rel = files[todo[key]]
+        if err is not None:
+            msg = str(err) if isinstance(err, MediaError) else f"{path}: {err}"
+            bar.write(f"error: {msg}", file=sys.stderr)
+            failed += 1
+        else:
+            target = out_dir / (str(rel) + ".npz")
+            arrays = result_arrays(result, ckpt, str(path), args.hop, args.center)
+            atomic_write_bytes(target, npz_bytes(arrays))
+        bar.update()
+    bar.close()
+    ok = len(files) - failed
+    print(f"embedded {ok} of {len(files)} input(s) into {out_dir}", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,277 @@
+"""``looklisten eval WHAT``: each evaluation prints one JSON object with its baselines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from looklisten.cli.main import add_eval_parser, call, finish_eval, show_progress
+from looklisten.core.config import MAP_MODES
+from looklisten.evaluation.probe import CLASSIFIERS
+
+# ---------------------------------------------------------------------------
+
+RETRIEVAL_HELP = """\
+Cross-modal retrieval (Objects that Sound): nDCG@30 and recall@1/5/10 for im2im,
+im2aud, aud2im, aud2aud, for the model and, measured in the same run on the same
+items, a random-embedding baseline and (with --baseline-checkpoint) L3-Net features
+with and without CCA. Prints one JSON object.
+
+Items: every --hop seconds of each evaluation video (centres of the 1 s windows
+inside the clip), the frame shown then and the 1 s of audio around it; labelled by
+the demo annotations (the object heard at that time), a CSV (file,label) or the
+sub-folder name. Queries never retrieve items of their own video. If DATA is the
+folder the run was trained on, the run's held-out videos (RUN/split.json) are
+evaluated and CCA is fitted on its training videos.
+
+cross_modal_ndcg sums up im2aud and aud2im; its minus_l3_cca is the model's nDCG
+minus L3+CCA's with a 95% paired bootstrap interval over videos (an interval
+that spans 0 is a tie).
+"""
+
+
+def cmd_eval_retrieval(args) -> int:
+    from looklisten.evaluation.retrieval import evaluate_retrieval
+
+    result = call(evaluate_retrieval, args, progress=show_progress(args))
+    if args.out:
+        from looklisten.core.fileio import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    return finish_eval(args, result, "retrieval.json")
+
+
+def add_retrieval_cli(eval_subparsers) -> None:
+    """Register ``retrieval`` under the ``looklisten eval`` command's subparsers."""
+
+    sp = add_eval_parser(
+        eval_subparsers,
+        "retrieval",
+        func=cmd_eval_retrieval,
+        help="cross-modal retrieval nDCG@30 / recall@k with baselines (JSON)",
+        description=RETRIEVAL_HELP,
+        data_help="folder of videos (demo data or labelled)",
+        checkpoint_help="the model (AVE-Net)",
+        saves="RUN/eval/retrieval.json (the report's)",
+        hop=1.0,
+        labels=True,
+    )
+    sp.add_argument(
+        "--baseline-checkpoint", metavar="L3RUN", help="an L3-Net run for the L3 / L3+CCA rows"
+    )
+    sp.add_argument("--k", type=int, default=30, help="nDCG cut-off (30)")
+    sp.add_argument("--cca-dim", type=int, help="CCA dimension (default: the model's)")
+    sp.add_argument("--out", metavar="FILE.json", help="also write the JSON here")
+
+
+LOCALIZATION_HELP = """\
+Evaluate an AVOL-Net checkpoint on annotated clips (make-demo-data): cIoU@0.5,
+AUC, mean cIoU, pointing accuracy and which-of-two-objects accuracy, with the
+centre-prior, whole-image and random-map baselines on the same samples. Uses
+the run's held-out clips when DATA is its training folder, else all clips.
+Prints one JSON object (its 'protocol' field says how heatmaps are binarised).
+"""
+
+
+def cmd_eval_localization(args) -> int:
+    """``looklisten eval localization``: print the JSON of :func:`evaluate_localization`."""
+    from looklisten.evaluation.localization import evaluate_localization
+
+    threshold: str | float = args.threshold
+    if threshold not in ("median", "lvs"):
+        try:
+            threshold = float(threshold)
+        except ValueError:
+            raise ValueError(
+                f"--threshold must be median, lvs or a number in [0, 1], got {threshold!r}"
+            ) from None
+    result = call(evaluate_localization, args, threshold=threshold, progress=show_progress(args))
+    return finish_eval(args, result, "localization.json")
+
+
+def add_localization_cli(eval_subparsers) -> None:
+    """Register ``localization`` on the ``looklisten eval`` subparsers object."""
+
+    sp = add_eval_parser(
+        eval_subparsers,
+        "localization",
+        func=cmd_eval_localization,
+        help="AVOL-Net localisation on annotated demo clips vs trivial baselines (JSON)",
+        description=LOCALIZATION_HELP,
+        data_help="folder with clips and annotations.jsonl",
+        checkpoint_help="AVOL-Net run or checkpoint",
+        saves="RUN/eval/localization.json (the report's)",
+        batch_size=32,
+    )
+    sp.add_argument(
+        "--split",
+        choices=["auto", "val", "all"],
+        default="auto",
+        help="auto (default): the run's held-out clips if DATA is its training folder, else all",
+    )
+    sp.add_argument(
+        "--times", dest="times_per_clip", type=int, default=5, help="sample times per clip (5)"
+    )
+    sp.add_argument(
+        "--mode", choices=MAP_MODES, default="full", help="whole frame (default) or centre crop"
+    )
+    sp.add_argument(
+        "--threshold",
+        default="median",
+        help="cIoU binarisation: median (default, top half), lvs, or a number in [0, 1] "
+        "(on the min-max normalised map); fixed 0.5 is always reported too",
+    )
+    sp.add_argument("--max-clips", type=int, help="only the first N clips")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the random-map baseline")
+    sp.add_argument("--png-dir", metavar="DIR", help="write overlays of some samples here")
+    sp.add_argument("--png-count", type=int, default=12, help="how many overlays (default 12)")
+
+
+# ---------------------------------------------------------------------------
+
+PROBE_HELP = """\
+Linear probe (L3's transfer experiments): features of a named layer (default conv4_2,
+the last conv layer, max-pooled over space / frequency-time), standardised, and a
+linear SVM or logistic regression, scored by k-fold cross-validation grouped by
+file (pieces of one file never on both sides). Prints one JSON object with mean +-
+std accuracy, per-fold accuracy, item/file/class counts, chance, and baselines on
+the same items and folds: the same architecture with random weights, hand-made
+features (audio: log-mel band mean and std; images: 8x8x8 RGB histogram) and the
+majority label. With --checkpoint RUN it is also saved to RUN/eval/probe_<modality>.json.
+
+Layers (each branch): conv1_1 conv1_2 pool1 conv2_1 conv2_2 pool2 conv3_1 conv3_2
+pool3 conv4_1 conv4_2.
+
+Labels: DATA/annotations.jsonl (demo data: the object heard at the item's time),
+--labels FILE (file,label), DATA/labels.csv, or the sub-folder name.
+"""
+
+
+def cmd_eval_probe(args) -> int:
+    from looklisten.evaluation.probe import evaluate_probe
+
+    result = call(evaluate_probe, args, progress=show_progress(args))
+    return finish_eval(args, result, f"probe_{args.modality}.json")
+
+
+def add_probe_cli(eval_subparsers) -> None:
+    """Register ``probe`` under the ``looklisten eval`` command's subparsers."""
+
+    sp = add_eval_parser(
+        eval_subparsers,
+        "probe",
+        func=cmd_eval_probe,
+        help="linear probe (SVM / logistic regression) on a layer's features, with baselines (JSON)",
+        description=PROBE_HELP,
+        data_help="folder of labelled media",
+        saves="RUN/eval/probe_MODALITY.json",
+        hop=1.0,
+        labels=True,
+    )
+    sp.add_argument("--modality", choices=("audio", "image"), required=True)
+    sp.add_argument("--layer", metavar="NAME", help="layer name (default conv4_2; see above)")
+    sp.add_argument("--classifier", choices=CLASSIFIERS, default="svm", help="(svm)")
+    sp.add_argument("--folds", type=int, default=5, help="cross-validation folds (5)")
+    sp.add_argument("--seed", type=int, default=0, help="fold shuffling seed (0)")
+
+
+# ---------------------------------------------------------------------------
+
+SHORTCUT_HELP = """\
+The shortcut audit (Objects that Sound, section 3.3). (a) An audio-only probe on the
+pair sampler's own pairs (a random forest on the decoded window's spectrum, its
+position in the video and its phase on the frame grid) predicting the AVC label: at
+chance with the fix (sampler.frame_grid=true), above chance without. (b) Two short
+L3-Net runs with and without the fix (OUT/frame_grid_true, OUT/frame_grid_false), each
+scored on its own sampler's validation pairs and on the fixed sampler's (honest) ones.
+Prints one JSON object and saves it to OUT/shortcut.json.
+"""
+
+
+def cmd_eval_shortcut(args) -> int:
+    from looklisten.core.fileio import atomic_write_text
+    from looklisten.evaluation.shortcut import evaluate_shortcut
+
+    result = call(
+        evaluate_shortcut, args, train_runs=not args.probe_only, progress=show_progress(args)
+    )
+    if not args.no_save:  # beside its runs, not in a RUN/eval: the audit trains its own
+        atomic_write_text(Path(args.out) / "shortcut.json", json.dumps(result, indent=2) + "\n")
+    return finish_eval(args, result)
+
+
+def add_shortcut_cli(eval_subparsers) -> None:
+    """Register ``shortcut`` under the ``looklisten eval`` command's subparsers."""
+    from looklisten.core.config import list_presets
+
+    sp = add_eval_parser(
+        eval_subparsers,
+        "shortcut",
+        func=cmd_eval_shortcut,
+        help="audit the frame-grid shortcut: audio-only probe and AVC runs with/without the fix (JSON)",
+        description=SHORTCUT_HELP,
+        data_help="folder of videos",
+        checkpoint_help=None,
+        saves="OUT/shortcut.json",
+        batch_size=None,
+    )
+    sp.add_argument(
+        "--out", required=True, metavar="DIR", help="where the runs and shortcut.json go"
+    )
+    sp.add_argument("--preset", choices=list_presets(), default="tiny", help="(tiny)")
+    sp.add_argument("--steps", type=int, default=300, help="training steps per run (300)")
+    sp.add_argument(
+        "--pairs", type=int, default=3000, help="pairs per sampler for the probe (3000)"
+    )
+    sp.add_argument(
+        "--val-pairs", type=int, help="validation pairs per run (default: the preset's)"
+    )
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--probe-only", action="store_true", help="part (a) only: no training runs")
+
+
+# ---------------------------------------------------------------------------
+
+UNITS_HELP = """\
+What the units learned: for every unit (channel) of each branch's last conv layer
+(conv4_2, or --layer), the frames and 1 s sounds (every --hop s of the held-out videos
+of RUN/split.json when DATA is the run's training folder, else of every file in DATA)
+that excite it most (maximum of its map), and, where labels exist, its label
+selectivity. Writes galleries for the --units most selective units per branch under
+RUN/eval/units/ (image units: PNG thumbnails with the unit's map overlaid; audio
+units: spectrogram PNGs with the map and WAV snippets), and prints one JSON object
+(saved to RUN/eval/units.json) listing the units, most selective first.
+"""
+
+
+def cmd_eval_units(args) -> int:
+    from looklisten.evaluation.units import evaluate_units
+
+    out_dir = None
+    if args.no_save:
+        import tempfile
+
+        out_dir = Path(tempfile.mkdtemp(prefix="looklisten-units-")) / "units"
+    result = call(evaluate_units, args, out_dir=out_dir, progress=show_progress(args))
+    if out_dir is not None:
+        result["gallery_dir"] = str(out_dir)
+    return finish_eval(args, result, "units.json")
+
+
+def add_units_cli(eval_subparsers) -> None:
+    """Register ``units`` under the ``looklisten eval`` command's subparsers."""
+
+    sp = add_eval_parser(
+        eval_subparsers,
+        "units",
+        func=cmd_eval_units,
+        help="the frames and sounds that excite each unit most, label selectivity, galleries (JSON)",
+        description=UNITS_HELP,
+        data_help="folder of videos",
+        saves="RUN/eval/units.json; the galleries go to a temporary folder",
+        hop=1.0,
+        labels=True,
+    )
+    sp.add_argument("--layer", metavar="NAME", help="layer of both branches (default conv4_2)")
+    sp.add_argument("--top", type=int, default=8, help="items per unit (8)")
+    sp.add_argument("--units", type=int, default=16, help="units per branch with a gallery (16)")

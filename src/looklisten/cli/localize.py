@@ -1,0 +1,146 @@
+"""The ``looklisten localize`` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from looklisten.core.config import MAP_MODES
+
+
+def cmd_localize(args) -> int:
+    """``looklisten localize``: see :func:`add_cli`."""
+    from looklisten.inputs.prepare import (
+        audio_window,
+        load_audio,
+        load_image,
+        media_kind,
+        read_frame_at,
+    )
+    from looklisten.media.overlay import write_overlay_png, write_overlay_video
+    from looklisten.media.video import MediaError, MediaReader, probe
+    from looklisten.models.checkpoint import get_model
+    from looklisten.tasks.localize import localize, localize_video
+
+    src = Path(args.input)
+    out = Path(args.out)
+    if args.every < 1:
+        raise ValueError(f"--every must be >= 1, got {args.every}")
+    if not src.exists():
+        raise MediaError(src, "no such file")
+    model = get_model(args.checkpoint, args.device, arch="avol")
+    cfg = model.cfg
+    info = probe(src)
+    if media_kind(info) == "image":
+        if not args.audio:
+            raise ValueError(f"{src} is an image: give the sound with --audio AUDIO_FILE")
+        if args.png_dir:
+            raise ValueError("--png-dir is for video inputs; for an image --out is the PNG")
+        image = load_image(src)
+        wave = load_audio(args.audio, cfg.audio.sample_rate)
+        if args.audio_at is not None:
+            if not 0 <= args.audio_at * cfg.audio.sample_rate <= len(wave):
+                raise ValueError(
+                    f"--audio-at {args.audio_at} s is outside {args.audio} "
+                    f"({len(wave) / cfg.audio.sample_rate:.2f} s)"
+                )
+            wave = audio_window(wave, args.audio_at, cfg)
+        heat = localize(model, image, wave, mode=args.mode)
+        write_overlay_png(out, image, heat, alpha=args.alpha, normalize=args.normalize)
+        print(f"wrote {out} (heatmap max {heat.max():.3f}, mean {heat.mean():.3f})")
+        return 0
+
+    if args.audio:
+        raise ValueError(
+            "--audio is for a still image; a video is localised with its own soundtrack"
+        )
+    if not info.has_video:
+        raise MediaError(src, "no video stream: give a video with sound, or an image and --audio")
+    hop = args.every / info.fps if (args.every > 1 and info.fps > 0) else None
+    heat, times = localize_video(
+        model, src, hop, mode=args.mode, progress=not args.quiet, batch_size=args.batch_size
+    )
+    write_overlay_video(
+        src,
+        out,
+        heat,
+        times,
+        alpha=args.alpha,
+        normalize=args.normalize,
+        interpolation="linear" if hop else "nearest",
+    )
+    msg = f"wrote {out} ({len(times)} heatmaps of {heat.shape[1]}x{heat.shape[2]}"
+    if args.png_dir:
+        png_dir = Path(args.png_dir)
+        with MediaReader(src) as reader:
+            for i, t in enumerate(times):
+                frame = read_frame_at(reader, t)
+                write_overlay_png(
+                    png_dir / f"frame_{i:06d}_t{t:09.3f}.png",
+                    frame,
+                    heat[i],
+                    alpha=args.alpha,
+                    normalize=args.normalize,
+                )
+        msg += f"; {len(times)} PNGs in {png_dir}"
+    print(msg + ")")
+    return 0
+
+
+def add_cli(subparsers) -> None:
+    """Register ``looklisten localize`` on an argparse subparsers object."""
+    sp = subparsers.add_parser(
+        "localize",
+        help="AVOL-Net heatmaps: where the sound comes from (video -> MP4, image + audio -> PNG)",
+        description=(
+            "Blend AVOL-Net's localisation heatmap over a video (every frame, or every N "
+            "frames; each heatmap from the frame at t and the 1 s of audio centred on t; "
+            "output: an MP4 with the original sound) or over an image given a sound "
+            "(--audio; output: a PNG). By default the whole frame is analysed (the network "
+            "is fully convolutional); --mode crop analyses only the centre crop the model "
+            "was evaluated on in training and leaves the rest of the frame uncoloured. "
+            "Only AVOL-Net checkpoints have a localisation map."
+        ),
+    )
+    sp.add_argument("input", metavar="INPUT", help="a video with sound, or an image with --audio")
+    sp.add_argument("--checkpoint", required=True, metavar="RUN", help="AVOL-Net run or checkpoint")
+    sp.add_argument(
+        "--out", required=True, metavar="OUT", help="output MP4 (video input) or PNG (image input)"
+    )
+    sp.add_argument(
+        "--audio",
+        metavar="AUDIO_FILE",
+        help="the sound for an image input (any audio or video file)",
+    )
+    sp.add_argument(
+        "--audio-at",
+        type=float,
+        metavar="SECONDS",
+        help="with --audio: use the 1 s centred here (default: average the heatmaps of "
+        "1 s windows every 0.5 s over the whole file)",
+    )
+    sp.add_argument(
+        "--png-dir", metavar="DIR", help="video: also write one PNG overlay per heatmap time"
+    )
+    sp.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="video: a heatmap every N frames, interpolated in between (default 1: every frame)",
+    )
+    sp.add_argument(
+        "--mode",
+        choices=MAP_MODES,
+        default="full",
+        help="whole frame (default) or centre crop only",
+    )
+    sp.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity (default 0.5)")
+    sp.add_argument(
+        "--normalize",
+        action="store_true",
+        help="stretch each heatmap to [0, 1] for display (default: the raw sigmoid values)",
+    )
+    sp.add_argument("--batch-size", type=int, default=16, help="frames per forward pass")
+    sp.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=cmd_localize)
