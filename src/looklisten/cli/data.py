@@ -4,23 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from looklisten.cli.main import add_command, call
 from looklisten.core.config import DEFAULT_JPEG_QUALITY, DEFAULT_SHARD_SIZE
+
+SHARD_HELP = """\
+Scan DIR like 'looklisten train' does, decode every usable video once (in
+parallel) into WebDataset tar shards in OUT: frames at the preset's size as
+JPEG, the audio track at its rate, the metadata; OUT/index.json lists them,
+OUT/rejected.tsv the rejected files. Rerunning resumes (complete shards are
+kept). Train with 'looklisten train OUT ...' (or an fsspec URL of a copy of
+OUT).
+"""
 
 
 def cmd_shard(args) -> int:
     from looklisten.core.config import get_config
     from looklisten.data.shards import shard_folder
 
-    cfg = get_config(args.preset)
-    index = shard_folder(
-        args.data,
-        args.out,
-        cfg,
-        workers=args.workers,
-        shard_size=args.shard_size,
-        jpeg_quality=args.jpeg_quality,
-        progress=not args.quiet,
-    )
+    index = call(shard_folder, args, cfg=get_config(args.preset), progress=not args.quiet)
     out = Path(args.out)
     print(
         f"{len(index['videos'])} videos in {len(index['shards'])} shards in {out} "
@@ -33,16 +34,13 @@ def cmd_shard(args) -> int:
 def add_cli(sub) -> None:
     from looklisten.core.config import list_presets
 
-    sp = sub.add_parser(
+    sp = add_command(
+        sub,
         "shard",
+        func=cmd_shard,
+        device=False,
         help="decode a folder of videos once into WebDataset shards for training",
-        description=(
-            "Scan DIR like 'looklisten train' does, decode every usable video once (in parallel) "
-            "into WebDataset tar shards in OUT: frames at the preset's size as JPEG, the audio "
-            "track at its rate, the metadata; OUT/index.json lists them, OUT/rejected.tsv the "
-            "rejected files. Rerunning resumes (complete shards are kept). Train with "
-            "'looklisten train OUT ...' (or an fsspec URL of a copy of OUT)."
-        ),
+        description=SHARD_HELP,
     )
     sp.add_argument("data", metavar="DIR", help="folder of videos (searched recursively)")
     sp.add_argument("--out", required=True, metavar="SHARDS", help="shard folder")
@@ -66,5 +64,3 @@ def add_cli(sub) -> None:
         default=DEFAULT_JPEG_QUALITY,
         help=f"JPEG quality of the frames (default {DEFAULT_JPEG_QUALITY})",
     )
-    sp.add_argument("--quiet", action="store_true", help="no progress bars")
-    sp.set_defaults(func=cmd_shard)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from looklisten.cli.main import add_command
+
 # ---------------------------------------------------------------------------
 
 EMBED_HELP = """\
@@ -27,30 +29,26 @@ and the reason; the others are still processed, and the exit code is 1.
 
 def add_cli(subparsers) -> None:
     """Register ``looklisten embed`` on an argparse subparsers object."""
-    import argparse
-
-    sp = subparsers.add_parser(
+    sp = add_command(
+        subparsers,
         "embed",
+        func=cmd_embed,
         help="embed audio, images and videos into .npz files",
         description=EMBED_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        checkpoint="run or checkpoint dir",
+        batch_size=64,
+        hop=0.1,
     )
     sp.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="files, or folders (searched recursively)"
     )
-    sp.add_argument("--checkpoint", required=True, metavar="RUN", help="run or checkpoint dir")
     sp.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    sp.add_argument("--hop", type=float, default=0.1, help="seconds between windows (0.1)")
     sp.add_argument(
         "--no-center",
         dest="center",
         action="store_false",
         help="first window starts at 0 s (centred at 0.5 s) instead of centred at 0 s",
     )
-    sp.add_argument("--batch-size", type=int, default=64, help="items per forward pass (64)")
-    sp.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    sp.add_argument("--quiet", action="store_true", help="no progress bar")
-    sp.set_defaults(func=cmd_embed)
 
 
 def cmd_embed(args) -> int:

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from looklisten.cli.main import add_command
 from looklisten.core.config import MAP_MODES
+
+LOCALIZE_HELP = """\
+Blend AVOL-Net's localisation heatmap over a video (every frame, or every N
+frames; each heatmap from the frame at t and the 1 s of audio centred on t;
+output: an MP4 with the original sound) or over an image given a sound
+(--audio; output: a PNG). By default the whole frame is analysed (the network
+is fully convolutional); --mode crop analyses only the centre crop the model
+was evaluated on in training and leaves the rest of the frame uncoloured. Only
+AVOL-Net checkpoints have a localisation map.
+"""
 
 
 def cmd_localize(args) -> int:
@@ -88,21 +99,17 @@ def cmd_localize(args) -> int:
 
 def add_cli(subparsers) -> None:
     """Register ``looklisten localize`` on an argparse subparsers object."""
-    sp = subparsers.add_parser(
+    sp = add_command(
+        subparsers,
         "localize",
+        func=cmd_localize,
+        checkpoint="AVOL-Net run or checkpoint",
+        batch_size=16,
+        quiet="no progress bar",
         help="AVOL-Net heatmaps: where the sound comes from (video -> MP4, image + audio -> PNG)",
-        description=(
-            "Blend AVOL-Net's localisation heatmap over a video (every frame, or every N "
-            "frames; each heatmap from the frame at t and the 1 s of audio centred on t; "
-            "output: an MP4 with the original sound) or over an image given a sound "
-            "(--audio; output: a PNG). By default the whole frame is analysed (the network "
-            "is fully convolutional); --mode crop analyses only the centre crop the model "
-            "was evaluated on in training and leaves the rest of the frame uncoloured. "
-            "Only AVOL-Net checkpoints have a localisation map."
-        ),
+        description=LOCALIZE_HELP,
     )
     sp.add_argument("input", metavar="INPUT", help="a video with sound, or an image with --audio")
-    sp.add_argument("--checkpoint", required=True, metavar="RUN", help="AVOL-Net run or checkpoint")
     sp.add_argument(
         "--out", required=True, metavar="OUT", help="output MP4 (video input) or PNG (image input)"
     )
@@ -140,7 +147,3 @@ def add_cli(subparsers) -> None:
         action="store_true",
         help="stretch each heatmap to [0, 1] for display (default: the raw sigmoid values)",
     )
-    sp.add_argument("--batch-size", type=int, default=16, help="frames per forward pass")
-    sp.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    sp.add_argument("--quiet", action="store_true", help="no progress bar")
-    sp.set_defaults(func=cmd_localize)

@@ -16,6 +16,22 @@ Run 'looklisten COMMAND --help' for a command's options.
 """
 
 
+TRAIN_HELP = """\
+Scan DIR recursively for videos, reject unusable ones (listed in
+OUT/rejected.tsv with reasons), split by video, and train on the audio-visual
+correspondence task. Metrics go to OUT/metrics.jsonl, the checkpoint to
+OUT/checkpoint/.
+"""
+
+DEMO_HELP = """\
+Build the demo data if absent; train an L3-Net, an AVE-Net and an AVOL-Net
+(tiny preset) on the CPU; evaluate cross-modal retrieval and localisation on a
+test set of clips never trained on (DATA-test); write heatmap overlays,
+OUT/report.html and OUT/metrics.json (val_avc_accuracy: the first model's
+held-out AVC accuracy). Finished runs in OUT are reused.
+"""
+
+
 def _overrides(pairs: list[str]) -> dict:
     out = {}
     for p in pairs or []:
@@ -109,18 +125,11 @@ def cmd_demo(args) -> int:
     from looklisten.cli.demo import run_demo
 
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    summary = run_demo(
-        args.data,
-        args.out,
-        videos=args.videos,
-        test_videos=args.test_videos,
-        test_data=args.test_data,
-        workers=args.workers,
+    summary = call(
+        run_demo,
+        args,
         models=models,
-        preset=args.preset,
-        epochs=args.epochs,
         time_budget=args.time_budget * 60 if args.time_budget else None,
-        seed=args.seed,
         overrides=_overrides(args.set),
         progress=not args.quiet,
     )
@@ -212,18 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--batch-size", type=int, help="batch size (default: the preset's)")
         sp.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
         sp.add_argument("--seed", type=int, help="seed for pairs, augmentation and initialisation")
-        sp.add_argument(
-            "--set",
-            action="append",
-            metavar="KEY=VALUE",
-            help="override any config field, e.g. --set sampler.max_shift_seconds=1.0",
-        )
-        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        training_options(sp, "stop after this much training time (then validate and checkpoint)")
 
-    sp = sub.add_parser(
+    sp = add_command(
+        sub,
         "train",
+        func=cmd_train,
         help="train L3-Net / AVE-Net / AVOL-Net on a folder of videos (or shards)",
-        description="Scan DIR recursively for videos, reject unusable ones (listed in OUT/rejected.tsv with reasons), split by video, and train on the audio-visual correspondence task. Metrics go to OUT/metrics.jsonl, the checkpoint to OUT/checkpoint/.",
+        description=TRAIN_HELP,
     )
     sp.add_argument(
         "data",
@@ -251,9 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out exactly where its checkpoint stopped (its saved config is used)",
+        help="continue the run in --out exactly where its checkpoint stopped, with its saved "
+        "config (--epochs may change; another differing setting is an error)",
     )
-    sp.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     sp.add_argument(
         "--cache",
         choices=["auto", "memory", "files"],
@@ -266,13 +271,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="DataLoader workers (default: 0 with the memory cache, else the preset's)",
     )
     sp.add_argument("--max-steps", type=int, help="stop after this many steps")
-    sp.add_argument(
-        "--time-budget",
-        type=float,
-        metavar="MINUTES",
-        help="stop after this much training time (then validate and checkpoint)",
-    )
-    sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser(
         "make-demo-data",
@@ -285,16 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=int, default=2)
     sp.set_defaults(func=cmd_make_demo_data)
 
-    sp = sub.add_parser(
+    sp = add_command(
+        sub,
         "demo",
+        func=cmd_demo,
+        device=False,
         help="demo data + L3-Net, AVE-Net and AVOL-Net trained on the CPU, evaluations, report",
-        description=(
-            "Build the demo data if absent; train an L3-Net, an AVE-Net and an AVOL-Net (tiny "
-            "preset) on the CPU; evaluate cross-modal retrieval and localisation on a test set "
-            "of clips never trained on (DATA-test); "
-            "write heatmap overlays, OUT/report.html and OUT/metrics.json (val_avc_accuracy: the "
-            "first model's held-out AVC accuracy). Finished runs in OUT are reused."
-        ),
+        description=DEMO_HELP,
     )
     sp.add_argument("--data", default="demo-data", help="demo data folder (built if absent)")
     sp.add_argument("--out", default="demo-out", help="output folder")
@@ -316,21 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", choices=list_presets(), default="tiny", help="sizes (default: %(default)s)"
     )
     sp.add_argument("--epochs", type=int, help="epochs per model (default: the demo's plan)")
-    sp.add_argument(
-        "--time-budget",
-        type=float,
-        metavar="MINUTES",
-        help="training time limit per model (default: none; the demo's plan trains for 24 to 30 min on 2 cores)",
-    )
     sp.add_argument("--seed", type=int, default=0, help="seed for data, pairs and initialisation")
-    sp.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override any config field of every model, e.g. --set train.batch_size=32",
+    training_options(
+        sp,
+        "training time limit per model (default: none; the demo's plan trains for 24 to 30 "
+        "min on 2 cores)",
+        " of every model",
     )
-    sp.add_argument("--quiet", action="store_true", help="no progress bars")
-    sp.set_defaults(func=cmd_demo)
 
     sp = sub.add_parser("presets", help="list the model presets and their input shapes")
     sp.set_defaults(func=cmd_presets)
@@ -354,45 +341,53 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_eval_parser(
-    eval_subparsers,
+def training_options(sp, time_budget_help: str, whose: str = "") -> None:
+    """``--time-budget MINUTES`` and ``--set KEY=VALUE`` (train and demo)."""
+    sp.add_argument("--time-budget", type=float, metavar="MINUTES", help=time_budget_help)
+    sp.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help=f"override any config field{whose}, e.g. --set sampler.max_shift_seconds=1.0",
+    )
+
+
+def add_command(
+    subparsers,
     name: str,
     *,
     func,
     help: str,
     description: str,
-    data_help: str,
-    checkpoint_help: str | None = "run or checkpoint dir",
-    saves: str,
-    batch_size: int | None = 64,
+    checkpoint: str | None = None,
+    batch_size: int | None | bool = False,
     hop: float | None = None,
     labels: bool = False,
+    device: bool = True,
+    quiet: str | None = "no progress bars",
 ) -> argparse.ArgumentParser:
-    """One ``looklisten eval NAME`` subcommand with the options every evaluation shares.
+    """One ``looklisten NAME`` subcommand with the options commands share.
 
-    DATA, ``--checkpoint`` (unless ``checkpoint_help`` is None), ``--batch-size``,
-    ``--device``, ``--quiet`` and ``--no-save`` (``saves`` names what it skips),
-    ``--hop`` (with its default) and ``--labels`` when asked; the caller adds its
-    own options to the returned parser.
+    ``--checkpoint RUN`` (required; its help is ``checkpoint``), ``--batch-size``
+    (an int: its default; None: the preset's; False: none), ``--hop`` (with its
+    default), ``--labels``, ``--device`` and ``--quiet`` (its help), as asked.
+    The caller adds its own options to the returned parser.
     """
-    sp = eval_subparsers.add_parser(
+    sp = subparsers.add_parser(
         name,
         help=help,
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sp.add_argument("data", metavar="DATA", help=data_help)
-    if checkpoint_help is not None:
-        sp.add_argument("--checkpoint", required=True, metavar="RUN", help=checkpoint_help)
+    sp.set_defaults(func=func)
+    if checkpoint is not None:
+        sp.add_argument("--checkpoint", required=True, metavar="RUN", help=checkpoint)
     if batch_size is None:
         sp.add_argument("--batch-size", type=int, help="items per batch (default: the preset's)")
-    else:
+    elif batch_size is not False:
         sp.add_argument(
             "--batch-size", type=int, default=batch_size, help=f"items per batch ({batch_size})"
         )
-    sp.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
-    sp.add_argument("--quiet", action="store_true", help="no progress bars")
-    sp.add_argument("--no-save", action="store_true", help=f"do not write {saves}")
     if hop is not None:
         sp.add_argument("--hop", type=float, default=hop, help=f"seconds between items ({hop})")
     if labels:
@@ -403,21 +398,32 @@ def add_eval_parser(
             help="labels: annotations.jsonl or a CSV with file,label columns "
             "(default: DATA/annotations.jsonl, DATA/labels.csv or sub-folder names)",
         )
-    sp.set_defaults(func=func)
+    if device:
+        sp.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    if quiet:
+        sp.add_argument("--quiet", action="store_true", help=quiet)
     return sp
 
 
-def call(fn, args, **given):
-    """Call a library function with the command line's options of the same names.
-
-    Every parameter of ``fn`` that ``args`` has (``args.data``, ``args.checkpoint``,
-    ``args.batch_size`` ...) is passed by name; ``given`` adds or overrides.
+def add_eval_parser(
+    eval_subparsers,
+    name: str,
+    *,
+    data_help: str,
+    saves: str,
+    checkpoint_help: str | None = "run or checkpoint dir",
+    batch_size: int | None = 64,
+    **options,
+) -> argparse.ArgumentParser:
+    """One ``looklisten eval NAME``: DATA, ``--no-save`` (``saves`` names what it skips)
+    and the :func:`add_command` options (``--checkpoint`` unless ``checkpoint_help`` is None).
     """
-    import inspect
-
-    names = inspect.signature(fn).parameters
-    kwargs = {k: getattr(args, k) for k in names if hasattr(args, k)}
-    return fn(**{**kwargs, **given})
+    sp = add_command(
+        eval_subparsers, name, checkpoint=checkpoint_help, batch_size=batch_size, **options
+    )
+    sp.add_argument("data", metavar="DATA", help=data_help)
+    sp.add_argument("--no-save", action="store_true", help=f"do not write {saves}")
+    return sp
 
 
 def show_progress(args) -> bool:
@@ -446,6 +452,19 @@ def finish_eval(args, result: dict, name: str | None = None) -> int:
         )
         return 1
     return 0
+
+
+def call(fn, args, **given):
+    """Call a library function with the command line's options of the same names.
+
+    Every parameter of ``fn`` that ``args`` has (``args.data``, ``args.checkpoint``,
+    ``args.batch_size`` ...) is passed by name; ``given`` adds or overrides.
+    """
+    import inspect
+
+    names = inspect.signature(fn).parameters
+    kwargs = {k: getattr(args, k) for k in names if hasattr(args, k)}
+    return fn(**{**kwargs, **given})
 
 
 # One entry per module; keep one name per line (several people extend these).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from looklisten.cli.main import add_command, call
+
 # ---------------------------------------------------------------------------
 
 REPORT_HELP = """\
@@ -18,27 +20,20 @@ that makes it. --with adds more runs to the same page.
 def cmd_report(args) -> int:
     from looklisten.report.page import write_report
 
-    path = write_report(
-        args.run,
-        data=args.data,
-        out=args.out,
-        others=args.with_runs or (),
-        device=args.device,
-        progress=not args.quiet,
-    )
+    path = call(write_report, args, others=args.with_runs or (), progress=not args.quiet)
     print(path)
     return 0
 
 
 def add_cli(subparsers) -> None:
     """Register ``looklisten report`` on argparse subparsers."""
-    import argparse
-
-    sp = subparsers.add_parser(
+    sp = add_command(
+        subparsers,
         "report",
+        func=cmd_report,
         help="one self-contained HTML page about a run (curves, examples, evaluations)",
         description=REPORT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        quiet="no timing lines on stderr",
     )
     sp.add_argument("run", metavar="RUN", help="run directory")
     sp.add_argument("--data", metavar="DIR", help="the videos (default: the run's training folder)")
@@ -51,6 +46,3 @@ def add_cli(subparsers) -> None:
         metavar="RUN2",
         help="more runs on the same page (e.g. the demo's l3, ave and avol)",
     )
-    sp.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
-    sp.add_argument("--quiet", action="store_true", help="no timing lines on stderr")
-    sp.set_defaults(func=cmd_report)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from looklisten.cli.main import add_command, call
+
 # ---------------------------------------------------------------------------
 
 INDEX_HELP = """\
@@ -31,18 +33,7 @@ self-contained page with thumbnails and audio players.
 def cmd_index(args) -> int:
     from looklisten.tasks.search import build_index
 
-    _, failures = build_index(
-        args.sources,
-        args.checkpoint,
-        args.out,
-        kind=args.kind,
-        hop=args.hop,
-        center=args.center,
-        labels=args.labels,
-        batch_size=args.batch_size,
-        device=args.device,
-        progress=not args.quiet,
-    )
+    _, failures = call(build_index, args, progress=not args.quiet)
     from looklisten.tasks.index import EmbeddingIndex
 
     index = EmbeddingIndex.load(args.out, verify=False)
@@ -60,19 +51,7 @@ def cmd_search(args) -> int:
     from looklisten.report.search_page import render_html
     from looklisten.tasks.search import search
 
-    query, hits, index = search(
-        args.index,
-        image=args.image,
-        audio=args.audio,
-        video=args.video,
-        at=args.at,
-        modality=args.modality,
-        target=args.target,
-        k=args.k,
-        checkpoint=args.checkpoint,
-        exclude_self=args.exclude_self,
-        device=args.device,
-    )
+    query, hits, index = call(search, args, index_dir=args.index)
     t = query["time"]
     print(
         f"query: {query['modality']} {query['file']}"
@@ -96,13 +75,15 @@ def cmd_search(args) -> int:
 
 def add_cli(subparsers) -> None:
     """Register ``looklisten index`` and ``looklisten search`` on argparse subparsers."""
-    import argparse
-
-    sp = subparsers.add_parser(
+    sp = add_command(
+        subparsers,
         "index",
+        func=cmd_index,
         help="embed a folder of media into a searchable index",
         description=INDEX_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        batch_size=64,
+        hop=1.0,
+        labels=True,
     )
     sp.add_argument("sources", nargs="+", metavar="SOURCE", help="folders, media or .npz files")
     sp.add_argument(
@@ -110,21 +91,17 @@ def add_cli(subparsers) -> None:
     )
     sp.add_argument("--out", required=True, metavar="INDEX", help="index directory")
     sp.add_argument("--kind", choices=["flat", "ivf", "hnsw"], default="flat")
-    sp.add_argument("--hop", type=float, default=1.0, help="seconds between items (1.0)")
     sp.add_argument(
         "--center", action="store_true", help="first window centred at 0 s (zero-padded)"
     )
-    sp.add_argument("--labels", metavar="FILE", help="annotations.jsonl or CSV (file,label)")
-    sp.add_argument("--batch-size", type=int, default=64)
-    sp.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
-    sp.add_argument("--quiet", action="store_true", help="no progress bar")
-    sp.set_defaults(func=cmd_index)
 
-    sp = subparsers.add_parser(
+    sp = add_command(
+        subparsers,
         "search",
+        func=cmd_search,
         help="query an index with an image, a sound or a video moment",
         description=SEARCH_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        quiet=None,
     )
     sp.add_argument("index", metavar="INDEX")
     q = sp.add_mutually_exclusive_group(required=True)
@@ -145,5 +122,3 @@ def add_cli(subparsers) -> None:
     sp.add_argument("--exclude-self", action="store_true", help="drop hits from the query file")
     sp.add_argument("--checkpoint", metavar="RUN", help="override the index's checkpoint")
     sp.add_argument("--html", metavar="OUT.html", help="write a self-contained results page")
-    sp.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
-    sp.set_defaults(func=cmd_search)

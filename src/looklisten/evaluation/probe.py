@@ -239,6 +239,9 @@ def evaluate_probe(
 ) -> dict[str, Any]:
     """Linear-probe accuracy of a checkpoint's features and of the baselines.
 
+    The features, folds and classifier are those of the module docstring; the
+    baselines are scored on the same items and folds.
+
     Parameters
     ----------
     data : path-like

@@ -217,6 +217,8 @@ def evaluate_retrieval(
 ) -> dict[str, Any]:
     """Retrieval scores of a model and of the baselines, on the same items.
 
+    Items, relevance and baselines: see the module docstring (no query retrieves its own video).
+
     Parameters
     ----------
     data : path-like

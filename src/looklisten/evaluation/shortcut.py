@@ -280,6 +280,9 @@ def evaluate_shortcut(
 ) -> dict[str, Any]:
     """Run both parts of the audit (see the module docstring).
 
+    Part (a) decodes the sampler's pairs only; part (b) trains two short
+    L3-Net runs in ``out`` (``train_runs=False`` skips it).
+
     Parameters
     ----------
     data : path-like

@@ -225,6 +225,8 @@ def evaluate_units(
 ) -> dict[str, Any]:
     """Rank the items that excite each unit; write galleries for the most selective units.
 
+    A unit's response to an item is the maximum of its map (see the module docstring).
+
     Parameters
     ----------
     data : path-like

@@ -572,6 +572,10 @@ class MediaReader:
         self._vlast_ticks = None
 
     def _decode_video_iter(self, container, stream):
+        return self._decoded(container, stream, "video")
+
+    def _decoded(self, container, stream, kind: str):
+        """Decoded frames of a stream, counted; a decoding failure is a MediaError."""
         gen = container.decode(stream)
         while True:
             try:
@@ -579,8 +583,8 @@ class MediaReader:
             except StopIteration:
                 return
             except (av.error.FFmpegError, OSError, ValueError) as exc:
-                raise self._corrupt(exc, "video decoding failed") from None
-            self.stats["video_frames"] += 1
+                raise self._corrupt(exc, f"{kind} decoding failed") from None
+            self.stats[f"{kind}_frames"] += 1
             yield frame
 
     def _pull_video(self):
@@ -770,15 +774,7 @@ class MediaReader:
         clock = None  # expected start time of the next frame
         tol = Fraction(3, 2000)
         stop_at = None if t1 is None else Fraction(t1) + Fraction(_RESAMPLE_MARGIN)
-        gen = c.decode(st)
-        while True:
-            try:
-                frame = next(gen)
-            except StopIteration:
-                break
-            except (av.error.FFmpegError, OSError, ValueError) as exc:
-                raise self._corrupt(exc, "audio decoding failed") from None
-            self.stats["audio_frames"] += 1
+        for frame in self._decoded(c, st, "audio"):
             decoded += 1
             n = frame.samples
             if n == 0 or (skip_first and decoded == 1):
@@ -1049,10 +1045,7 @@ def read_frames(
     *,
     info: MediaInfo | None = None,
 ) -> np.ndarray:
-    """``num`` consecutive frames from the one displayed at ``t``: (num, H, W, 3) uint8.
-
-    See :meth:`MediaReader.read_frames`.
-    """
+    """:meth:`MediaReader.read_frames` of a file: ``num`` frames, (num, H, W, 3) uint8."""
     with MediaReader(path, info=info) as reader:
         return reader.read_frames(t, num, size)
 
@@ -1088,6 +1081,7 @@ def check_usable(path: str | os.PathLike, min_seconds: float = 1.0) -> MediaInfo
     Returns
     -------
     MediaInfo
+        As :func:`probe` reads it from the headers.
 
     Raises
     ------

@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from looklisten.report.search_page import BASE_CSS
+
 __all__ = ["write_report", "render_report", "load_run", "EVAL_FILES"]
 
 log = logging.getLogger(__name__)
@@ -998,14 +1000,9 @@ def _config(run: dict[str, Any]) -> str:
 # The page
 # ---------------------------------------------------------------------------
 
-_CSS = """
-:root { --fg:#1d2330; --muted:#6b7385; --card:#fff; --bg:#f2f4f8; --ok:#1f8a4c; --accent:#3559d6; }
-* { box-sizing: border-box; }
-body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-       color: var(--fg); background: var(--bg); }
-header { padding: 18px 28px; background: #1d2330; color: #fff; }
-header h1 { margin: 0 0 4px; font-size: 21px; font-weight: 600; }
-header .sub, header a { color: #b9c1d6; font-size: 13px; }
+_CSS = (
+    BASE_CSS
+    + """
 nav a { margin-right: 14px; }
 main { padding: 8px 28px 40px; max-width: 1400px; }
 section.run { background: var(--card); border-radius: 10px; padding: 6px 22px 18px; margin: 18px 0;
@@ -1032,12 +1029,7 @@ img.plot { max-width: 100%; border: 1px solid #e6e9f0; border-radius: 6px; }
 .rank:empty { display: none; }
 .body { padding: 6px 8px 8px; display: flex; flex-direction: column; gap: 4px; }
 .file { font-weight: 600; font-size: 12px; word-break: break-all; }
-.meta { color: var(--muted); font-size: 12px; }
-.label { display: inline-block; border-radius: 10px; padding: 0 8px; background: #e8ecf7;
-         color: var(--accent); font-size: 12px; }
-.label.same { background: #e3f4ea; color: var(--ok); }
 audio { width: 100%; height: 30px; }
-.err { color: #b3261e; font-size: 12px; }
 .note { border-left: 4px solid #c9a227; background: #fff8e1; padding: 6px 10px; margin: 8px 0;
         font-size: 13px; }
 .note.info { border-color: #8a94ab; background: #f3f5f9; }
@@ -1047,6 +1039,7 @@ pre { background: #f6f7fa; padding: 10px; border-radius: 6px; font-size: 12px; o
 pre.config { max-height: 420px; }
 code { font-size: 12px; background: #f0f2f7; padding: 1px 4px; border-radius: 4px; }
 """
+)
 
 SECTIONS = (
     ("summary", "Summary"),

@@ -89,14 +89,25 @@ def media_for(file: str, t: float | None, kind: str, sr: int, want_audio: bool):
     return thumb, clip, None
 
 
-_CSS = """
-:root { --fg:#1d2330; --muted:#6b7385; --card:#ffffff; --bg:#f2f4f8; --ok:#1f8a4c; --accent:#3559d6; }
+#: What every looklisten page shares (the search page, the run report).
+BASE_CSS = """
+:root { --fg:#1d2330; --muted:#6b7385; --card:#fff; --bg:#f2f4f8; --ok:#1f8a4c; --accent:#3559d6; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
        color: var(--fg); background: var(--bg); }
 header { padding: 20px 28px; background: #1d2330; color: #fff; }
 header h1 { margin: 0 0 4px; font-size: 20px; font-weight: 600; }
-header .sub { color: #b9c1d6; font-size: 13px; }
+header .sub, header a { color: #b9c1d6; font-size: 13px; }
+.meta { color: var(--muted); font-size: 12px; }
+.label { display: inline-block; border-radius: 10px; padding: 0 8px; background: #e8ecf7;
+         color: var(--accent); font-size: 12px; }
+.label.same { background: #e3f4ea; color: var(--ok); }
+.err { color: #b3261e; font-size: 12px; }
+"""
+
+_CSS = (
+    BASE_CSS
+    + """
 main { padding: 20px 28px 40px; }
 .query { display: flex; gap: 18px; align-items: center; background: var(--card); padding: 16px;
          border-radius: 10px; box-shadow: 0 1px 3px rgba(0,0,0,.08); margin-bottom: 22px; }
@@ -111,15 +122,11 @@ main { padding: 20px 28px 40px; }
         border-radius: 12px; padding: 1px 9px; font-weight: 600; font-size: 12px; }
 .body { padding: 10px 12px 12px; display: flex; flex-direction: column; gap: 6px; }
 .file { font-weight: 600; word-break: break-all; }
-.meta { color: var(--muted); font-size: 12px; }
-.label { display: inline-block; border-radius: 10px; padding: 0 8px; background: #e8ecf7;
-         color: var(--accent); font-size: 12px; }
-.label.same { background: #e3f4ea; color: var(--ok); }
 audio { width: 100%; height: 32px; }
-.err { color: #b3261e; font-size: 12px; }
 .bar { height: 4px; background: #e6e9f0; border-radius: 2px; }
 .bar span { display: block; height: 4px; background: var(--accent); border-radius: 2px; }
 """
+)
 
 
 def render_html(query: dict[str, Any], hits: list, sample_rate: int) -> str:

@@ -219,6 +219,14 @@ def maps_for(
     return out  # type: ignore[return-value]
 
 
+def _check_resolution(mode: str, resolution: str, allowed: tuple[str, str]) -> None:
+    check_mode(mode)
+    if resolution not in allowed:
+        raise ValueError(f"resolution must be {allowed[0]!r} or {allowed[1]!r}, got {resolution!r}")
+    if resolution == "map" and mode == "crop":
+        raise ValueError("resolution='map' needs mode='full' (a crop map does not cover the image)")
+
+
 def localize(
     model,
     image,
@@ -289,11 +297,7 @@ def localize_batch(
     np.ndarray, shape (B, H, W) (or (B, h, w)) float32, when all images have one size;
     otherwise a list of B arrays.
     """
-    check_mode(mode)
-    if resolution not in ("image", "map"):
-        raise ValueError(f"resolution must be 'image' or 'map', got {resolution!r}")
-    if resolution == "map" and mode == "crop":
-        raise ValueError("resolution='map' needs mode='full' (a crop map does not cover the image)")
+    _check_resolution(mode, resolution, ("image", "map"))
     model = get_model(model, device, arch="avol")
     cfg = model.cfg
     imgs = [as_image(im) for im in images]
@@ -410,12 +414,8 @@ def localize_video(
 
     from looklisten.media.video import MediaError, MediaReader
 
-    check_mode(mode)
     resolution = resolution or ("map" if mode == "full" else "frame")
-    if resolution not in ("map", "frame"):
-        raise ValueError(f"resolution must be 'map' or 'frame', got {resolution!r}")
-    if resolution == "map" and mode == "crop":
-        raise ValueError("resolution='map' needs mode='full' (a crop map does not cover the frame)")
+    _check_resolution(mode, resolution, ("map", "frame"))
     model = get_model(model, device, arch="avol")
     cfg = model.cfg
     sr, n = cfg.audio.sample_rate, cfg.audio.clip_samples
