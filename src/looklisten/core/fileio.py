@@ -94,6 +94,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         for p in tmp.rglob("*"):
             if p.is_file():
+                os.chmod(p, default_file_mode())  # writers using temp files make 0600
                 with open(p, "rb") as f:
                     os.fsync(f.fileno())
         fsync_dir(tmp)

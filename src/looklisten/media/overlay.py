@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from looklisten.core.fileio import atomic_write_bytes, fsync_dir
+from looklisten.core.fileio import atomic_write_bytes, default_file_mode, fsync_dir
 from looklisten.media.video import MediaError, probe
 
 Box = Sequence[float]
@@ -444,6 +444,7 @@ def write_overlay_video(
             _transcode(inp, tmp, track, alpha, cmap, normalize, audio, crf, preset)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, default_file_mode())  # mkstemp made it 0600
         os.replace(tmp, out_path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
