@@ -72,7 +72,6 @@ Metrics
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -100,16 +99,6 @@ FIXED_THRESHOLD = 0.5
 # ---------------------------------------------------------------------------
 
 
-def _training_root(run: Path) -> Path | None:
-    manifest = run / "manifest.jsonl"
-    if not manifest.is_file():
-        return None
-    with open(manifest, encoding="utf-8") as f:
-        first = json.loads(f.readline() or "{}")
-    root = first.get("root")
-    return Path(root).resolve() if root else None
-
-
 def select_clips(
     data: str | os.PathLike, checkpoint: str | os.PathLike, anns: dict, split: str = "auto"
 ) -> tuple[list[str], str]:
@@ -134,20 +123,18 @@ def select_clips(
     """
     if split not in ("auto", "val", "all"):
         raise ValueError(f"split must be 'auto', 'val' or 'all', got {split!r}")
+    from looklisten.data.splits import run_split, same_dir
     from looklisten.models.checkpoint import run_dir
 
-    run = run_dir(checkpoint)
-    split_file = run / "split.json"
+    root, run_split_json = run_split(checkpoint)
     if split == "auto":
-        root = _training_root(run)
-        same = root is not None and root == Path(data).resolve()
-        split = "val" if same and split_file.is_file() else "all"
+        split = "val" if run_split_json is not None and same_dir(root, Path(data)) else "all"
     if split == "all":
         return sorted(anns), "all"
-    if not split_file.is_file():
+    if run_split_json is None:
+        split_file = run_dir(checkpoint) / "split.json"
         raise FileNotFoundError(f"{split_file}: no split.json, cannot select the held-out clips")
-    val = json.loads(split_file.read_text())["val"]
-    files = [Path(v).as_posix() for v in val]
+    files = [Path(v).as_posix() for v in run_split_json["val"]]
     missing = [f for f in files if f not in anns]
     if missing:
         raise ValueError(
