@@ -152,7 +152,7 @@ def test_own_rank_data_deals_shards_to_ranks_and_resumes_exactly(tmp_path, monke
     assert fetched == sorted(s["name"] for s in index["shards"])
     # interrupted inside the first epoch and resumed: the uninterrupted run, bit for bit
     _torchrun(url, root / "half", *own, "--max-steps", "3", env=env)
-    _torchrun(url, root / "half", "--resume", env=env)
+    _torchrun(url, root / "half", *own, "--resume", env=env)  # the same settings: no conflict
     assert _losses(root / "half")[-1] == _losses(root / "run")[-1]
     w1, w2 = _weights(root / "run"), _weights(root / "half")
     for k in w1:
