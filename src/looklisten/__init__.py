@@ -32,7 +32,7 @@ _API = {
     "list_presets": ("looklisten.core.config", "list_presets"),
     "MediaError": ("looklisten.media.video", "MediaError"),
     "create_model": ("looklisten.models.network", "create_model"),
-    "load_model": ("looklisten.models.checkpoint", "get_model"),
+    "load_model": ("looklisten.models.checkpoint", "load_model"),
     "make_demo_data": ("looklisten.data.demo_data", "make_demo_data"),
     "shard_folder": ("looklisten.data.shards", "shard_folder"),
     "train": ("looklisten.training.trainer", "train"),

@@ -254,9 +254,10 @@ def evaluate_units(
     """
     from looklisten.core.fileio import atomic_write_bytes
     from looklisten.data.labels import Labels
+    from looklisten.inputs.prepare import square_crop
     from looklisten.media.overlay import encode_png, overlay
     from looklisten.models.checkpoint import EVAL_DIR, get_model, run_dir
-    from looklisten.tasks.features import center_crop, check_layer
+    from looklisten.tasks.features import check_layer
 
     start = time.time()
     data = Path(data)
@@ -333,7 +334,7 @@ def evaluate_units(
                     "activation": round(float(topk.acts[u, rank]), 4),
                 }
                 if modality == "image":
-                    crop = _upscale(center_crop(item, cfg.vision.image_size))
+                    crop = _upscale(square_crop(item, cfg.vision.image_size, None))
                     png = out_dir / f"{stem}.png"
                     atomic_write_bytes(png, encode_png(overlay(crop, heat, alpha=0.45)))
                     entry["thumbnail"] = png.relative_to(rel_base).as_posix()

@@ -73,7 +73,7 @@ from torch import Tensor
 
 from looklisten.core.config import MAP_MODES, Config, VisionConfig
 from looklisten.inputs.flow import FLOW_ZERO, clip_flow, dequantize, stack_fields
-from looklisten.media.video import MediaError, resample, take
+from looklisten.media.video import MediaError, int_to_float, resample, take
 
 if TYPE_CHECKING:
     from looklisten.media.video import MediaInfo, MediaReader
@@ -295,12 +295,6 @@ def audio_windows(wave: np.ndarray, n: int) -> np.ndarray:
 # Samples
 # ---------------------------------------------------------------------------
 
-_INT_SCALE = {
-    np.dtype(np.int16): 32768.0,
-    np.dtype(np.int32): 2147483648.0,
-    np.dtype(np.int64): 9223372036854775808.0,
-}
-
 
 def as_numpy(x) -> np.ndarray:
     """A tensor (any device) or array-like -> np.ndarray (no copy when possible)."""
@@ -320,15 +314,10 @@ def to_mono_float(x: np.ndarray, what: str = "audio") -> np.ndarray:
     uint8 (x - 128) / 128). For 2-D input the channel axis is the shorter one;
     channels are averaged.
     """
-    x = np.asarray(x)
-    if x.dtype == np.uint8:
-        x = (x.astype(np.float32) - 128.0) / 128.0
-    elif x.dtype in _INT_SCALE:
-        x = x.astype(np.float32) / np.float32(_INT_SCALE[x.dtype])
-    elif np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float32, copy=False)
-    else:
-        raise ValueError(f"{what}: unsupported sample type {x.dtype}")
+    try:
+        x = int_to_float(x)  # the decoder's rule (looklisten.media.video), for arrays too
+    except ValueError as e:
+        raise ValueError(f"{what}: {e}") from None
     if x.ndim == 2:
         x = x.mean(axis=0 if x.shape[0] <= x.shape[1] else 1, dtype=np.float32)
     if x.ndim != 1:
@@ -854,6 +843,9 @@ class Inputs:
 
         The frame at ``t`` and the audio window centred at ``t``, exactly as a
         training pair (in evaluation mode) and every other entry point see them.
+        The whole audio track is decoded (as :func:`looklisten.embed_video`
+        does; see the module docstring on decoding from a seek point), so this is
+        for a few times; embed or localise a whole video for many.
         """
         from looklisten.media.video import MediaReader
 

@@ -366,7 +366,22 @@ def probe(path: str | os.PathLike) -> MediaInfo:
 # Audio helpers
 # --------------------------------------------------------------------------
 
-_INT_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}
+
+def int_to_float(x: np.ndarray) -> np.ndarray:
+    """Samples of any numeric dtype -> float32 in [-1, 1): the one int-to-float rule.
+
+    Signed integers of b bits are divided by 2^(b-1) (int16 / 32768, int32 /
+    2^31, ...), uint8 is offset binary ((x - 128) / 128, as in WAV and
+    FFmpeg's u8); floats are kept. Raises ValueError for other dtypes.
+    """
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        return (x.astype(np.float32) - 128.0) / np.float32(128.0)
+    if np.issubdtype(x.dtype, np.signedinteger):
+        return x.astype(np.float32) / np.float32(2.0 ** (8 * x.dtype.itemsize - 1))
+    if np.issubdtype(x.dtype, np.floating):
+        return x.astype(np.float32, copy=False)
+    raise ValueError(f"unsupported sample type {x.dtype}")
 
 
 def _frame_to_mono(frame) -> np.ndarray:
@@ -380,13 +395,7 @@ def _frame_to_mono(frame) -> np.ndarray:
     nch = frame.layout.nb_channels
     if not fmt.is_planar:
         x = x.reshape(-1, nch).T
-    name = fmt.name.rstrip("p")
-    if name == "u8":
-        x = (x.astype(np.float32) - 128.0) / 128.0
-    elif name in _INT_SCALE:
-        x = x.astype(np.float32) / np.float32(_INT_SCALE[name])
-    else:
-        x = x.astype(np.float32, copy=False)
+    x = int_to_float(x)  # FFmpeg's u8 / s16 / s32 / s64 / flt / dbl arrive as those dtypes
     if nch == 1:
         return np.ascontiguousarray(x[0])
     return x.mean(axis=0, dtype=np.float32)

@@ -86,7 +86,7 @@ from looklisten.inputs.prepare import (
 from looklisten.models.checkpoint import get_model
 from looklisten.models.runtime import eval_mode, model_device
 
-if TYPE_CHECKING:  # torch and PyAV load lazily: registering the CLI stays cheap
+if TYPE_CHECKING:
     import torch
 
     from looklisten.core.config import Config

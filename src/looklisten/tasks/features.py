@@ -61,7 +61,6 @@ __all__ = [
     "media_files",
     "iter_items",
     "batches",
-    "center_crop",
     "logmel_stats",
     "color_histogram",
     "handmade_features",
@@ -297,13 +296,6 @@ def batches(iterable: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def center_crop(square: np.ndarray, size: int) -> np.ndarray:
-    """The centre ``size`` x ``size`` crop of an image, as in evaluation (:class:`VisionTransform`)."""
-    h, w = square.shape[:2]
-    y, x = (h - size) // 2, (w - size) // 2
-    return square[y : y + size, x : x + size]
-
-
 # ---------------------------------------------------------------------------
 # Hand-made features
 # ---------------------------------------------------------------------------
@@ -372,8 +364,10 @@ def handmade_features(modality: str, items: Sequence[np.ndarray], cfg: Config) -
     """Audio: :func:`logmel_stats`; images: :func:`color_histogram` of the centre crop."""
     if modality == "audio":
         return logmel_stats(items, cfg.audio)
+    from looklisten.inputs.prepare import square_crop
+
     s = cfg.vision.image_size
-    return color_histogram([center_crop(x, s) for x in items])
+    return color_histogram([square_crop(x, s, None) for x in items])
 
 
 HANDMADE = {

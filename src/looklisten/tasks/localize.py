@@ -88,8 +88,6 @@ from looklisten.inputs.prepare import (
 from looklisten.models.checkpoint import get_model
 from looklisten.models.runtime import eval_mode, model_device
 
-# torch, PyAV and the model code are imported inside the functions, so that
-# registering the command line (add_cli) stays cheap.
 if TYPE_CHECKING:
     import torch
 
