@@ -161,9 +161,11 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-def frame_time(video_start: float, fps: float, index: int) -> float:
-    """Presentation time (s) of frame ``index`` of a clip on its nominal frame grid."""
-    return float(video_start) + int(index) / float(fps)
+def frame_time(video_start: float, fps: float, index):
+    """Presentation time (s) of frame ``index`` (an int or an int array) on the nominal grid."""
+    if np.ndim(index) == 0:
+        return float(video_start) + int(index) / float(fps)
+    return float(video_start) + np.asarray(index, np.float64) / float(fps)
 
 
 def frame_lookup_time(t: float, fps: float | None) -> float:

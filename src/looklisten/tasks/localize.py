@@ -79,6 +79,7 @@ from looklisten.inputs.prepare import (
     audio_windows,
     check_mode,
     crop_region,
+    frame_time,
     image_input,
     read_map_frame,
     take,
@@ -339,7 +340,7 @@ def frame_times(info, hop: float | None = None) -> np.ndarray:
         if info.fps <= 0:
             raise MediaError(info.path, "unknown frame rate")
         n = max(1, int(info.num_frames) or int(round(dur * info.fps)))
-        return start + np.arange(n, dtype=np.float64) / info.fps
+        return frame_time(start, info.fps, np.arange(n))
     hop = float(hop)
     if not hop > 0:
         raise ValueError(f"hop must be positive, got {hop}")
