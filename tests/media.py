@@ -39,7 +39,12 @@ FORMATS: dict[str, tuple[str, str | None, str | None, str, dict[str, str]]] = {
         {"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0"},
     ),
     "mjpeg-pcm": (".avi", "mjpeg", "pcm_s16le", "yuvj420p", {}),
+    # An old digital camera's AVI: MJPEG with mono 8-bit PCM (e.g. at 11,024 Hz).
+    "mjpeg-pcm8": (".avi", "mjpeg", "pcm_u8", "yuvj420p", {}),
     "mpeg4-mp3": (".mp4", "mpeg4", "libmp3lame", "yuv420p", {}),
+    "h264-aac-mov": (".mov", "libx264", "aac", "yuv420p", {"preset": "ultrafast", "crf": "18"}),
+    # Ogg video: PyAV's FFmpeg has no Theora encoder; VP8 + Vorbis is the Ogg it can write.
+    "vp8-vorbis-ogv": (".ogv", "libvpx", "vorbis", "yuv420p", {"deadline": "realtime"}),
     "aac-m4a": (".m4a", None, "aac", "", {}),
     "opus-ogg": (".ogg", None, "libopus", "", {}),
     "vorbis-ogg": (".ogg", None, "vorbis", "", {}),
@@ -223,3 +228,26 @@ def truncate(src: str | os.PathLike, dst: str | os.PathLike, fraction: float = 0
     data = Path(src).read_bytes()
     Path(dst).write_bytes(data[: int(len(data) * fraction)])
     return Path(dst)
+
+
+def refuse_audio_seeks(path: str | os.PathLike) -> int:
+    """Patch an AVI in place so that FFmpeg refuses every seek by its audio stream.
+
+    Clears the keyframe flag of the audio chunks in the ``idx1`` index, as some
+    cameras write it: FFmpeg's AVI demuxer then finds no entry to seek the
+    audio stream to and ``seek(..., stream=audio)`` fails with EPERM, while
+    seeking by the video stream, or decoding from the start, still works
+    (FFmpeg plays the file). Returns the number of index entries patched.
+    """
+    data = bytearray(Path(path).read_bytes())
+    at = data.rfind(b"idx1")
+    if at < 0:
+        raise ValueError(f"{path}: no idx1 index")
+    size = int.from_bytes(data[at + 4 : at + 8], "little")
+    patched = 0
+    for e in range(at + 8, at + 8 + size, 16):
+        if data[e + 2 : e + 4] == b"wb":  # an audio chunk: clear AVIIF_KEYFRAME
+            data[e + 4 : e + 8] = bytes(4)
+            patched += 1
+    Path(path).write_bytes(bytes(data))
+    return patched

@@ -2,6 +2,7 @@
 data -> train (AVE and AVOL, a few steps) -> embed -> index -> search -> localise -> eval."""
 
 import json
+import stat
 
 import av
 import numpy as np
@@ -88,3 +89,15 @@ def test_pipeline(tmp_path, capsys, monkeypatch):
     out = run(capsys, "eval", "localization", data, "--checkpoint", tmp_path / "avol")
     res = json.loads(out[out.index("{") :])
     assert "baselines" in res
+
+    # one permission rule for every file the project wrote: 0666 less the umask
+    from looklisten.core.fileio import default_file_mode
+
+    modes = {
+        str(p.relative_to(tmp_path)): oct(stat.S_IMODE(p.stat().st_mode))
+        for p in tmp_path.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    }
+    assert len(modes) > 30
+    odd = {k: m for k, m in modes.items() if m != oct(default_file_mode())}
+    assert not odd, odd

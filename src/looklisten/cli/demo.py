@@ -129,6 +129,8 @@ def run_demo(
     from looklisten.core.config import get_config
     from looklisten.data.demo_data import make_demo_data
 
+    for arch in models:  # a bad model name or --set fails here, before anything is written
+        get_config(preset, arch=arch, **(overrides or {}))
     data, out = Path(data), Path(out)
     if not (data / "annotations.jsonl").is_file():
         print(f"building demo data in {data} ...")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from looklisten.cli.main import add_command
+from looklisten.cli.main import add_command, show_progress
 
 # ---------------------------------------------------------------------------
 
@@ -56,11 +56,12 @@ def cmd_embed(args) -> int:
     from tqdm.auto import tqdm
 
     from looklisten.core.fileio import atomic_write_bytes
-    from looklisten.inputs.prepare import find_media
+    from looklisten.inputs.prepare import check_hop, find_media
     from looklisten.media.video import MediaError
     from looklisten.models.checkpoint import get_model
     from looklisten.tasks.embed import embed_many, npz_bytes, result_arrays
 
+    check_hop(args.hop)  # before any file is read
     model = get_model(args.checkpoint, args.device)
     ckpt = getattr(model, "checkpoint_path", str(args.checkpoint))
     files = find_media(args.inputs)
@@ -77,7 +78,7 @@ def cmd_embed(args) -> int:
     if not files:
         print("looklisten embed: no media files found", file=sys.stderr)
         return 1
-    bar = tqdm(total=len(files), desc="embed", unit="file", disable=args.quiet)
+    bar = tqdm(total=len(files), desc="embed", unit="file", disable=not show_progress(args))
     todo = [i for i in range(len(files)) if i not in dupes]
     for i, reason in dupes.items():
         bar.write(f"error: {files[i][0]}: {reason}", file=sys.stderr)
@@ -99,5 +100,6 @@ def cmd_embed(args) -> int:
         bar.update()
     bar.close()
     ok = len(files) - failed
-    print(f"embedded {ok} of {len(files)} input(s) into {out_dir}", file=sys.stderr)
+    if ok or len(files) > 1:  # one input that failed: its line says it all
+        print(f"embedded {ok} of {len(files)} input(s) into {out_dir}", file=sys.stderr)
     return 1 if failed else 0

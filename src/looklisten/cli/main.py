@@ -36,7 +36,7 @@ def _overrides(pairs: list[str]) -> dict:
     out = {}
     for p in pairs or []:
         if "=" not in p:
-            raise SystemExit(f"--set expects key=value, got {p!r}")
+            raise ValueError(f"--set expects KEY=VALUE, got {p!r}")
         k, v = p.split("=", 1)
         try:
             out[k] = json.loads(v)
@@ -188,11 +188,18 @@ def cmd_presets(args) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the usage is one ``--help`` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from looklisten.cli.demo import DEMO_MODELS, TEST_VIDEOS
-    from looklisten.core.config import ARCHS, list_presets
+    from looklisten.core.config import ARCHS, RANK_DATA, list_presets
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="looklisten",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -248,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--rank-data",
-        choices=("all", "own"),
+        choices=RANK_DATA,
         help="under torchrun: 'all' (default) every rank samples from every training video, "
         "exactly like one process; 'own' deals the shards to the ranks, each fetching and "
         "reading only its own (train.rank_data)",

@@ -24,11 +24,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 ARCHS = ("l3", "ave", "avol")
+#: Allowed values of the config's choice fields.
+AUDIO_KINDS = ("spectrogram", "logmel")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("step", "cosine")
+RANK_DATA = ("all", "own")
+DTYPES = ("float32", "float64")
 #: What AVOL-Net sees of a frame: the whole frame, or the centre crop of training.
 MAP_MODES = ("full", "crop")
 #: Shards (looklisten.data.shards): videos per shard, JPEG quality of the frames.
@@ -62,6 +70,9 @@ class AudioConfig:
     log_eps: float = 1e-10
     # Training augmentation: random gain in [1 - g, 1 + g].
     gain_jitter: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
 
     @property
     def clip_samples(self) -> int:
@@ -129,6 +140,9 @@ class VisionConfig:
     flow_outer_iterations: int = 10
     flow_inner_iterations: int = 30
 
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
     @property
     def shape(self) -> tuple[int, int, int]:
         """(channels, S, S) of one frame: 3, or 3 + 2L with L flow fields (AVE+OF).
@@ -155,6 +169,9 @@ class ModelConfig:
     # concatenated (3: fused at conv4_1's input, the 14x14 stage of ``ots``).
     flow_fusion_block: int = 3
 
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
 
 @dataclass(frozen=True)
 class SamplerConfig:
@@ -169,6 +186,9 @@ class SamplerConfig:
     max_shift_seconds: float = 0.0
     val_fraction: float = 0.15
     split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -209,6 +229,9 @@ class TrainConfig:
     # several processes train like one: float32 results depend on summation order).
     dtype: str = "float32"
 
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -228,46 +251,94 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Config:
-        return _from_dict(cls, d)
+        if not isinstance(d, dict):
+            raise ValueError(f"a config is a JSON object, got {type(d).__name__}")
+        return _from_dict(cls, d).check()
 
     @classmethod
     def from_json(cls, s: str) -> Config:
         return cls.from_dict(json.loads(s))
 
     def with_overrides(self, **overrides: Any) -> Config:
-        """Return a copy with dotted overrides, e.g. ``{"train.lr": 3e-4}``."""
+        """Return a copy with dotted overrides, e.g. ``{"train.lr": 3e-4}``.
+
+        Every field is checked (type, range, allowed values; see
+        :meth:`check`): a bad value raises ``ValueError`` naming the field.
+        """
         cfg = self
         for key, value in overrides.items():
-            cfg = _set_dotted(cfg, key.split("."), value)
-        return cfg
+            if not isinstance(key, str) or not all(key.split(".")):
+                raise ValueError(f"a config field is SECTION.NAME, got {key!r}")
+            try:
+                cfg = _set_dotted(cfg, key.split("."), value)
+            except KeyError:
+                raise ValueError(f"unknown config field {key!r}") from None
+        return cfg.check()
+
+    def check(self) -> Config:
+        """Check the fields that depend on each other; return ``self``.
+
+        Each field's own type and range are checked when it is set (every
+        section's ``__post_init__``); this adds the rules between fields.
+        :func:`get_config`, :meth:`with_overrides` and :meth:`from_dict` (a
+        checkpoint's ``config.json``) call it, so a bad config fails before
+        anything is read or written.
+        """
+        a, v = self.audio, self.vision
+        rules = [
+            (
+                a.win_length <= a.n_fft,
+                f"audio.win_seconds gives {a.win_length} samples, more than audio.n_fft={a.n_fft}",
+            ),
+            (a.hop_length >= 1, "audio.hop_seconds is shorter than one sample"),
+            (a.n_frames >= 1, "audio.clip_seconds is shorter than one spectrogram window"),
+            (
+                a.fmax is None or a.fmin < a.fmax <= a.sample_rate / 2,
+                f"audio.fmax must lie in (audio.fmin, sample_rate / 2] = ({a.fmin}, "
+                f"{a.sample_rate / 2}], got {a.fmax}",
+            ),
+            (a.fmin < a.sample_rate / 2, "audio.fmin must be below sample_rate / 2"),
+            (
+                v.image_size <= v.resize,
+                f"vision.image_size ({v.image_size}) must not exceed "
+                f"vision.resize ({v.resize}): the crop is taken from the resized frame",
+            ),
+            (
+                v.num_frames == 1 or v.flow_frames == 0,
+                "vision.num_frames > 1 (AVE+MF) and vision.flow_frames > 0 (AVE+OF) exclude "
+                "each other",
+            ),
+        ]
+        for ok, reason in rules:
+            if not ok:
+                raise ValueError(f"invalid config: {reason}")
+        return self
 
 
 def _from_dict(cls, d: dict[str, Any]):
     kwargs = {}
-    known = {f.name: f for f in fields(cls)}
+    known = {f.name for f in fields(cls)}
     for name, value in d.items():
         if name not in known:
-            raise ValueError(f"unknown config field {cls.__name__}.{name}")
-        ftype = known[name].type
+            where = f"{_SECTIONS[cls]}.{name}" if cls in _SECTIONS else name
+            raise ValueError(f"unknown config field {where!r}")
         sub = _SUBCONFIGS.get(name) if cls is Config else None
         if sub is not None:
+            if not isinstance(value, dict):
+                raise ValueError(f"config section {name!r} must be an object, got {value!r}")
             kwargs[name] = _from_dict(sub, value)
-        elif isinstance(value, list):
-            kwargs[name] = tuple(value)
         else:
             kwargs[name] = value
-        del ftype
     return cls(**kwargs)
 
 
 def _set_dotted(obj, path: list[str], value: Any):
     name = path[0]
     if not is_dataclass(obj) or name not in {f.name for f in fields(obj)}:
-        raise ValueError(f"unknown config field {'.'.join(path)!r}")
+        raise KeyError(name)  # with_overrides names the whole key
     if len(path) == 1:
-        current = getattr(obj, name)
-        if isinstance(current, tuple) and isinstance(value, list):
-            value = tuple(value)
+        if name in _SUBCONFIGS and isinstance(obj, Config):
+            raise ValueError(f"{name!r} is a config section; set one of its fields ({name}.X)")
         return replace(obj, **{name: value})
     return replace(obj, **{name: _set_dotted(getattr(obj, name), path[1:], value)})
 
@@ -279,6 +350,125 @@ _SUBCONFIGS = {
     "sampler": SamplerConfig,
     "train": TrainConfig,
 }
+_SECTIONS = {cls: name for name, cls in _SUBCONFIGS.items()}
+
+# Each field's rule beyond its type: (description, test). Choice fields list
+# their allowed values; fields without an entry accept any value of their type.
+_pos = ("> 0", lambda x: x > 0)
+_nonneg = (">= 0", lambda x: x >= 0)
+_one = (">= 1", lambda x: x >= 1)
+_unit = ("in [0, 1)", lambda x: 0 <= x < 1)
+_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "audio.sample_rate": (">= 1000", lambda x: x >= 1000),
+    "audio.clip_seconds": _pos,
+    "audio.win_seconds": _pos,
+    "audio.hop_seconds": _pos,
+    "audio.n_fft": (">= 2", lambda x: x >= 2),
+    "audio.n_mels": _one,
+    "audio.fmin": _nonneg,
+    "audio.fmax": ("> 0 or null", lambda x: x is None or x > 0),
+    "audio.log_eps": _pos,
+    "audio.gain_jitter": _unit,
+    "vision.image_size": (">= 16", lambda x: x >= 16),
+    "vision.resize": (">= 16", lambda x: x >= 16),
+    "vision.std": ("> 0 each", lambda x: all(e > 0 for e in x)),
+    "vision.brightness": _unit,
+    "vision.saturation": _unit,
+    "vision.num_frames": _one,
+    "vision.flow_frames": _nonneg,
+    "vision.flow_bound": _pos,
+    "vision.flow_scales": _one,
+    "vision.flow_warps": _one,
+    "vision.flow_outer_iterations": _one,
+    "vision.flow_inner_iterations": _one,
+    "model.widths": (">= 1 each", lambda x: all(e >= 1 for e in x)),
+    "model.conv1_stride": ("1 or 2", lambda x: x in (1, 2)),
+    "model.fusion_dim": _one,
+    "model.embed_dim": _one,
+    "model.temporal_kernel": ("odd and >= 1", lambda x: x >= 1 and x % 2 == 1),
+    "model.flow_fusion_block": ("1 to 4", lambda x: 1 <= x <= 4),
+    "sampler.positive_fraction": ("in (0, 1)", lambda x: 0 < x < 1),
+    "sampler.max_shift_seconds": _nonneg,
+    "sampler.val_fraction": _unit,
+    "train.lr": _pos,
+    "train.weight_decay": _nonneg,
+    "train.lr_decay": ("in (0, 1]", lambda x: 0 < x <= 1),
+    "train.lr_decay_epochs": _one,
+    "train.batch_size": _one,
+    "train.epoch_pairs": _one,
+    "train.epochs": _one,
+    "train.val_pairs": _nonneg,
+    "train.num_workers": _nonneg,
+    "train.save_every_steps": _nonneg,
+    "train.log_every_steps": _one,
+    "train.seed": _nonneg,
+    "sampler.split_seed": _nonneg,
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "audio.kind": AUDIO_KINDS,
+    "model.arch": ARCHS,
+    "train.optimizer": OPTIMIZERS,
+    "train.schedule": SCHEDULES,
+    "train.rank_data": RANK_DATA,
+    "train.dtype": DTYPES,
+}
+
+
+def _typed(value: Any, hint: Any, key: str) -> Any:
+    """``value`` as the field's type (ints widen to float, lists to tuples), or ValueError."""
+
+    def bad(what: str) -> ValueError:
+        return ValueError(f"config field {key} must be {what}, got {value!r}")
+
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        if not math.isfinite(value):
+            raise bad("a finite number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise bad(f"a list of {len(args)} values")
+        return tuple(_typed(v, t, f"{key}[{i}]") for i, (v, t) in enumerate(zip(value, args)))
+    if type(None) in args:  # X | None
+        if value is None:
+            return None
+        (inner,) = [t for t in args if t is not type(None)]
+        return _typed(value, inner, key)
+    raise TypeError(f"no rule for the type of {key}: {hint!r}")  # a new field's type
+
+
+def _check_fields(section) -> None:
+    """Type-check, coerce and range-check every field of a config section."""
+    name = _SECTIONS[type(section)]
+    hints = typing.get_type_hints(type(section))
+    for f in fields(section):
+        key = f"{name}.{f.name}"
+        value = _typed(getattr(section, f.name), hints[f.name], key)
+        object.__setattr__(section, f.name, value)
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise ValueError(
+                f"config field {key} must be one of {', '.join(_CHOICES[key])}, got {value!r}"
+            )
+        if key in _RULES:
+            what, ok = _RULES[key]
+            if not ok(value):
+                raise ValueError(f"config field {key} must be {what}, got {value!r}")
+
 
 # ---------------------------------------------------------------------------
 # Registry

@@ -3,18 +3,53 @@
 A kill at any moment leaves either the previous file or the new one, never a
 torn one. Directories are replaced the same way (build a temporary sibling,
 fsync its files, then swap it in with renames).
+
+Temporary siblings are named ``.<name>.<pid>-<host>-<random>`` (:func:`temp_prefix`):
+the process and the machine that wrote them. A kill -9 leaves them behind;
+:func:`clean_leftovers` (called by every :func:`atomic_dir` save, and when a
+training run starts) removes those whose process is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: A leftover from another machine (shared storage) is removed after this long untouched.
+FOREIGN_LEFTOVER_SECONDS = 24 * 3600
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-")
+
+
+class DamagedFileError(ValueError):
+    """A file the project wrote (a checkpoint, an index, a shard) cannot be read back.
+
+    The message is one line: the file, what it is and why it cannot be used.
+    """
+
+    def __init__(self, path: str | os.PathLike, what: str, reason: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{path}: damaged {what} ({reason})")
+
+
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """Parse a JSON file the project wrote; a damaged one raises :class:`DamagedFileError`."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DamagedFileError(path, what, f"not valid JSON: {e}") from None
 
 
 def fsync_dir(path: Path) -> None:
@@ -28,6 +63,77 @@ def fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file's bytes, read in 4 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _host() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def temp_prefix(path: str | os.PathLike) -> str:
+    """Name prefix of this process's temporary siblings of ``path``: ``.<name>.<pid>-<host>-``."""
+    return f".{Path(path).name}.{os.getpid()}-{_host()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def clean_leftovers(directory: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Remove temporary siblings (of ``name``, or of any file) left by dead writers.
+
+    A temporary file or folder (see :func:`temp_prefix`) is removed when the
+    process that made it is no longer running on this machine, or, when it
+    comes from another machine, after :data:`FOREIGN_LEFTOVER_SECONDS`
+    untouched. The target of a link (the live version of an :func:`atomic_dir`)
+    is never removed. Returns what was removed.
+    """
+    directory = Path(directory)
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    live = set()
+    for e in entries:
+        if e.is_symlink() and not _TEMP.match(e.name):
+            with contextlib.suppress(OSError):
+                live.add(os.path.basename(os.readlink(e.path)))
+    host, removed = _host(), []
+    for e in entries:
+        m = _TEMP.match(e.name)
+        if m is None or e.name in live or (name is not None and m["name"] != name):
+            continue
+        if m["host"] == host:
+            if _alive(int(m["pid"])):
+                continue
+        else:
+            with contextlib.suppress(OSError):
+                if time.time() - e.stat(follow_symlinks=False).st_mtime < FOREIGN_LEFTOVER_SECONDS:
+                    continue
+        p = Path(e.path)
+        if e.is_dir(follow_symlinks=False):
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        if not os.path.lexists(p):
+            removed.append(p)
+            log.info("removed %s, left by a write that was killed", p)
+    return removed
 
 
 def _umask() -> int:
@@ -45,7 +151,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, "wb") as f:
@@ -80,7 +186,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         # now "index" holds exactly what was written; the old one is gone.
 
     ``path`` becomes a symbolic link to a versioned sibling directory
-    (``.index.<random>``); the swap is one atomic ``rename`` of a new link over
+    (``.index.<pid>-<host>-<random>``); the swap is one atomic ``rename`` of a new link over
     the old one, so a reader (or a kill) at any moment sees either the complete
     old directory or the complete new one. Every file is fsynced before the
     swap. On an exception the temporary directory is removed and ``path`` is
@@ -88,7 +194,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    clean_leftovers(path.parent, path.name)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
@@ -101,10 +208,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         old_target = path.parent / os.readlink(path) if path.is_symlink() else None
         if path.exists() and not path.is_symlink():
             # A plain directory from elsewhere: move it aside first (not atomic).
-            aside = path.with_name(f".{path.name}.old-{os.getpid()}")
+            aside = path.with_name(temp_prefix(path) + "old")
             os.replace(path, aside)
             old_target = aside
-        link = path.with_name(f".{path.name}.link-{os.getpid()}")
+        link = path.with_name(temp_prefix(path) + "link")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(link)
         os.symlink(tmp.name, link)

@@ -41,6 +41,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 from collections import deque
 from collections.abc import Callable
@@ -51,7 +52,14 @@ from typing import Any
 import numpy as np
 
 from looklisten.core.config import DEFAULT_JPEG_QUALITY, DEFAULT_SHARD_SIZE, Config
-from looklisten.core.fileio import atomic_write_json, atomic_write_text, fsync_dir
+from looklisten.core.fileio import (
+    atomic_write_json,
+    atomic_write_text,
+    clean_leftovers,
+    file_sha256,
+    fsync_dir,
+    temp_prefix,
+)
 from looklisten.data.scan import Manifest, VideoEntry, scan_folder
 
 INDEX = "index.json"
@@ -145,9 +153,17 @@ class _TarWriter:
 
     def __init__(self, path: Path):
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.tmp")
+        self.tmp = path.with_name(temp_prefix(path) + "tar")
         self.file = open(self.tmp, "wb")
-        self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.USTAR_FORMAT)
+        self.sha256 = hashlib.sha256()
+        self.tar = tarfile.open(fileobj=self, mode="w", format=tarfile.USTAR_FORMAT)
+
+    def write(self, data: bytes) -> int:  # tarfile writes through here: hash as we go
+        self.sha256.update(data)
+        return self.file.write(data)
+
+    def tell(self) -> int:
+        return self.file.tell()
 
     def add(self, name: str, data: bytes) -> tuple[int, int]:
         """Append a member; return (offset of its data in the tar, size)."""
@@ -225,6 +241,8 @@ def shard_folder(
 
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    if not Path(data).is_dir():  # before anything is written
+        raise NotADirectoryError(f"{data}: not a folder of videos")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = _settings(cfg, jpeg_quality)
@@ -295,6 +313,7 @@ def shard_folder(
         shards[s] = {
             "name": name,
             "bytes": size,
+            "sha256": writer.sha256.hexdigest(),
             "settings": settings,
             "planned": [asdict(v) for v in groups[s]],
             "videos": kept,
@@ -323,6 +342,7 @@ def shard_folder(
             {
                 "name": sh["name"],
                 "bytes": sh["bytes"],
+                **({"sha256": sh["sha256"]} if "sha256" in sh else {}),
                 "videos": [{"key": v["key"], "path": v["entry"]["path"]} for v in sh["videos"]],
             }
             for sh in shards
@@ -379,10 +399,68 @@ def _npy_view(buf: np.ndarray, offset: int, size: int) -> np.ndarray:
     fmt = np.lib.format
     read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
     shape, fortran, dtype = read(head)
-    if fortran or len(shape) != 1:
+    if fortran or len(shape) != 1 or dtype.hasobject or dtype.kind not in "fiu":
         raise ValueError("unexpected audio array layout in shard")
     start = offset + head.tell()
     return np.ndarray(shape, dtype=dtype, buffer=buf, offset=start)
+
+
+_SHARD_FILE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*\.tar$")
+
+
+def _check_index(where: str, index: Any) -> None:
+    """Reject an ``index.json`` that could make the reader touch other files.
+
+    Shard names must be plain file names (``shard-000001.tar``: no folder, no
+    ``..``, no absolute path), sizes and hashes well-formed, and every video's
+    shard number and byte range must lie inside its shard.
+    """
+
+    def bad(key: str, reason: str) -> ValueError:
+        return ValueError(f"{where}: {key}: {reason}")
+
+    if not isinstance(index, dict) or index.get("format") != SHARD_FORMAT:
+        raise ValueError(f"{where}: not a looklisten shard index (format {SHARD_FORMAT})")
+    for key in ("settings", "shards", "videos", "rejected"):
+        if key not in index:
+            raise bad(key, "missing")
+    shards = index["shards"]
+    if not isinstance(shards, list):
+        raise bad("shards", "not a list")
+    sizes = []
+    for i, sh in enumerate(shards):
+        key = f"shards[{i}]"
+        if not isinstance(sh, dict):
+            raise bad(key, "not an object")
+        name = sh.get("name")
+        if not isinstance(name, str) or not _SHARD_FILE.match(name):
+            raise bad(f"{key}.name", f"{name!r} is not a plain shard file name (NAME.tar)")
+        size = sh.get("bytes")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise bad(f"{key}.bytes", f"{size!r} is not a size in bytes")
+        digest = sh.get("sha256")
+        if digest is not None and not (
+            isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)
+        ):
+            raise bad(f"{key}.sha256", f"{digest!r} is not a SHA-256 hex digest")
+        sizes.append(size)
+    if not isinstance(index["videos"], list):
+        raise bad("videos", "not a list")
+    for i, v in enumerate(index["videos"]):
+        key = f"videos[{i}]"
+        if not isinstance(v, dict):
+            raise bad(key, "not an object")
+        s, meta = v.get("shard"), v.get("meta")
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < len(sizes):
+            raise bad(f"{key}.shard", f"{s!r} is not a shard number (0-{len(sizes) - 1})")
+        ok = (
+            isinstance(meta, list)
+            and len(meta) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in meta)
+            and meta[0] + meta[1] <= sizes[s]
+        )
+        if not ok:
+            raise bad(f"{key}.meta", f"{meta!r} is not a byte range inside its shard")
 
 
 class ShardSet:
@@ -393,8 +471,7 @@ class ShardSet:
     """
 
     def __init__(self, location: str, local_dir: Path, index: dict[str, Any]):
-        if index.get("format") != SHARD_FORMAT:
-            raise ValueError(f"{location}: not a looklisten shard folder ({INDEX} format)")
+        _check_index(f"{location.rstrip('/')}/{INDEX}", index)
         self.location = location
         self.local_dir = local_dir
         self.index = index
@@ -464,19 +541,33 @@ class ShardSet:
             local = self.local_dir / sh["name"]
             if not (local.is_file() and local.stat().st_size == sh["bytes"]):
                 todo.append(sh)
+        clean_leftovers(self.local_dir)
         for sh in tqdm(todo, desc="fetch", unit="shard", disable=not progress):
             local = self.local_dir / sh["name"]
-            tmp = local.with_name(f".{sh['name']}.{os.getpid()}.tmp")
+            tmp = local.with_name(temp_prefix(local) + "fetch")
             fs.get(f"{path.rstrip('/')}/{sh['name']}", str(tmp))
+            reason = None
             if tmp.stat().st_size != sh["bytes"]:
+                reason = f"{tmp.stat().st_size} bytes, {INDEX} says {sh['bytes']}"
+            elif sh.get("sha256") and file_sha256(tmp) != sh["sha256"]:
+                reason = f"its SHA-256 differs from {INDEX}'s"
+            if reason is not None:
                 tmp.unlink()
-                raise ValueError(f"{self.location}/{sh['name']}: size differs from {INDEX}")
+                raise ValueError(f"{self.location}/{sh['name']}: {reason}")
             os.replace(tmp, local)
 
     def source(self, videos: list[VideoEntry], cfg: Config) -> ShardSource:
         self.check(cfg)
         records = [self._records[v.path] for v in videos]
         names = [self.index["shards"][r["shard"]]["name"] for r in records]
+        for i in sorted({r["shard"] for r in records}):
+            sh = self.index["shards"][i]
+            path = self.local_dir / sh["name"]
+            if path.is_file() and path.stat().st_size != sh["bytes"]:
+                raise ValueError(
+                    f"{path}: {path.stat().st_size} bytes, {INDEX} says {sh['bytes']}: "
+                    "a damaged or different shard"
+                )
         return ShardSource(self.local_dir, videos, cfg, names, [r["meta"] for r in records])
 
 

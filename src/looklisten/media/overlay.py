@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from looklisten.core.fileio import atomic_write_bytes, default_file_mode, fsync_dir
+from looklisten.core.fileio import atomic_write_bytes, default_file_mode, fsync_dir, temp_prefix
 from looklisten.media.video import MediaError, probe
 
 Box = Sequence[float]
@@ -435,7 +435,7 @@ def write_overlay_video(
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{out_path.name}.", suffix=".tmp.mp4", dir=out_path.parent
+        prefix=temp_prefix(out_path), suffix=".tmp.mp4", dir=out_path.parent
     )
     os.close(fd)
     tmp = Path(tmp_name)

@@ -44,6 +44,7 @@ Writing
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Iterator
@@ -53,6 +54,8 @@ from pathlib import Path
 
 import av
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "MediaError",
@@ -465,7 +468,13 @@ class MediaReader:
     info : MediaInfo
     stats : dict
         Debug counters: ``video_frames`` and ``audio_frames`` decoded,
-        ``video_seeks`` and ``audio_seeks``.
+        ``video_seeks`` and ``audio_seeks``, ``video_restarts`` and
+        ``audio_restarts`` (decodes from the start of a file that refuses seeks).
+    video_seek : {"stream", "start"}
+        How frames are reached: seeks, or decoding from the start where the
+        demuxer refuses seeks.
+    audio_seek : {"stream", "other", "start"}
+        How audio windows are reached (see :meth:`_seek_audio`).
 
     Examples
     --------
@@ -479,7 +488,16 @@ class MediaReader:
     ) -> None:
         self.path = os.fspath(path)
         self.threads = int(threads)
-        self.stats = {"video_frames": 0, "audio_frames": 0, "video_seeks": 0, "audio_seeks": 0}
+        self.stats = {
+            "video_frames": 0,
+            "audio_frames": 0,
+            "video_seeks": 0,
+            "audio_seeks": 0,
+            "video_restarts": 0,
+            "audio_restarts": 0,
+        }
+        self.video_seek = "stream"
+        self.audio_seek = "stream"
         self._closed = False
         self._spare = _open_container(self.path)
         self._vc = self._ac = None
@@ -571,11 +589,17 @@ class MediaReader:
     def _video_seek(self, ticks: int) -> None:
         """Seek the video demuxer to the keyframe at or before ``ticks``."""
         c = self._container("video")
-        try:
-            c.seek(int(ticks), stream=self._vstream, backward=True, any_frame=False)
-        except (av.error.FFmpegError, OSError) as exc:
-            raise self._corrupt(exc, "cannot seek video") from None
-        self.stats["video_seeks"] += 1
+        if self.video_seek == "stream":
+            try:
+                c.seek(int(ticks), stream=self._vstream, backward=True, any_frame=False)
+                self.stats["video_seeks"] += 1
+            except (av.error.FFmpegError, OSError) as exc:
+                # Decode from the start instead (a fresh demuxer), as players do.
+                log.debug("%s: video seek failed (%s); decoding from the start", self.path, exc)
+                self.video_seek = "start"
+        if self.video_seek == "start":
+            c = self._reopen("video")
+            self.stats["video_restarts"] += 1
         self._vit = self._decode_video_iter(c, self._vstream)
         self._vcur = self._vnext = None
         self._vlast_ticks = None
@@ -727,41 +751,99 @@ class MediaReader:
 
     # -- audio ------------------------------------------------------------
 
+    def _seek_audio(self, t: float | None) -> bool:
+        """Position the audio demuxer at or before ``t`` (None: the stream's start).
+
+        Some files refuse seeks by their audio stream (an AVI whose index marks
+        no audio chunk as a keyframe, as some cameras write it: FFmpeg answers
+        EPERM for every timestamp) but play from the start. The reader then
+        falls back, once per file, to seeking by the video stream (whose index
+        the demuxer then uses to place every stream), and if that fails too,
+        to decoding from the start (a fresh demuxer, no seek).
+        ``self.audio_seek`` says which mode is in use ("stream", "other" or
+        "start").
+
+        Returns
+        -------
+        bool
+            True if the demuxer was positioned near ``t``; False if decoding
+            starts at the beginning of the stream.
+        """
+        c = self._container("audio")
+        st = self._astream
+        while True:
+            mode = self.audio_seek
+            try:
+                if mode == "stream":
+                    tb = st.time_base
+                    target = math.floor(t / tb) if t is not None else (st.start_time or 0)
+                    c.seek(int(target), stream=st, backward=True)
+                elif mode == "other":
+                    # By another stream (the video's index): FFmpeg's default
+                    # stream would be the audio, the only one not discarded.
+                    other = next(x for x in c.streams if x is not st and x.type == "video")
+                    tb = other.time_base
+                    first = other.start_time or 0
+                    target = first if t is None else max(math.floor(t / tb), first)
+                    c.seek(int(target), stream=other, backward=True)
+                else:  # "start": a fresh demuxer reads from the beginning
+                    self._reopen("audio")
+                    self.stats["audio_restarts"] += 1
+                    return False
+            except (av.error.FFmpegError, OSError, StopIteration) as exc:
+                self.audio_seek = "other" if mode == "stream" else "start"
+                log.debug(
+                    "%s: audio %s seek failed (%s); trying %s",
+                    self.path,
+                    mode,
+                    _detail(exc),
+                    self.audio_seek,
+                )
+                continue
+            self.stats["audio_seeks"] += 1
+            return t is not None
+
+    def _reopen(self, kind: str):
+        """A fresh demuxer for ``kind`` reads, positioned at the start of the file."""
+        attr = "_vc" if kind == "video" else "_ac"
+        old = getattr(self, attr)
+        if old is not None:
+            try:
+                old.close()
+            except Exception:  # noqa: BLE001 - closing must never raise
+                pass
+            setattr(self, attr, None)
+        return self._container(kind)
+
     def _decode_audio(self, t0: float, t1: float | None) -> _AudioChunk:
         """Decode native-rate mono audio covering ``[t0, t1]`` (t1=None: to EOF).
 
         Seeks to ``t0`` minus a pre-roll (decoders need a few packets of
         history), then decodes forward. If the seek lands too late (a coarse
-        index), it seeks further back and retries.
+        index), it seeks further back and retries; if no seek reaches the
+        window, it decodes from the start of the stream (see :meth:`_seek_audio`).
         """
         if not self.info.has_audio:
             raise MediaError(self.path, "no audio stream")
-        c = self._container("audio")
+        self._container("audio")
         st = self._astream
-        tb = st.time_base
         sr_hint = self.info.sample_rate or 48000
         frame_size = st.codec_context.frame_size or 1024
         preroll = max(_AUDIO_PREROLL, _AUDIO_PREROLL_FRAMES * max(frame_size, 1024) / sr_hint)
         keep_from = Fraction(t0) - Fraction(_RESAMPLE_MARGIN)
         seek_t = t0 - preroll
-        for attempt in range(5):
-            seeked = seek_t > self.info.audio_start
-            target = math.floor(seek_t / tb) if seeked else (st.start_time or 0)
-            try:
-                c.seek(int(target), stream=st, backward=True)
-            except (av.error.FFmpegError, OSError) as exc:
-                if seeked:  # some demuxers cannot seek by audio: restart
-                    seek_t = -math.inf
-                    continue
-                raise self._corrupt(exc, "cannot seek audio") from None
-            self.stats["audio_seeks"] += 1
-            chunk = self._collect_audio(c, st, keep_from, t1, skip_first=seeked)
-            retry = chunk.decoded == 0 or (
+        for attempt in range(6):
+            want = seek_t if seek_t > self.info.audio_start else None
+            seeked = self._seek_audio(want)
+            chunk = self._collect_audio(self._ac, self._astream, keep_from, t1, skip_first=seeked)
+            late = chunk.decoded == 0 or (
                 chunk.origin is not None and (chunk.origin > keep_from or chunk.warmup == 0)
             )
-            if not seeked or not retry or attempt == 4:
+            if not seeked or not late:
                 return chunk
-            seek_t = t0 - preroll - 2.0 * 4**attempt
+            # The seek landed after the window: seek further back, and in the
+            # end decode from the start rather than return a short window.
+            seek_t = -math.inf if attempt >= 4 else t0 - preroll - 2.0 * 4**attempt
         return chunk
 
     def _collect_audio(
@@ -880,13 +962,25 @@ class MediaReader:
             return np.zeros(0, np.float32)
         a = self.info
         chunk = self._decode_audio(t0, t1)
+        declared = (a.audio_start, a.audio_start + a.audio_duration)
         if chunk.origin is None or (t1 is not None and t1 <= chunk.origin):
-            raise self._outside(t0, t1, a.audio_start, a.audio_start + a.audio_duration)
+            inside = t0 < declared[1] and (t1 is None or t1 > declared[0])
+            if inside:  # the header promises audio here, but none decodes
+                raise self._undecodable(t0, t1, *declared)
+            raise self._outside(t0, t1, *declared)
         sr_in = int(chunk.sr)
         sr_out = int(sample_rate or sr_in)
         data_end = float(chunk.origin + Fraction(len(chunk.x), sr_in))
         if chunk.eof:  # codec padding past the declared end is not audio
             data_end = min(data_end, self._declared_audio_end())
+        cut = chunk.eof and data_end < declared[1] - _END_TOLERANCE - 0.01 * a.audio_duration
+        if cut and t1 is not None and t1 > data_end:
+            # Zeros here would pass a cut file off as silence.
+            raise MediaError(
+                self.path,
+                f"truncated or corrupt: the audio stops at {data_end:.3f} s, inside the window "
+                f"{self._window(t0, t1)} (the header says it ends at {declared[1]:.3f} s)",
+            )
         if t1 is None:
             t1 = data_end
         if t0 >= data_end:
@@ -974,10 +1068,10 @@ class MediaReader:
         decodes only the keyframes (enough to see that the codec data is
         sound, and much cheaper than decoding the whole last GOP).
         """
-        c = self._container("video")
-        st = self._vstream
+        self._container("video")
+        self._video_seek(math.floor(t / self._vstream.time_base))
+        c, st = self._vc, self._vstream  # the seek may have reopened the file
         tb = st.time_base
-        self._video_seek(math.floor(t / tb))
         self._vit = None  # the frame iterator is bypassed here
         cc = st.codec_context
         end = None
@@ -997,10 +1091,21 @@ class MediaReader:
             cc.skip_frame = "DEFAULT"
         return float(end) if decoded and end is not None else None
 
+    @staticmethod
+    def _window(t0: float, t1: float | None) -> str:
+        return f"{t0:.3f}-{'end' if t1 is None else f'{t1:.3f}'} s"
+
     def _outside(self, t0: float, t1: float | None, start: float, end: float) -> MediaError:
-        win = f"{t0:.3f}-{'end' if t1 is None else f'{t1:.3f}'} s"
         return MediaError(
-            self.path, f"window {win} is outside the audio stream ({start:.3f}-{end:.3f} s)"
+            self.path,
+            f"window {self._window(t0, t1)} is outside the audio stream ({start:.3f}-{end:.3f} s)",
+        )
+
+    def _undecodable(self, t0: float, t1: float | None, start: float, end: float) -> MediaError:
+        return MediaError(
+            self.path,
+            f"truncated or corrupt: no audio decodes in {self._window(t0, t1)} "
+            f"(the header says the audio spans {start:.3f}-{end:.3f} s)",
         )
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from looklisten.core.config import Config
-from looklisten.core.fileio import atomic_dir
+from looklisten.core.fileio import DamagedFileError, atomic_dir, read_json
 
 CHECKPOINT_DIR = "checkpoint"
 #: Evaluations of a run are saved in RUN/eval/, where ``looklisten report`` reads them.
@@ -84,7 +85,11 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write RUN/checkpoint atomically; return its path."""
+    """Write RUN/checkpoint atomically; return its path.
+
+    ``state.json`` records the size of each tensor file (``files``), so that a
+    damaged copy is reported as such when it is loaded.
+    """
     path = Path(run_dir) / CHECKPOINT_DIR
     model = getattr(model, "module", model)  # unwrap DDP
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
@@ -97,22 +102,63 @@ def save_checkpoint(
             tensors, meta = _optimizer_tensors(optimizer)
             save_file(tensors, str(tmp / "optimizer.safetensors"))
             state["optimizer"] = meta
+        state["files"] = {p.name: p.stat().st_size for p in sorted(tmp.glob("*.safetensors"))}
         (tmp / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
     return path
 
 
 def load_config(path: str | os.PathLike) -> Config:
-    return Config.from_json((resolve(path) / "config.json").read_text())
+    """The config saved with a checkpoint (validated, see :class:`Config`)."""
+    p = resolve(path) / "config.json"
+    d = read_json(p, "checkpoint config")
+    try:
+        return Config.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise DamagedFileError(p, "checkpoint config", str(e)) from None
 
 
 def load_state(path: str | os.PathLike) -> dict[str, Any]:
     p = resolve(path) / "state.json"
-    return json.loads(p.read_text()) if p.is_file() else {}
+    return read_json(p, "checkpoint state") if p.is_file() else {}
+
+
+def _tensors(ckpt: Path, name: str) -> dict[str, torch.Tensor]:
+    """Load ``ckpt/name``; a truncated or damaged file is one clear error."""
+    p = ckpt / name
+    if not p.is_file():
+        raise DamagedFileError(p, "checkpoint", "the file is missing")
+    verify_checkpoint(ckpt)
+    try:
+        return load_file(str(p))
+    except (SafetensorError, OSError) as e:
+        raise DamagedFileError(p, "checkpoint", str(e)) from None
+
+
+def verify_checkpoint(path: str | os.PathLike) -> Path:
+    """Check a checkpoint's files (JSON, sizes, tensor headers) without loading tensors.
+
+    Raises :class:`DamagedFileError` naming the damaged file; returns the
+    checkpoint directory. ``train --resume`` calls it before writing anything.
+    """
+    ckpt = resolve(path)
+    load_config(ckpt)
+    sizes = load_state(ckpt).get("files", {})
+    for p in sorted(ckpt.glob("*.safetensors")):
+        if p.name in sizes and p.stat().st_size != sizes[p.name]:
+            raise DamagedFileError(
+                p, "checkpoint", f"{p.stat().st_size} bytes, state.json says {sizes[p.name]}"
+            )
+        try:
+            with safe_open(str(p), framework="pt") as f:
+                f.keys()
+        except (SafetensorError, OSError) as e:
+            raise DamagedFileError(p, "checkpoint", str(e)) from None
+    return ckpt
 
 
 def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
     ckpt = resolve(path)
-    weights = load_file(str(ckpt / "model.safetensors"))
+    weights = _tensors(ckpt, "model.safetensors")
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise ValueError(
@@ -142,7 +188,7 @@ def init_weights(model: torch.nn.Module, path: str | os.PathLike, cfg: Config) -
             f"{ckpt}: its audio frontend ({src_cfg.audio}) differs from this run's "
             f"({cfg.audio}); warm-start from a run of the same preset"
         )
-    weights = load_file(str(ckpt / "model.safetensors"))
+    weights = _tensors(ckpt, "model.safetensors")
     own = model.state_dict()
     take = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
     if not any(k.startswith(("vision.", "audio.")) for k in take):
@@ -153,8 +199,10 @@ def init_weights(model: torch.nn.Module, path: str | os.PathLike, cfg: Config) -
 
 def load_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) -> None:
     ckpt = resolve(path)
-    meta = load_state(ckpt)["optimizer"]
-    tensors = load_file(str(ckpt / "optimizer.safetensors"))
+    meta = load_state(ckpt).get("optimizer")
+    if meta is None:
+        raise DamagedFileError(ckpt / "state.json", "checkpoint state", "no optimizer state")
+    tensors = _tensors(ckpt, "optimizer.safetensors")
     state: dict[int, dict[str, Any]] = {}
     for key, t in tensors.items():
         pid, k = key.split(".", 1)

@@ -38,7 +38,6 @@ Example
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -52,7 +51,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from looklisten.core.fileio import atomic_dir
+from looklisten.core.fileio import atomic_dir, file_sha256
 
 __all__ = ["MODALITIES", "METRICS", "KINDS", "Hit", "EmbeddingIndex"]
 
@@ -141,14 +140,6 @@ def _jsonable(value: Any, i: int, key: str) -> Any:
     except (TypeError, ValueError) as e:
         raise ValueError(f"meta[{i}][{key!r}] is not JSON-serialisable: {value!r}") from e
     return value
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Store:
@@ -612,8 +603,8 @@ class EmbeddingIndex:
                     "index_file": index_file,
                     "items_file": items_file,
                     "sha256": {
-                        index_file: _sha256(tmp / index_file),
-                        items_file: _sha256(tmp / items_file),
+                        index_file: file_sha256(tmp / index_file),
+                        items_file: file_sha256(tmp / items_file),
                     },
                 }
             (tmp / "meta.json").write_text(
@@ -688,7 +679,7 @@ class EmbeddingIndex:
                 fpath = path / fname
                 if not fpath.is_file():
                     raise fail(f"{fname} is missing")
-                if verify and _sha256(fpath) != hashes.get(fname):
+                if verify and file_sha256(fpath) != hashes.get(fname):
                     raise fail(f"{fname} is corrupt (sha256 does not match meta.json)")
             try:
                 index = faiss.read_index(str(path / index_file))

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from looklisten.core.config import Config
-from looklisten.core.fileio import atomic_write_json, atomic_write_text
+from looklisten.core.fileio import atomic_write_json, atomic_write_text, clean_leftovers
 from looklisten.data.sampler import FileSource, MemorySource, PairDataset, PairSampler
 from looklisten.data.scan import VideoEntry, scan_folder
 from looklisten.inputs.prepare import VisionTransform
@@ -55,6 +55,7 @@ from looklisten.models.checkpoint import (
     load_weights,
     resolve,
     save_checkpoint,
+    verify_checkpoint,
 )
 from looklisten.models.losses import AVCLoss
 from looklisten.models.network import create_model
@@ -343,13 +344,18 @@ class Trainer:
         env: DistEnv = SINGLE,
     ) -> Trainer:
         """Scan ``data`` (a folder of videos, or shards: see looklisten.data.shards) and set up the run."""
-        from looklisten.data.shards import ShardSet, is_shard_location
+        from looklisten.data.shards import ShardSet, is_shard_location, is_url
 
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
         if resume:
             cfg = resume_config(load_config(out), cfg)
+            verify_checkpoint(out)  # a damaged checkpoint fails here, not after the scan
+        if not is_url(data) and not Path(data).is_dir():  # before anything is written
+            raise NotADirectoryError(f"{data}: not a folder of videos or shards")
         main = env.is_main
+        out.mkdir(parents=True, exist_ok=True)
+        if main:
+            clean_leftovers(out)  # temporary files of a run that was killed
         shards = None
         if is_shard_location(data):
             shards = ShardSet.open(data)
@@ -383,8 +389,6 @@ class Trainer:
             )
         dev = default_device(device)
         t = cfg.train
-        if t.rank_data not in ("all", "own"):
-            raise ValueError(f"unknown train.rank_data {t.rank_data!r} (all, own)")
         own = t.rank_data == "own" and env.distributed
         total_videos = (len(train_v), len(val_v))
         if own:
