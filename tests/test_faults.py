@@ -505,7 +505,15 @@ def test_training_killed_mid_run_resumes_exactly(tmp_path, monkeypatch):
         "sampler.val_fraction": 0.34,
     }
     full = train(data, tmp_path / "full", get_config("tiny", **over), progress=False, workers=0)
-    argv = [sys.executable, "-m", "looklisten.cli", "train", str(data), "--out", str(tmp_path / "k")]
+    argv = [
+        sys.executable,
+        "-m",
+        "looklisten.cli",
+        "train",
+        str(data),
+        "--out",
+        str(tmp_path / "k"),
+    ]
     argv += ["--preset", "tiny", "--model", "l3", "--quiet", "--workers", "0"]
     argv += [a for k, v in over.items() for a in ("--set", f"{k}={v}")]
     proc = subprocess.Popen(argv, env={**_env(), "LOOKLISTEN_CACHE": str(tmp_path / "cache")})
