@@ -82,12 +82,20 @@ def _weights(run):
     return load_file(str(run / "checkpoint" / "model.safetensors"))
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread in this process (as the gloo ranks), restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_and_resume_exactly(shards, tmp_path, monkeypatch):
+def test_two_gloo_processes_match_one_and_resume_exactly(shards, tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("LOOKLISTEN_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    torch.set_num_threads(1)
     one = train(shards, tmp_path / "one", get_config("tiny", **RUN), workers=0, progress=False)
     _torchrun(shards, tmp_path / "two", env=env)
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())

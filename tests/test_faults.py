@@ -516,7 +516,10 @@ def test_training_killed_mid_run_resumes_exactly(tmp_path, monkeypatch):
     ]
     argv += ["--preset", "tiny", "--model", "l3", "--quiet", "--workers", "0"]
     argv += [a for k, v in over.items() for a in ("--set", f"{k}={v}")]
-    proc = subprocess.Popen(argv, env={**_env(), "LOOKLISTEN_CACHE": str(tmp_path / "cache")})
+    # the same float arithmetic as this process: as many torch threads
+    env = {**_env(), "LOOKLISTEN_CACHE": str(tmp_path / "cache")}
+    env["OMP_NUM_THREADS"] = str(torch.get_num_threads())
+    proc = subprocess.Popen(argv, env=env)
     state = tmp_path / "k" / "checkpoint" / "state.json"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
