@@ -145,6 +145,29 @@ def test_a_window_with_no_decodable_audio_says_so(tmp_path):
     assert "outside" not in str(e.value)  # the old message contradicted the header
 
 
+def test_a_window_past_the_end_is_refused_without_decoding_the_whole_file(camera, monkeypatch):
+    """Seeks that land where nothing decodes make the reader seek further back, and in
+    the end decode from the start, but only for a window inside the audio."""
+    from looklisten.media.video import _AudioChunk
+
+    with MediaReader(camera.path) as r:
+        whole_decodes = []
+
+        def nothing_after_a_seek(c, st, keep_from, t1, skip_first):
+            if skip_first:  # every seek lands at the end of the stream
+                return _AudioChunk(np.zeros(0, np.float32), None, CAMERA_SR, True, 0, 0)
+            whole_decodes.append(keep_from)
+            return collect(c, st, keep_from, t1, skip_first)
+
+        collect = r._collect_audio
+        monkeypatch.setattr(r, "_collect_audio", nothing_after_a_seek)
+        with pytest.raises(MediaError, match="outside the audio stream"):
+            r.read_audio(1000.0, 1001.0)  # far past the end: the backward seeks stay past it
+        assert whole_decodes == []
+        w = r.read_audio(2.0, 3.0)  # inside: found by decoding from the start
+        assert len(whole_decodes) == 1 and w.shape == (CAMERA_SR,) and np.abs(w).max() > 0.1
+
+
 def test_audio_that_stops_inside_a_window_is_an_error_not_silence(tmp_path):
     clip = make_clip(tmp_path / "a.webm", "vp9-opus", 3.0, 10.0, 16000, 1)
     cut = truncate(clip.path, tmp_path / "cut.webm", 0.6)
@@ -576,6 +599,9 @@ def shard_dir(tmp_path_factory):
         (lambda ix: ix["videos"][0].update(shard=7), "videos[0].shard"),
         (lambda ix: ix["videos"][0].update(meta=[0, 10**12]), "videos[0].meta"),
         (lambda ix: ix.pop("shards"), "shards: missing"),
+        (lambda ix: ix["videos"][0].pop("duration"), "videos[0]: missing duration"),
+        (lambda ix: ix["settings"].pop("resize"), "settings: needs integer"),
+        (lambda ix: ix.update(rejected="none"), "rejected: not a list"),
     ],
 )
 def test_a_crafted_shard_index_is_refused(shard_dir, tmp_path, change, key):

@@ -444,12 +444,27 @@ def _check_index(where: str, index: Any) -> None:
         ):
             raise bad(f"{key}.sha256", f"{digest!r} is not a SHA-256 hex digest")
         sizes.append(size)
+    settings = index["settings"]
+    if not isinstance(settings, dict) or not all(
+        isinstance(settings.get(k), int) for k in ("resize", "sample_rate")
+    ):
+        raise bad("settings", "needs integer 'resize' and 'sample_rate'")
+    if not isinstance(index["rejected"], list) or not all(
+        isinstance(r, list) and len(r) == 2 for r in index["rejected"]
+    ):
+        raise bad("rejected", "not a list of [path, reason] pairs")
     if not isinstance(index["videos"], list):
         raise bad("videos", "not a list")
+    entry_fields = VideoEntry.__dataclass_fields__
     for i, v in enumerate(index["videos"]):
         key = f"videos[{i}]"
         if not isinstance(v, dict):
             raise bad(key, "not an object")
+        missing = [k for k in entry_fields if k not in v]
+        if missing:
+            raise bad(key, f"missing {', '.join(missing)}")
+        if not isinstance(v["path"], str):
+            raise bad(f"{key}.path", f"{v['path']!r} is not a path")
         s, meta = v.get("shard"), v.get("meta")
         if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < len(sizes):
             raise bad(f"{key}.shard", f"{s!r} is not a shard number (0-{len(sizes) - 1})")

@@ -842,7 +842,11 @@ class MediaReader:
             if not seeked or not late:
                 return chunk
             # The seek landed after the window: seek further back, and in the
-            # end decode from the start rather than return a short window.
+            # end decode from the start rather than return a short window (only
+            # for a window that starts inside the audio: past its end there is
+            # nothing to find).
+            if attempt >= 4 and t0 >= self.info.audio_start + self.info.audio_duration:
+                return chunk
             seek_t = -math.inf if attempt >= 4 else t0 - preroll - 2.0 * 4**attempt
         return chunk
 
@@ -946,8 +950,11 @@ class MediaReader:
         Raises
         ------
         MediaError
-            No audio stream, the window lies entirely outside the audio, or
-            the audio cannot be decoded.
+            No audio stream; the window lies entirely outside the audio; no
+            audio decodes where the header promises some; the audio stops
+            inside the window well before the end its header declares (a cut
+            file: zeros would pass it off as silence); or the audio cannot be
+            decoded.
         """
         t0 = float(t0)
         if t1 is not None:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from looklisten.core.config import AUDIO_KINDS, AudioConfig
+from looklisten.core.config import AudioConfig
 
 
 def hz_to_mel(f):
@@ -103,8 +103,6 @@ class Spectrogram(torch.nn.Module):
 
     def __init__(self, cfg: AudioConfig):
         super().__init__()
-        if cfg.kind not in AUDIO_KINDS:
-            raise ValueError(f"unknown spectrogram kind {cfg.kind!r}")
         if not 0 < cfg.win_length <= cfg.n_fft:
             raise ValueError(f"need 0 < win_length <= n_fft, got {cfg.win_length}, {cfg.n_fft}")
         self.cfg = cfg
