@@ -259,3 +259,119 @@ def test_class_override(tmp_path):
 def test_module_exports():
     assert callable(demo_data.available_classes)
     assert set(DEFAULT_CLASSES) <= set(demo_data.available_classes())
+
+
+# --------------------------------------------------------------------------- digits
+
+DIGIT_SEED = 7
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """Digits clips of both exemplar splits: {split: (folder, annotations)}."""
+    out = {}
+    for split, n in (("train", 5), ("test", 4)):
+        d = tmp_path_factory.mktemp(f"digits-{split}")
+        make_demo_data(d, videos=n, seed=DIGIT_SEED, kind="digits", split=split, progress=False)
+        out[split] = (d, load_annotations(d))
+    return out
+
+
+def test_digit_assets_small_licensed_and_split():
+    root = resources.files("looklisten").joinpath("assets").joinpath("digits")
+    size = sum(f.stat().st_size for f in root_path(root).rglob("*") if f.is_file())
+    assert size < 3_000_000, size
+    lic = root.joinpath("LICENSE.md").read_text(encoding="utf-8")
+    assert "CC BY-SA 3.0" in lic and "GPL" in lic and "espeak-ng" in lic
+    index = demo_data.digit_index()
+    train, test = demo_data.digit_voices("train"), demo_data.digit_voices("test")
+    assert len(train) >= 20 and len(test) >= 10 and not set(train) & set(test)
+    # No espeak-ng accent or variant of the test voices is used for training.
+    settings = {v["name"]: v["settings"].get("voice", "") for v in index["voices"]}
+    train_parts = set().union(*(set(settings[n].split("+")) for n in train)) - {""}
+    test_parts = set().union(*(set(settings[n].split("+")) for n in test)) - {""}
+    assert not train_parts & test_parts, train_parts & test_parts
+    assert {"tuxpaint-en", "tuxpaint-en-gb"} <= set(test)  # the human speakers: test only
+    for split, per in (("train", 250), ("test", 100)):
+        images, labels, source = demo_data._digit_images(split)
+        assert images.shape == (10 * per, 28, 28) and images.dtype == np.uint8
+        assert np.array_equal(np.bincount(labels, minlength=10), [per] * 10)
+        assert len(np.unique(source)) == len(source)
+
+
+def root_path(traversable):
+    from pathlib import Path
+
+    return Path(str(traversable))
+
+
+def test_digit_clips_draw_from_their_split(digits):
+    voices = {s: set(demo_data.digit_voices(s)) for s in ("train", "test")}
+    for split, (folder, anns) in digits.items():
+        for name, ann in anns.items():
+            assert (folder / name).is_file()
+            assert ann["kind"] == "digits" and ann["split"] == split
+            assert ann["voice"] in voices[split]
+            assert 1 <= len(ann["objects"]) <= 2
+            for obj in ann["objects"]:
+                assert obj["label"] in demo_data.DIGIT_CLASSES
+                assert obj["category"] == "digits"
+                assert obj["exemplar"].startswith(f"mnist-{split}-")
+
+
+def test_digit_pixels_match_boxes(digits):
+    for split, (folder, anns) in digits.items():
+        for name, ann in anns.items():
+            frames, _, _ = _decode(folder / name)
+            bg = clip_background(DIGIT_SEED, int(name[5:10]), (224, 224)).astype(np.float32)
+            frame = frames[30].astype(np.float32)
+            diff = np.abs(frame - bg).mean(axis=2)
+            outside = np.ones((224, 224), bool)
+            for o in range(len(ann["objects"])):
+                x0, y0, x1, y1 = box_at(ann, o, 30 / 15.0)
+                outside[max(y0 - 2, 0) : y1 + 2, max(x0 - 2, 0) : x1 + 2] = False
+                inside = diff[y0:y1, x0:x1]
+                assert (inside > 40).mean() > 0.1, (split, name, o)  # strokes in the box
+                for band in (inside[:3], inside[-3:], inside[:, :3], inside[:, -3:]):
+                    assert band.max() > 10, (split, name, o)  # ... reaching each side
+            assert diff[outside].mean() < 4.0, (split, name)
+
+
+def test_digit_audio_is_the_voice_saying_the_sounding_digit(digits):
+    sr = 48000
+    for split, (folder, anns) in digits.items():
+        for name, ann in anns.items():
+            _, audio, _ = _decode(folder / name)
+            seg = max(ann["sounding"], key=lambda s: s["end"] - s["start"])
+            heard = ann["labels"][seg["object"]]
+            starts = np.arange(seg["start"], min(seg["end"] - 0.7, seg["start"] + 1.5), 0.1)
+            windows = [audio[int(t * sr) : int((t + 0.7) * sr)] for t in starts]
+            scores = {
+                d: max(_ncc(w, demo_data.digit_sound(ann["voice"], int(d), sr)) for w in windows)
+                for d in demo_data.DIGIT_CLASSES
+            }
+            assert scores[heard] > 0.5, (split, name, scores)
+            assert scores[heard] == max(scores.values()), (split, name, scores)
+
+
+def test_digit_arguments(tmp_path):
+    with pytest.raises(ValueError, match="kind"):
+        make_demo_data(tmp_path, videos=1, kind="letters", progress=False)
+    with pytest.raises(ValueError, match="split"):
+        make_demo_data(tmp_path, videos=1, split="test", progress=False)  # stamps: one exemplar
+    with pytest.raises(ValueError, match="split"):
+        make_demo_data(tmp_path, videos=1, kind="digits", split="val", progress=False)
+    with pytest.raises(ValueError, match="unknown classes"):
+        make_demo_data(tmp_path, videos=1, kind="digits", classes=["dog"], progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_make_demo_data_cli_digits(tmp_path, capsys):
+    from looklisten.cli.main import main
+
+    out = tmp_path / "d"
+    args = ["make-demo-data", str(out), "--videos", "2", "--kind", "digits", "--split", "test"]
+    assert main([*args, "--workers", "1"]) == 0
+    assert "digits (test exemplars)" in capsys.readouterr().out
+    anns = load_annotations(out)
+    assert len(anns) == 2 and all(a["split"] == "test" for a in anns.values())

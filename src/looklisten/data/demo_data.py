@@ -93,6 +93,12 @@ DEFAULT_CLASSES: list[str] = [
     "firetruck",
 ]
 
+#: What the clips can show (``kind=``): Tux Paint stamps, or handwritten and spoken digits.
+KINDS = ("stamps", "digits")
+#: Exemplar splits of the digits (``split=``): disjoint writers and voices.
+SPLITS = ("train", "test")
+DIGIT_CLASSES: list[str] = [str(d) for d in range(10)]
+
 TWO_OBJECT_FRACTION = 0.3
 MOVING_FRACTION = 0.5
 SIZE_RANGE = (0.45, 0.7)  # sqrt(box area) / frame height
@@ -146,11 +152,69 @@ def stamp_sound(name: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return np.ascontiguousarray(x.reshape(-1))
 
 
+def _digit_assets():
+    return resources.files("looklisten").joinpath("assets").joinpath("digits")
+
+
+@functools.lru_cache(maxsize=1)
+def digit_index() -> dict[str, Any]:
+    """The curated digits (see ``assets/digits/index.json`` and ``LICENSE.md``)."""
+    return json.loads(_digit_assets().joinpath("index.json").read_text(encoding="utf-8"))
+
+
+def digit_voices(split: str) -> list[str]:
+    """Names of the voices of ``split`` ("train" or "test"), sorted."""
+    return sorted(v["name"] for v in digit_index()["voices"] if v["split"] == split)
+
+
+@functools.cache
+def _digit_images(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MNIST images of ``split``: (N, 28, 28) uint8, their labels and source rows."""
+    with _digit_assets().joinpath("images.npz").open("rb") as f:
+        z = np.load(f, allow_pickle=False)  # plain arrays only, never a pickle
+        return z[f"{split}_images"], z[f"{split}_labels"], z[f"{split}_source_index"]
+
+
+@functools.cache
+def digit_sound(voice: str, digit: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """``voice`` saying ``digit``, mono float32 at ``sample_rate``."""
+    from looklisten.media.video import read_audio
+
+    entry = next(v for v in digit_index()["voices"] if v["name"] == voice)
+    with resources.as_file(_digit_assets().joinpath(entry["files"][int(digit)])) as path:
+        x = np.asarray(read_audio(path, 0.0, None, sample_rate), dtype=np.float32)
+    return np.ascontiguousarray(x.mean(axis=0) if x.ndim == 2 else x.reshape(-1))
+
+
+def _digit_sprite(split: str, digit: int, rng: np.random.Generator, ink: np.ndarray):
+    """A random handwritten ``digit`` of ``split`` in colour ``ink``: RGBA, exemplar id."""
+    images, labels, source = _digit_images(split)
+    i = int(rng.choice(np.flatnonzero(labels == digit)))
+    # MNIST's strokes have a faint fringe that, upscaled, tints the whole box: keep
+    # the strokes (grey level 0.25 -> transparent, 0.75 -> opaque).
+    alpha = np.clip((images[i] / 255.0 - 0.25) * 2.0, 0.0, 1.0)
+    alpha = np.rint(alpha * 255).astype(np.uint8)
+    ys, xs = np.nonzero(alpha >= ALPHA_FLOOR)
+    alpha = alpha[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    rgba = np.empty((*alpha.shape, 4), np.uint8)
+    rgba[..., :3] = ink
+    rgba[..., 3] = alpha
+    return rgba, f"mnist-{split}-{int(source[i])}"
+
+
+def _ink(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
+    """A stroke colour that contrasts with ``background`` (uint8 (h, w, 3))."""
+    luma = float(background.reshape(-1, 3).mean(axis=0) @ np.array([0.299, 0.587, 0.114]))
+    return rng.integers(0, 60, 3) if luma > 110 else rng.integers(200, 256, 3)
+
+
 # --------------------------------------------------------------------------- planning
 
 
-def _plan(videos: int, seed: int, classes: list[str]) -> list[dict[str, Any]]:
-    """Labels and motion per clip, balanced over classes."""
+def _plan(
+    videos: int, seed: int, classes: list[str], voices: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Labels, motion (and voice, for digits) per clip, balanced over classes and voices."""
     rng = np.random.default_rng(seed)
     n_two = int(round(TWO_OBJECT_FRACTION * videos)) if len(classes) >= 2 else 0
     two = np.zeros(videos, bool)
@@ -171,6 +235,12 @@ def _plan(videos: int, seed: int, classes: list[str]) -> list[dict[str, Any]]:
         if two[k]:
             labels.append(draw(exclude=labels[0]))
         plans.append({"index": k, "labels": labels, "moving": bool(moving[k])})
+    if voices:  # every voice about equally often, in random order
+        order = np.concatenate(
+            [rng.permutation(len(voices)) for _ in range(-(-videos // len(voices)))]
+        )
+        for p, v in zip(plans, order):
+            p["voice"] = voices[int(v)]
     return plans
 
 
@@ -208,9 +278,8 @@ def _background(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.nda
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), kind
 
 
-def _scaled_sprite(name: str, side: float, max_w: float, max_h: float) -> np.ndarray:
-    """The stamp resized so that sqrt(w*h) ~ side, fitting (max_w, max_h); uint8 RGBA."""
-    src = _stamp_image(name)
+def _scaled_sprite(src: np.ndarray, side: float, max_w: float, max_h: float) -> np.ndarray:
+    """RGBA ``src`` resized so that sqrt(w*h) ~ side, fitting (max_w, max_h); uint8 RGBA."""
     h0, w0 = src.shape[:2]
     s = min(side / math.sqrt(w0 * h0), max_w / w0, max_h / h0)
     w, h = max(2, int(round(w0 * s))), max(2, int(round(h0 * s)))
@@ -259,7 +328,7 @@ def _schedule(rng: np.random.Generator, n_obj: int, duration: float) -> list[dic
 
 def _render_audio(
     rng: np.random.Generator,
-    labels: list[str],
+    recordings: list[np.ndarray],
     schedule: list[dict[str, Any]],
     duration: float,
     sr: int,
@@ -269,7 +338,7 @@ def _render_audio(
     fade = int(0.01 * sr)
     for seg in schedule:
         s0, s1 = int(round(seg["start"] * sr)), min(n, int(round(seg["end"] * sr)))
-        rec = stamp_sound(labels[seg["object"]], sr)
+        rec = recordings[seg["object"]]
         part = np.zeros(s1 - s0, np.float64)
         cursor = -int(rng.integers(0, len(rec)))
         while cursor < len(part):
@@ -297,6 +366,7 @@ def _render_clip(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     from looklisten.media.video import write_video
 
     seed, k, labels = job["seed"], job["index"], job["labels"]
+    digits = job["kind"] == "digits"
     W, H = job["size"]
     fps, duration, sr = job["fps"], job["duration"], job["sample_rate"]
     n_frames = max(1, int(round(duration * fps)))
@@ -314,8 +384,13 @@ def _render_clip(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     objects, tracks = [], []
     for label, (ax0, ay0, ax1, ay1) in zip(labels, areas):
         side = rng.uniform(*SIZE_RANGE) * H
+        if digits:
+            ink = _ink(rng, bg[ay0:ay1, ax0:ax1])
+            src, exemplar = _digit_sprite(job["split"], int(label), rng, ink)
+        else:
+            src, exemplar = _stamp_image(label), label
         sprite = _scaled_sprite(
-            label, side, 0.95 * (ax1 - ax0 - 2 * margin), 0.95 * (ay1 - ay0 - 2 * margin)
+            src, side, 0.95 * (ax1 - ax0 - 2 * margin), 0.95 * (ay1 - ay0 - 2 * margin)
         )
         sh, sw = sprite.shape[:2]
         ys, xs = np.nonzero(sprite[..., 3])
@@ -341,8 +416,9 @@ def _render_clip(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         objects.append(
             {
                 "label": label,
-                "category": stamp_index()[label]["category"],
+                "category": "digits" if digits else stamp_index()[label]["category"],
                 "boxes": [[x + tight[0], y + tight[1], x + tight[2], y + tight[3]] for x, y in pos],
+                **({"exemplar": exemplar} if digits else {}),
             }
         )
 
@@ -361,7 +437,11 @@ def _render_clip(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         frames[i] = np.clip(np.rint(fr), 0, 255).astype(np.uint8)
 
     schedule = _schedule(rng, len(labels), duration)
-    audio, noise = _render_audio(rng, labels, schedule, duration, sr)
+    if digits:
+        recordings = [digit_sound(job["voice"], int(label), sr) for label in labels]
+    else:
+        recordings = [stamp_sound(label, sr) for label in labels]
+    audio, noise = _render_audio(rng, recordings, schedule, duration, sr)
 
     name = f"clip_{k:05d}.mp4"
     options = dict(X264_OPTIONS)
@@ -382,6 +462,7 @@ def _render_clip(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         "moving": bool(job["moving"]),
         "background": bg_kind,
         "noise": noise,
+        **({"kind": "digits", "split": job["split"], "voice": job["voice"]} if digits else {}),
     }
 
 
@@ -397,6 +478,8 @@ def make_demo_data(
     fps: float = 15.0,
     duration: float = 6.0,
     classes: list[str] | None = None,
+    kind: str = "stamps",
+    split: str = "train",
     workers: int = 2,
     progress: bool = True,
 ) -> Path:
@@ -416,8 +499,16 @@ def make_demo_data(
     fps, duration : float
         Frame rate and clip length in seconds.
     classes : list of str, optional
-        Stamp names to use (see :func:`available_classes`); default
-        :data:`DEFAULT_CLASSES`.
+        Classes to use: stamp names (see :func:`available_classes`; default
+        :data:`DEFAULT_CLASSES`), or digits ``"0"`` ... ``"9"`` (default all ten).
+    kind : {"stamps", "digits"}
+        What the clips show: Tux Paint stamps (one photo and one recording per
+        class) or handwritten digits spoken by many voices (see :data:`KINDS`).
+    split : {"train", "test"}
+        Digits only: which exemplars to draw. ``"train"``: MNIST training-set
+        writers and the training voices; ``"test"``: MNIST test-set writers (other
+        people) and voices never used for training, including two human speakers.
+        Stamps have a single exemplar per class, so only ``"train"`` is accepted.
     workers : int
         Worker processes (spawned); ``<= 1`` renders in this process.
     progress : bool
@@ -436,12 +527,22 @@ def make_demo_data(
         raise ValueError(f"videos must be >= 1, got {videos}")
     if fps <= 0 or duration <= 0:
         raise ValueError("fps and duration must be positive")
-    known = stamp_index()
-    classes = list(DEFAULT_CLASSES if classes is None else classes)
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+    if split not in SPLITS or (kind == "stamps" and split != "train"):
+        allowed = list(SPLITS) if kind == "digits" else ["train"]
+        raise ValueError(f"split for kind {kind!r} must be one of {allowed}, got {split!r}")
+    if kind == "digits":
+        known = DIGIT_CLASSES
+        classes = [str(c) for c in (DIGIT_CLASSES if classes is None else classes)]
+    else:
+        known = available_classes()
+        classes = list(DEFAULT_CLASSES if classes is None else classes)
     unknown = [c for c in classes if c not in known]
     if unknown or not classes:
-        raise ValueError(f"unknown classes {unknown}; choose from {available_classes()}")
+        raise ValueError(f"unknown classes {unknown}; choose from {known}")
     classes = list(dict.fromkeys(classes))
+    voices = digit_voices(split) if kind == "digits" else None
     out.mkdir(parents=True, exist_ok=True)
 
     workers = max(1, min(int(workers), videos))
@@ -455,8 +556,10 @@ def make_demo_data(
             "sample_rate": SAMPLE_RATE,
             "out_dir": str(out),
             "threads": 1 if workers > 1 else 0,
+            "kind": kind,
+            "split": split,
         }
-        for p in _plan(videos, int(seed), classes)
+        for p in _plan(videos, int(seed), classes, voices)
     ]
     from tqdm import tqdm
 
