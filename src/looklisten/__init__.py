@@ -48,6 +48,7 @@ _API = {
     "evaluate_probe": ("looklisten.evaluation.probe", "evaluate_probe"),
     "evaluate_units": ("looklisten.evaluation.units", "evaluate_units"),
     "evaluate_shortcut": ("looklisten.evaluation.shortcut", "evaluate_shortcut"),
+    "evaluate_avc": ("looklisten.evaluation.avc", "evaluate_avc"),
     "write_report": ("looklisten.report.page", "write_report"),
 }
 

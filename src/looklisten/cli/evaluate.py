@@ -177,6 +177,52 @@ def add_probe_cli(eval_subparsers) -> None:
 
 # ---------------------------------------------------------------------------
 
+AVC_HELP = """\
+Audio-visual correspondence accuracy of any checkpoint (L3-Net, AVE-Net, AVOL-Net) on
+every usable video of DATA (no split): --pairs fixed pairs of the shortcut-free
+sampler with the checkpoint's saved audio, vision and sampler settings and half
+positives, drawn from --seed like a run's validation pairs (the same pairs for every
+checkpoint with the same input settings) and decoded like them. Prints one JSON
+object: accuracy with a 95% bootstrap interval over videos, ROC AUC of the logit,
+accuracy on positives and on negatives, the trivial baselines on the same pairs
+(always yes, always no, a coin flip) and the margin over the best of them with its
+interval. Files that cannot be decoded are skipped and listed.
+"""
+
+
+def cmd_eval_avc(args) -> int:
+    from looklisten.evaluation.avc import evaluate_avc
+
+    result = call(evaluate_avc, args, progress=show_progress(args))
+    return finish_eval(args, result, "avc.json")
+
+
+def add_avc_cli(eval_subparsers) -> None:
+    """Register ``avc`` under the ``looklisten eval`` command's subparsers."""
+
+    sp = add_eval_parser(
+        eval_subparsers,
+        "avc",
+        func=cmd_eval_avc,
+        help="audio-visual correspondence accuracy on fixed pairs, with baselines (JSON)",
+        description=AVC_HELP,
+        data_help="folder of videos (all of them are evaluated)",
+        checkpoint_help="run or checkpoint dir (L3-Net, AVE-Net or AVOL-Net)",
+        saves="RUN/eval/avc.json",
+    )
+    sp.add_argument("--pairs", type=int, default=2000, help="pairs to score (2000)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the pairs (0)")
+    sp.add_argument(
+        "--cache",
+        choices=["auto", "memory", "files"],
+        default="auto",
+        help="decode the videos once into memory, or each pair from the files (auto: as train)",
+    )
+    sp.add_argument("--workers", type=int, help="data-loader processes (default: as train)")
+
+
+# ---------------------------------------------------------------------------
+
 SHORTCUT_HELP = """\
 The shortcut audit (Objects that Sound, section 3.3). (a) An audio-only probe on the
 pair sampler's own pairs (a random forest on the decoded window's spectrum, its

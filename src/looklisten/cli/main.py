@@ -331,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser(
         "eval",
-        help="evaluations printing one JSON object with baselines: retrieval, localization, probe, shortcut, units",
+        help="evaluations printing one JSON object with baselines: retrieval, localization, probe, shortcut, units, avc",
         description="Evaluate a trained checkpoint; each evaluation prints one JSON object with its baselines.",
     )
     ev_sub = ev.add_subparsers(dest="eval_command", metavar="WHAT")
@@ -489,6 +489,7 @@ EVAL_COMMANDS = (
     ("looklisten.cli.evaluate", "add_probe_cli"),
     ("looklisten.cli.evaluate", "add_shortcut_cli"),
     ("looklisten.cli.evaluate", "add_units_cli"),
+    ("looklisten.cli.evaluate", "add_avc_cli"),
 )
 
 
