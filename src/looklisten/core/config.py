@@ -34,6 +34,13 @@ ARCHS = ("l3", "ave", "avol")
 #: Allowed values of the config's choice fields.
 AUDIO_KINDS = ("spectrogram", "logmel")
 OPTIMIZERS = ("adam", "sgd")
+#: Training objectives: the papers' binary AVC loss, or a contrastive one over
+#: the batch (InfoNCE for AVE-Net, its multiple-instance form for AVOL-Net).
+OBJECTIVES = ("avc", "infonce", "mil")
+#: The head each contrastive objective needs.
+OBJECTIVE_ARCH = {"infonce": "ave", "mil": "avol"}
+#: The contrastive temperature never goes below this (logits at most 100 x cosine).
+MIN_TEMPERATURE = 0.01
 SCHEDULES = ("step", "cosine")
 RANK_DATA = ("all", "own")
 DTYPES = ("float32", "float64")
@@ -228,9 +235,24 @@ class TrainConfig:
     # Parameter dtype: "float32", or "float64" for numerical checks (e.g. that
     # several processes train like one: float32 results depend on summation order).
     dtype: str = "float32"
+    # "avc": the papers' binary correspondence loss on balanced pairs. "infonce"
+    # (AVE-Net) / "mil" (AVOL-Net, EZ-VSL): training pairs are positives only and
+    # the batch's other pairs are the negatives (looklisten.models.losses); the
+    # head's AVC calibration is trained alongside on detached features, so the AVC
+    # accuracy (balanced validation pairs, as for "avc") and AVOL's maps still work.
+    objective: str = "avc"
+    # Contrastive temperature tau (logits = cosine / tau): its initial value, learnt
+    # (as log tau, kept >= MIN_TEMPERATURE) unless learn_temperature is false.
+    temperature: float = 0.07
+    learn_temperature: bool = True
 
     def __post_init__(self) -> None:
         _check_fields(self)
+
+    @property
+    def contrastive(self) -> bool:
+        """A contrastive objective: positives-only training pairs, in-batch negatives."""
+        return self.objective != "avc"
 
 
 @dataclass(frozen=True)
@@ -284,7 +306,8 @@ class Config:
         checkpoint's ``config.json``) call it, so a bad config fails before
         anything is read or written.
         """
-        a, v = self.audio, self.vision
+        a, v, t = self.audio, self.vision, self.train
+        need = OBJECTIVE_ARCH.get(t.objective, self.model.arch)
         rules = [
             (
                 a.win_length <= a.n_fft,
@@ -307,6 +330,11 @@ class Config:
                 v.num_frames == 1 or v.flow_frames == 0,
                 "vision.num_frames > 1 (AVE+MF) and vision.flow_frames > 0 (AVE+OF) exclude "
                 "each other",
+            ),
+            (
+                need == self.model.arch,
+                f"train.objective={t.objective!r} needs model.arch={need!r}, "
+                f"got model.arch={self.model.arch!r}",
             ),
         ]
         for ok, reason in rules:
@@ -402,12 +430,14 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "train.save_every_steps": _nonneg,
     "train.log_every_steps": _one,
     "train.seed": _nonneg,
+    "train.temperature": (f">= {MIN_TEMPERATURE}", lambda x: x >= MIN_TEMPERATURE),
     "sampler.split_seed": _nonneg,
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "audio.kind": AUDIO_KINDS,
     "model.arch": ARCHS,
     "train.optimizer": OPTIMIZERS,
+    "train.objective": OBJECTIVES,
     "train.schedule": SCHEDULES,
     "train.rank_data": RANK_DATA,
     "train.dtype": DTYPES,

@@ -79,15 +79,31 @@ def _grid(v: VideoEntry, half: float) -> tuple[int, int]:
 
 
 class PairSampler:
-    """Draw :class:`PairSpec` s from a list of videos (see the module docstring)."""
+    """Draw :class:`PairSpec` s from a list of videos (see the module docstring).
 
-    def __init__(self, videos: list[VideoEntry], sampler: SamplerConfig, audio: AudioConfig):
+    ``positive_fraction`` (default ``sampler.positive_fraction``): the share of
+    positives. 1.0 for the training pairs of a contrastive objective
+    (``train.objective``), whose negatives are the batch's other pairs.
+    """
+
+    def __init__(
+        self,
+        videos: list[VideoEntry],
+        sampler: SamplerConfig,
+        audio: AudioConfig,
+        positive_fraction: float | None = None,
+    ):
         if len(videos) < 2:
             raise ValueError(
                 "AVC needs at least two usable videos (negatives come from another one)"
             )
         self.videos = videos
         self.cfg = sampler
+        self.positive_fraction = (
+            sampler.positive_fraction if positive_fraction is None else positive_fraction
+        )
+        if not 0 < self.positive_fraction <= 1:
+            raise ValueError(f"positive_fraction must be in (0, 1], got {self.positive_fraction}")
         self.half = audio.clip_seconds / 2
         self.grids = [_grid(v, self.half) for v in videos]
 
@@ -109,7 +125,7 @@ class PairSampler:
 
     def sample(self, rng: np.random.Generator) -> PairSpec:
         n = len(self.videos)
-        label = int(rng.random() < self.cfg.positive_fraction)
+        label = int(rng.random() < self.positive_fraction)
         a = int(rng.integers(n))
         j = self._grid_point(a, rng)
         center = self.frame_time(a, j)
@@ -276,8 +292,11 @@ class PairDataset(torch.utils.data.Dataset):
     Each item: ``frame`` uint8 (R, R, 3) with R = vision.resize (a random square
     crop when training, the centre one otherwise; with motion (K, R, R, 3) or
     (R, R, 3 + 2L), one crop for all, see looklisten.models.motion), ``audio`` float32 (N,),
-    ``label`` int64, and the pair's provenance. A pair whose decoding fails is
-    replaced by the next draw of the same generator, and counted in ``skipped``.
+    ``label`` int64, and the pair's provenance: ``frame_video`` and ``audio_video``
+    (indices into the sampler's videos; a contrastive objective masks pairs of
+    one video out of each other's negatives), ``frame_time``, ``audio_center``.
+    A pair whose decoding fails is replaced by the next draw of the same
+    generator, and counted in ``skipped``.
     """
 
     def __init__(

@@ -67,10 +67,19 @@ class AVEHead(nn.Module):
     def embed_audio(self, a: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.audio(a), dim=1)  # (B, D), unit norm
 
+    def pair_logits(self, ev: torch.Tensor, ea: torch.Tensor) -> torch.Tensor:
+        """(no, yes) logits (B, 2) of embedding pairs (B, D), (B, D): distance -> fc."""
+        dist = torch.linalg.vector_norm(ev - ea, dim=1, keepdim=True)  # (B, 1)
+        return self.fc(dist)
+
+    def avc_logit(self, ev: torch.Tensor, ea: torch.Tensor) -> torch.Tensor:
+        """The AVC log-odds (B,) of embedding pairs: ``forward``'s ``logit``."""
+        logits = self.pair_logits(ev, ea)
+        return logits[:, 1] - logits[:, 0]
+
     def forward(self, v: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
         ev, ea = self.embed_vision(v), self.embed_audio(a)
-        dist = torch.linalg.vector_norm(ev - ea, dim=1, keepdim=True)  # (B, 1)
-        logits = self.fc(dist)  # (B, 2)
+        logits = self.pair_logits(ev, ea)  # (B, 2)
         return {
             "logits": logits,
             "logit": logits[:, 1] - logits[:, 0],
@@ -88,6 +97,8 @@ class AVOLHead(nn.Module):
     localisation map; its maximum over locations is the AVC score (multiple
     instance learning). Since sigmoid is monotonic, max(sigmoid(s)) ==
     sigmoid(max(s)), so ``logit`` is the max of the calibrated map.
+    ``image_features`` (B, D, h, w) and ``audio_features`` (B, D) are the two
+    branches' outputs (for the contrastive objective, looklisten.models.losses).
     """
 
     def __init__(self, channels: int, dim: int = 128):
@@ -102,10 +113,24 @@ class AVOLHead(nn.Module):
             self.calibration.weight.fill_(1.0 / dim)
             self.calibration.bias.zero_()
 
+    def map_logits(self, fv: torch.Tensor, fa: torch.Tensor) -> torch.Tensor:
+        """Calibrated logits (B, h, w) of feature pairs: maps (B, D, h, w), audio (B, D)."""
+        sim = torch.einsum("bdhw,bd->bhw", fv, fa).unsqueeze(1)  # (B, 1, h, w)
+        return self.calibration(sim).squeeze(1)
+
+    def avc_logit(self, fv: torch.Tensor, fa: torch.Tensor) -> torch.Tensor:
+        """The AVC log-odds (B,) of feature pairs: ``forward``'s ``logit``."""
+        return torch.amax(self.map_logits(fv, fa), dim=(1, 2))
+
     def forward(self, v: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
         fv = self.vision(v)  # (B, D, h, w)
         fa = self.audio(a)  # (B, D)
-        sim = torch.einsum("bdhw,bd->bhw", fv, fa).unsqueeze(1)  # (B, 1, h, w)
-        smap = self.calibration(sim).squeeze(1)  # (B, h, w) calibrated logits
+        smap = self.map_logits(fv, fa)  # (B, h, w) calibrated logits
         logit = torch.amax(smap, dim=(1, 2))  # (B,)
-        return {"logit": logit, "map_logits": smap, "heatmap": torch.sigmoid(smap)}
+        return {
+            "logit": logit,
+            "map_logits": smap,
+            "heatmap": torch.sigmoid(smap),
+            "image_features": fv,
+            "audio_features": fa,
+        }

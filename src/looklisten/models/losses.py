@@ -1,10 +1,28 @@
-"""Losses as modules (open_clip style)."""
+"""Losses as modules (open_clip style), and the training objective of a config.
+
+``train.objective`` (see looklisten.core.config) picks what a run minimises:
+
+``"avc"``      :class:`AVCLoss`, the papers' binary correspondence loss on
+               balanced positive / negative pairs.
+``"infonce"``  AVE-Net: :class:`InfoNCELoss`, symmetric InfoNCE over the batch
+               (CLIP style) on the unit-norm embeddings of positive pairs.
+``"mil"``      AVOL-Net: :class:`MILNCELoss`, the same over the max over
+               locations of the cosine similarity map (EZ-VSL, Mo & Morgado 2022).
+
+A contrastive objective (:class:`ContrastiveObjective`) adds
+:class:`CalibrationLoss`: the head's own AVC scoring (AVE's distance -> fc,
+AVOL's calibrated map + max pool), trained on detached features with the
+binary AVC loss, so ``out["logit"]``, the AVC accuracy and AVOL's maps mean
+the same for every objective. :func:`create_loss` builds the objective.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from looklisten.core.config import MIN_TEMPERATURE, Config
 
 
 class AVCLoss(nn.Module):
@@ -20,3 +38,161 @@ class AVCLoss(nn.Module):
         if "logits" in out:
             return F.cross_entropy(out["logits"].float(), label.long())
         return F.binary_cross_entropy_with_logits(out["logit"].float(), label.float())
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """float32, or float64 if it is (half-precision features from autocast widened)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def temperature(log_temperature: torch.Tensor) -> torch.Tensor:
+    """tau = exp(log tau), kept >= MIN_TEMPERATURE (no gradient below it)."""
+    return _wide(log_temperature).exp().clamp_min(MIN_TEMPERATURE)
+
+
+def symmetric_nce(
+    sim: torch.Tensor, image_video: torch.Tensor, audio_video: torch.Tensor, tau: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric InfoNCE of a similarity matrix whose diagonal holds the positives.
+
+    Parameters
+    ----------
+    sim : (N, N) similarity of image i and audio j
+    image_video, audio_video : (N,) the video of each image / audio
+    tau : temperature (scalar)
+
+    With logits ``L = sim / tau`` and ``M`` the off-diagonal pairs of one video
+    (masked out: they are no negatives of each other), returns
+    ``(CE(L, diag) + CE(L^T, diag)) / 2``: the mean over images of
+    ``-log softmax_j(L_i.)_i`` and over audios of ``-log softmax_i(L_.j)_j``.
+    """
+    n = sim.shape[0]
+    same = image_video[:, None] == audio_video[None, :]  # (N, N)
+    same &= ~torch.eye(n, dtype=torch.bool, device=sim.device)
+    logits = (sim / tau).masked_fill(same, float("-inf"))
+    target = torch.arange(n, device=sim.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+class InfoNCELoss(nn.Module):
+    """Symmetric InfoNCE over the batch (AVE-Net, ``train.objective="infonce"``).
+
+    ``sim[i, j] = <x_i, y_j>``: cosine of image embedding i and audio embedding j.
+    """
+
+    keys = ("image_embedding", "audio_embedding")
+
+    def similarity(self, image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(_wide(image), dim=1)  # (N, D)
+        y = F.normalize(_wide(audio), dim=1)  # (N, D)
+        return x @ y.T  # (N, N)
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        audio: torch.Tensor,
+        image_video: torch.Tensor,
+        audio_video: torch.Tensor,
+        tau: torch.Tensor,
+    ) -> torch.Tensor:
+        return symmetric_nce(self.similarity(image, audio), image_video, audio_video, tau)
+
+
+class MILNCELoss(InfoNCELoss):
+    """Multiple-instance InfoNCE (AVOL-Net, ``train.objective="mil"``; EZ-VSL).
+
+    ``sim[i, j] = max_p <x_i(p), y_j>``: the best cosine between audio j and any
+    location p of image i's feature map; then :func:`symmetric_nce`. Memory:
+    an (N, N, h, w) similarity tensor.
+    """
+
+    keys = ("image_features", "audio_features")
+
+    def similarity(self, image: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(_wide(image), dim=1)  # (N, D, h, w)
+        y = F.normalize(_wide(audio), dim=1)  # (N, D)
+        return torch.einsum("idhw,jd->ijhw", x, y).amax(dim=(2, 3))  # (N, N)
+
+
+class CalibrationLoss(nn.Module):
+    """The binary AVC loss of a head's own scoring, on detached features.
+
+    The batch's positives (image i, audio i) and in-batch negatives (image i,
+    audio i + 1 mod N, unless of the same video) are scored by
+    ``head.avc_logit`` (AVE: distance -> fc; AVOL: calibrated map -> max), and
+    the loss is ``(mean_pos BCE(s, 1) + mean_neg BCE(s, 0)) / 2``. The
+    features are detached: only the head's calibration (the fc / 1x1 conv after
+    the distance / similarity) learns from it.
+
+    Returns the loss, the number of correctly classified pairs and of pairs.
+    """
+
+    def forward(
+        self,
+        head: nn.Module,
+        image: torch.Tensor,
+        audio: torch.Tensor,
+        image_video: torch.Tensor,
+        audio_video: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        image, audio = _wide(image.detach()), _wide(audio.detach())
+        valid = image_video != audio_video.roll(-1, 0)  # (N,) negatives of another video
+        pos = head.avc_logit(image, audio)  # (N,)
+        neg = head.avc_logit(image, audio.roll(-1, 0))  # (N,)
+        n_neg = valid.sum()
+        loss_pos = F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
+        loss_neg = F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg), reduction="none")
+        loss = 0.5 * (loss_pos + (loss_neg * valid).sum() / n_neg.clamp_min(1))
+        correct = (pos > 0).sum() + ((neg <= 0) & valid).sum()
+        return loss, correct, len(pos) + n_neg
+
+
+class ContrastiveObjective(nn.Module):
+    """A contrastive loss plus the head's calibration term (see the module docstring).
+
+    ``forward(out, head, image_video, audio_video, log_temperature)``: ``out``
+    holds the batch's features (``keys``: the head's output, gathered over
+    ranks), ``head`` the model's head, ``*_video`` (N,) the video of each row.
+    Returns ``loss`` (contrastive + calibration: what is minimised), the two
+    terms, and ``correct`` / ``pairs`` of the calibration's AVC decisions.
+    """
+
+    def __init__(self, objective: str):
+        super().__init__()
+        if objective not in ("infonce", "mil"):
+            raise ValueError(f"not a contrastive objective: {objective!r} (infonce, mil)")
+        self.contrastive = InfoNCELoss() if objective == "infonce" else MILNCELoss()
+        self.calibration = CalibrationLoss()
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        """The head outputs the objective uses: image and audio features."""
+        return self.contrastive.keys
+
+    def forward(
+        self,
+        out: dict[str, torch.Tensor],
+        head: nn.Module,
+        image_video: torch.Tensor,
+        audio_video: torch.Tensor,
+        log_temperature: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        image, audio = (out[k] for k in self.keys)
+        tau = temperature(log_temperature)
+        nce = self.contrastive(image, audio, image_video, audio_video, tau)
+        cal, correct, pairs = self.calibration(head, image, audio, image_video, audio_video)
+        return {
+            "loss": nce + cal,
+            "contrastive": nce,
+            "calibration": cal,
+            "correct": correct,
+            "pairs": pairs,
+        }
+
+
+def create_loss(cfg: Config) -> nn.Module:
+    """The training objective of ``cfg.train.objective``: :class:`AVCLoss` or
+    a :class:`ContrastiveObjective`."""
+    if cfg.train.objective == "avc":
+        return AVCLoss()
+    return ContrastiveObjective(cfg.train.objective)

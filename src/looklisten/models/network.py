@@ -8,6 +8,8 @@ model and its checkpoint.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -29,7 +31,8 @@ class AVNet(nn.Module):
     wave  : (B, N) float mono waveform, N = cfg.audio.clip_samples
 
     ``forward`` returns the head's dict; ``out["logit"]`` (B,) is the log-odds
-    that frame and audio correspond.
+    that frame and audio correspond. With a contrastive ``train.objective`` the
+    model also holds ``log_temperature`` (a scalar parameter: log tau).
     """
 
     def __init__(self, cfg: Config):
@@ -48,6 +51,12 @@ class AVNet(nn.Module):
             self.head = AVOLHead(c, m.embed_dim)
         else:
             raise ValueError(f"unknown model {m.arch!r}")
+        t = cfg.train
+        if t.contrastive:
+            # log tau of the contrastive objective (looklisten.models.losses): in the
+            # model, so that it is checkpointed; frozen unless learn_temperature.
+            init = torch.tensor(math.log(t.temperature))
+            self.log_temperature = nn.Parameter(init, requires_grad=t.learn_temperature)
 
     @property
     def arch(self) -> str:

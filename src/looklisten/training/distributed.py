@@ -17,6 +17,8 @@ batch B (see looklisten.training.trainer):
   (:func:`sync_batchnorm`): ``torch.nn.SyncBatchNorm`` on CUDA,
   :class:`CrossRankBatchNorm` (differentiable all-reduces) elsewhere.
 * Augmentation is drawn per position in the global batch, not per rank.
+* A contrastive objective is computed on the features of the whole global
+  batch (:func:`all_gather_cat`), the same loss on every rank.
 """
 
 from __future__ import annotations
@@ -114,6 +116,41 @@ def all_reduce_sum(x: torch.Tensor, env: DistEnv) -> torch.Tensor:
     if env.distributed:
         dist.all_reduce(x, op=dist.ReduceOp.SUM)
     return x
+
+
+class _GatherCat(torch.autograd.Function):
+    """Concatenate every rank's tensor along dim 0; backward: the sum over ranks of
+    the gradient of this rank's slice (an all-reduce, on any backend)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        # the collectives fill plain contiguous buffers (not e.g. channels-last ones)
+        x = x.contiguous()
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x)
+        ctx.rows = (dist.get_rank() * len(x), (dist.get_rank() + 1) * len(x))
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rows[0] : ctx.rows[1]]
+
+
+def all_gather_cat(x: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    """Every rank's ``x`` concatenated along dim 0, in rank order; identity in one process.
+
+    Differentiable: the gradient of each rank's slice is summed over the ranks'
+    graphs. So when every rank computes the same loss of the gathered batch
+    (a contrastive loss), DDP's mean of the ranks' gradients is the gradient
+    of that loss, as in one process. (torch.distributed.nn.functional.all_gather
+    fills its gradient buffers with the layout of the incoming gradient, wrong
+    for a transposed or channels-last one on gloo.)
+    """
+    if not env.distributed:
+        return x
+    return _GatherCat.apply(x)
 
 
 def all_gather_objects(obj, env: DistEnv) -> list:
@@ -230,6 +267,7 @@ __all__ = [
     "DistEnv",
     "SINGLE",
     "CrossRankBatchNorm",
+    "all_gather_cat",
     "all_gather_objects",
     "all_reduce_sum",
     "barrier",

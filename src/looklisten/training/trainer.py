@@ -13,6 +13,16 @@ What a run writes::
 
 DATA is a folder of videos or a shard folder / URL (see looklisten.data.shards).
 
+Objective (``train.objective``, see looklisten.models.losses): "avc" trains on
+balanced positive / negative pairs with the papers' loss; "infonce" (AVE-Net)
+and "mil" (AVOL-Net) on positive pairs only, the batch's other pairs being the
+negatives, plus the head's AVC calibration on detached features. Validation
+pairs are the balanced AVC pairs for every objective, so ``val_avc_accuracy``
+means the same whatever the run minimised. A contrastive run's train records
+add ``contrastive_loss`` and ``calibration_loss`` (``loss`` is their sum) and
+``temperature``; its ``avc_accuracy`` is the calibration's, on the batch's
+positives and in-batch negatives.
+
 Determinism: pair k of epoch e is a pure function of (seed, e, k) (see
 looklisten.data.sampler) and its augmentation of (seed, step, position in the global
 batch), so ``--resume`` continues with exactly the batches an uninterrupted run
@@ -57,12 +67,13 @@ from looklisten.models.checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
-from looklisten.models.losses import AVCLoss
+from looklisten.models.losses import AVCLoss, create_loss, temperature
 from looklisten.models.network import create_model
 from looklisten.models.runtime import default_device
 from looklisten.training.distributed import (
     SINGLE,
     DistEnv,
+    all_gather_cat,
     all_gather_objects,
     all_reduce_sum,
     barrier,
@@ -249,15 +260,25 @@ def augmentation_generator(seed: int, step: int, skip: int = 0) -> torch.Generat
     return g
 
 
+#: Parameters trained without weight decay (the contrastive log-temperature).
+NO_DECAY = ("log_temperature",)
+
+
 def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """``train.optimizer``: "adam" (the papers) or "sgd" (momentum 0.9)."""
+    """``train.optimizer``: "adam" (the papers) or "sgd" (momentum 0.9).
+
+    Frozen parameters (a fixed temperature) are left out; :data:`NO_DECAY` ones
+    form a second group without weight decay.
+    """
     t = cfg.train
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params: list[dict[str, Any]] = [{"params": [p for n, p in named if n not in NO_DECAY]}]
+    if any(n in NO_DECAY for n, _ in named):
+        params.append({"params": [p for n, p in named if n in NO_DECAY], "weight_decay": 0.0})
     if t.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
     if t.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=t.lr, momentum=0.9, weight_decay=t.weight_decay
-        )
+        return torch.optim.SGD(params, lr=t.lr, momentum=0.9, weight_decay=t.weight_decay)
     raise ValueError(f"unknown train.optimizer {t.optimizer!r} (adam, sgd)")
 
 
@@ -315,7 +336,8 @@ class Trainer:
         if t.compile:
             self.net = torch.compile(self.net)
         self.transform = VisionTransform(cfg.vision)
-        self.loss_fn = AVCLoss()
+        self.loss_fn = create_loss(cfg)  # what training minimises (train.objective)
+        self.avc_loss = AVCLoss()  # what validation reports, for every objective
         self.optimizer = make_optimizer(self.model, cfg)
         self.steps_per_epoch = t.epoch_pairs // t.batch_size
         if self.steps_per_epoch < 1:
@@ -418,8 +440,10 @@ class Trainer:
             workers = 0 if isinstance(src_train, MemorySource) else t.num_workers
         share = env.world_size if own else 1  # "own": each rank's own pairs
         stream = env.rank if own else None
+        # contrastive objectives: positive training pairs (the batch's others are the
+        # negatives); the validation pairs stay the balanced AVC ones
         train_set = PairDataset(
-            PairSampler(train_v, cfg.sampler, cfg.audio),
+            PairSampler(train_v, cfg.sampler, cfg.audio, 1.0 if t.contrastive else None),
             src_train,
             t.epoch_pairs // share,
             t.seed,
@@ -505,24 +529,48 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             return net(image, wave)
 
-    def train_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def _video_ids(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's image and audio video, unique over ranks, gathered over ranks: (B,) each."""
+        ids = []
+        for key in ("frame_video", "audio_video"):
+            v = batch[key].to(self.device, non_blocking=True)
+            if self.own:  # each rank numbers its own videos
+                v = v * self.env.world_size + self.env.rank
+            ids.append(all_gather_cat(v, self.env))
+        return ids[0], ids[1]
+
+    def train_step(self, batch: dict) -> torch.Tensor:
         """One optimiser step on this rank's slice of a global batch.
 
-        Returns the rank-local mean loss and number of correct pairs, on the
-        device (no host synchronisation).
+        Returns float64 sums on the device (no host synchronisation): the loss,
+        correct AVC decisions, pairs decided, and (contrastive objectives) the
+        contrastive and calibration terms. The loss is the rank-local mean
+        (avc) or the loss of the global batch (contrastive; every rank's is the
+        same, as are its AVC counts, which then count the global batch).
         """
         self.net.train()
         image, wave, label = self._inputs(batch, True, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
         out = self._forward(self.net, image, wave)
-        loss = self.loss_fn(out, label)
+        if self.cfg.train.contrastive:
+            feats = {k: all_gather_cat(out[k], self.env) for k in self.loss_fn.keys}
+            image_video, audio_video = self._video_ids(batch)
+            terms = self.loss_fn(
+                feats, self.model.head, image_video, audio_video, self.model.log_temperature
+            )
+            loss, correct, pairs = terms["loss"], terms["correct"], terms["pairs"]
+            parts = [terms["contrastive"].detach(), terms["calibration"].detach()]
+        else:
+            loss = self.loss_fn(out, label)
+            correct = ((out["logit"].detach() > 0).long() == label).sum()
+            pairs, parts = torch.full((), len(label), device=self.device), []
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.step += 1
-        correct = ((out["logit"].detach() > 0).long() == label).sum()
-        return loss.detach(), correct
+        stats = [loss.detach(), correct, pairs, *parts]
+        return torch.stack([x.double() for x in stats])
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -537,7 +585,7 @@ class Trainer:
         for batch in self._val_loader:
             image, wave, label = self._inputs(batch, False, 0)
             out = self._forward(self.model, image, wave)
-            sums[0] += self.loss_fn(out, label).double() * len(label)
+            sums[0] += self.avc_loss(out, label).double() * len(label)
             sums[1] += ((out["logit"] > 0).long() == label).sum()
             sums[2] += len(label)
         loss_sum, correct, n = all_reduce_sum(sums, self.env).tolist()
@@ -546,6 +594,9 @@ class Trainer:
             "val_avc_accuracy": correct / n,
             "val_pairs": int(n),
         }
+
+    def _temperature(self) -> float:
+        return float(temperature(self.model.log_temperature.detach()))
 
     # -- the loop ------------------------------------------------------------
     def _log(self, record: dict) -> None:
@@ -570,6 +621,11 @@ class Trainer:
 
         t = self.cfg.train
         env = self.env
+        if t.contrastive and self.train_set.sampler.positive_fraction != 1.0:
+            raise ValueError(
+                f"train.objective={t.objective!r} trains on positive pairs only; build the "
+                "training PairSampler with positive_fraction=1.0 (Trainer.from_folder does)"
+            )
         epochs = t.epochs if epochs is None else epochs
         total = epochs * self.steps_per_epoch
         if max_steps is not None:
@@ -582,12 +638,11 @@ class Trainer:
             self.step, total, self.steps_per_epoch, t.batch_size, env, self.own
         )
         loader = _loader(self.train_set, sampler, self.workers, self.device)
-        sums = torch.zeros(2, device=self.device, dtype=torch.float64)  # loss, correct
+        # loss, correct, pairs (+ contrastive, calibration)
+        sums = torch.zeros(5 if t.contrastive else 3, device=self.device, dtype=torch.float64)
         seen, tick = 0, time.time()
         for batch in loader:
-            loss, correct = self.train_step(batch)
-            sums[0] += loss
-            sums[1] += correct
+            sums += self.train_step(batch)
             seen += 1
             bar.update()
             end_of_epoch = self.step % self.steps_per_epoch == 0
@@ -595,17 +650,21 @@ class Trainer:
             out_of_time = False
             if log_step:  # the only host synchronisation of the loop
                 dt = time.time() - tick
-                loss_sum, correct_sum = all_reduce_sum(sums, env).tolist()
+                loss_sum, correct_sum, pairs_sum, *parts = all_reduce_sum(sums, env).tolist()
+                n = seen * env.world_size
                 rec = {
                     "split": "train",
                     "step": self.step,
                     "epoch": self.step / self.steps_per_epoch,
                     "lr": self.lr_at(self.step - 1),
-                    "loss": loss_sum / (seen * env.world_size),
-                    "avc_accuracy": correct_sum / (seen * t.batch_size),
+                    "loss": loss_sum / n,
+                    "avc_accuracy": correct_sum / pairs_sum,
                     "pairs_per_s": seen * t.batch_size / max(dt, 1e-9),
                     "time": time.time() - start_time,
                 }
+                if t.contrastive:  # the loss is their sum
+                    rec["contrastive_loss"], rec["calibration_loss"] = parts[0] / n, parts[1] / n
+                    rec["temperature"] = self._temperature()
                 self._log(rec)
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['avc_accuracy']:.3f}")
                 sums.zero_()
