@@ -55,6 +55,21 @@ def test_demo_trains_three_models_evaluates_and_writes_overlays(tmp_path, capsys
     with av.open(summary["overlay_video"]) as c:
         assert c.streams.video and c.streams.audio
     assert "held-out AVC accuracy" in printed and str(out / "metrics.json") in printed
+    # the held-out-exemplar part: an AVE-Net (InfoNCE) trained on the digits' training
+    # writers and voices, evaluated on others
+    digits = summary["digits"]
+    assert digits["test_data"] == str(tmp_path / "data-digits-test")
+    anns = [json.loads(x) for x in (tmp_path / "data-digits-test" / "annotations.jsonl").open()]
+    assert len(anns) == 4 and {a["split"] for a in anns} == {"test"}
+    cfg = json.loads((out / "digits" / "checkpoint" / "config.json").read_text())
+    assert cfg["model"]["arch"] == "ave" and cfg["train"]["objective"] == "infonce"
+    avc = json.loads((out / "digits" / "eval" / "avc.json").read_text())
+    assert avc["data"] == digits["test_data"] and avc["pairs"] == 2000
+    assert digits["held_out_avc"]["accuracy"] == avc["accuracy"]
+    assert set(digits["held_out_retrieval"]) == {"im2aud", "aud2im"}
+    assert "held-out exemplars (digits" in printed
+    # where the time went
+    assert {"train l3", "train digits", "eval retrieval", "report"} <= set(summary["seconds"])
     html = (out / "report.html").read_text()
     assert summary["report"] == str(out / "report.html") and "AVOL-Net" in html and "<audio" in html
 

@@ -15,6 +15,14 @@ What it does, in order (each step's output lands in ``OUT``)::
                                       baselines, on DATA-test
     OUT/overlays/*.png, *.mp4         AVOL-Net heatmaps over test frames, and one
                                       held-out clip with the heatmap and its sound
+    DATA-digits/, DATA-digits-test/   handwritten digits spoken by many voices: the
+                                      training writers and voices, and others never
+                                      trained on (--kind digits --split train|test)
+    OUT/digits/              an AVE-Net trained on DATA-digits (DIGITS_OBJECTIVE)
+    OUT/digits/eval/avc.json, retrieval.json   its AVC accuracy and cross-modal
+                                      retrieval on DATA-digits-test: held-out
+                                      exemplars, where only the category links an
+                                      image to a sound
     OUT/report.html          one page: curves, retrieval examples, overlays, metrics
     OUT/metrics.json         the summary (``val_avc_accuracy`` is the L3-Net's)
 
@@ -29,9 +37,11 @@ The training lengths (:data:`DEMO_EPOCHS`) are chosen so that the whole demo tak
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +50,13 @@ from looklisten.core.fileio import atomic_write_json
 log = logging.getLogger("looklisten.cli.demo")
 
 DEMO_MODELS = ("l3", "ave", "avol")
-# Epochs of the tiny preset's 200 steps (64 pairs each) per model: the cosine
-# schedule then ends where training stops.
-# L3 and AVE get the same budget (AVE's retrieval is compared with L3 + CCA);
-# AVOL starts from the AVE-Net's trunks and needs fewer steps.
-DEMO_EPOCHS = {"l3": 15, "ave": 15, "avol": 6}
+#: Training steps per model (of the preset's batch: 64 pairs for tiny), in
+#: DEMO_EPOCHS epochs (a validation each) with a cosine schedule that ends where
+#: training stops. L3 and AVE get the same budget (AVE's retrieval is compared
+#: with L3 + CCA); AVOL starts from the AVE-Net's trunks and needs fewer steps;
+#: "digits" is the held-out-exemplar AVE-Net. See the README for what they cost.
+DEMO_STEPS = {"l3": 400, "ave": 400, "avol": 200, "digits": 400}
+DEMO_EPOCHS = 4
 OVERLAY_PNGS = 8
 #: Clips in the demo's test set. The 15 % held out of DATA (36 clips) measure AVC
 #: accuracy during training but are too few to rank retrieval methods: AVE-Net
@@ -53,6 +65,12 @@ OVERLAY_PNGS = 8
 TEST_VIDEOS = 120
 #: The test set's data seed is the demo's seed plus this (other layouts, other times).
 TEST_SEED_OFFSET = 1000
+#: The held-out-exemplar part: an AVE-Net on the digits' training writers and
+#: voices, evaluated on the test writers and voices (DATA-digits, DATA-digits-test).
+DIGITS_ARCH = "ave"
+DIGITS_OBJECTIVE = "infonce"
+#: Fixed pairs of the held-out AVC evaluation (looklisten eval avc).
+AVC_PAIRS = 2000
 
 
 def _train_or_reuse(data: Path, run: Path, cfg, time_budget: float | None, progress: bool) -> dict:
@@ -107,6 +125,7 @@ def run_demo(
     time_budget: float | None = None,
     seed: int = 0,
     overrides: dict[str, Any] | None = None,
+    digits: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the demo (see the module docstring); return the summary written to OUT/metrics.json.
@@ -120,11 +139,15 @@ def run_demo(
     models : tuple of {"l3", "ave", "avol"}
         Which networks to train (default all three).
     epochs : int, optional
-        Epochs for every model (default :data:`DEMO_EPOCHS`).
+        Epochs of the preset's size for every model (default: the demo's plan,
+        :data:`DEMO_STEPS` in :data:`DEMO_EPOCHS` epochs).
     time_budget : float, optional
         Seconds of training per model at most.
     overrides : dict, optional
         Dotted config overrides for every model (``--set``).
+    digits : bool
+        Also train and evaluate the held-out-exemplar part (handwritten and spoken
+        digits; see the module docstring).
     """
     from looklisten.core.config import get_config
     from looklisten.data.demo_data import make_demo_data
@@ -132,18 +155,21 @@ def run_demo(
     for arch in models:  # a bad model name or --set fails here, before anything is written
         get_config(preset, arch=arch, **(overrides or {}))
     data, out = Path(data), Path(out)
+    base = data if data.name else data.resolve()  # "--data ." has no name of its own
+    seconds: dict[str, float] = {}  # wall time of each phase, for the README's budget
+    timer = _Timer(seconds)
     if not (data / "annotations.jsonl").is_file():
         print(f"building demo data in {data} ...")
-        make_demo_data(data, videos=videos, seed=seed, workers=workers)
+        with timer("data: stamps"):
+            make_demo_data(data, videos=videos, seed=seed, workers=workers)
     if test_videos > 0:  # the evaluations' own clips, never trained on
-        if test_data is not None:
-            test = Path(test_data)
-        else:  # DATA-test beside DATA ("--data ." has no name of its own)
-            base = data if data.name else data.resolve()
-            test = base.with_name(base.name + "-test")
+        test = Path(test_data) if test_data is not None else base.with_name(base.name + "-test")
         if not (test / "annotations.jsonl").is_file():
             print(f"building the test set in {test} ...")
-            make_demo_data(test, videos=test_videos, seed=seed + TEST_SEED_OFFSET, workers=workers)
+            with timer("data: stamps test"):
+                make_demo_data(
+                    test, videos=test_videos, seed=seed + TEST_SEED_OFFSET, workers=workers
+                )
         from looklisten.data.demo_data import load_annotations
 
         n_test = len(load_annotations(test))  # a test set built earlier keeps its own size
@@ -154,13 +180,13 @@ def run_demo(
     runs: dict[str, Path] = {}
     summary: dict[str, Any] = {"data": str(data), "test_data": str(test), "runs": {}}
     for arch in models:
-        over = {"train.seed": seed, **(overrides or {})}
-        over.setdefault("train.epochs", epochs or DEMO_EPOCHS.get(arch))
+        over = _plan(preset, arch, arch, seed, epochs, overrides)
         if arch == "avol" and "ave" in runs:  # warm start from the AVE-Net's trunks
             over.setdefault("train.init", str(runs["ave"].resolve()))
-        cfg = get_config(preset, arch=arch, **{k: v for k, v in over.items() if v is not None})
+        cfg = get_config(preset, arch=arch, **over)
         runs[arch] = out / arch
-        s = _train_or_reuse(data, runs[arch], cfg, time_budget, progress)
+        with timer(f"train {arch}"):
+            s = _train_or_reuse(data, runs[arch], cfg, time_budget, progress)
         summary["runs"][arch] = {"run": str(runs[arch]), **s}
         print(f"{arch}: held-out AVC accuracy {s['val_avc_accuracy']:.3f} (chance 0.5)")
     first = models[0] if models else None
@@ -174,7 +200,8 @@ def run_demo(
         from looklisten.evaluation.retrieval import evaluate_retrieval
 
         print(f"evaluating cross-modal retrieval on {where} ...")
-        res = evaluate_retrieval(test, runs["ave"], baseline_checkpoint=runs.get("l3"))
+        with timer("eval retrieval"):
+            res = evaluate_retrieval(test, runs["ave"], baseline_checkpoint=runs.get("l3"))
         save_eval(runs["ave"], "retrieval.json", res)
         summary["retrieval"] = res.get("cross_modal_ndcg", res.get("scores"))
     if "avol" in runs:
@@ -182,12 +209,16 @@ def run_demo(
 
         print(f"evaluating localisation on {where} and writing overlays ...")
         overlays = out / "overlays"
-        res = evaluate_localization(test, runs["avol"], png_dir=overlays, png_count=OVERLAY_PNGS)
+        with timer("eval localization"):
+            res = evaluate_localization(
+                test, runs["avol"], png_dir=overlays, png_count=OVERLAY_PNGS
+            )
         save_eval(runs["avol"], "localization.json", res)
         summary["localization"] = {
             k: res[k] for k in ("avol", "baselines", "avol_minus_centre_prior", "samples")
         }
-        video = _overlay_video(data, runs["avol"], overlays)
+        with timer("overlay video"):
+            video = _overlay_video(data, runs["avol"], overlays)
         summary["overlays"] = str(overlays)
         if video:
             summary["overlay_video"] = str(video)
@@ -198,15 +229,71 @@ def run_demo(
         print("linear probes and unit galleries of the L3-Net on the demo labels ...")
         summary["probes"] = {}
         for modality in ("audio", "image"):
-            res = evaluate_probe(data, runs["l3"], modality=modality)
+            with timer(f"eval probe {modality}"):
+                res = evaluate_probe(data, runs["l3"], modality=modality)
             save_eval(runs["l3"], f"probe_{modality}.json", res)
             summary["probes"][modality] = _probe_line(res)
-        save_eval(runs["l3"], "units.json", evaluate_units(data, runs["l3"]))
-    report = _write_report(out, runs, data)
+        with timer("eval units"):
+            save_eval(runs["l3"], "units.json", evaluate_units(data, runs["l3"]))
+    if digits:
+        dirs = (base.with_name(base.name + "-digits"), base.with_name(base.name + "-digits-test"))
+        for folder, n, split, s in (
+            (dirs[0], videos, "train", seed),
+            (dirs[1], test_videos or TEST_VIDEOS, "test", seed + TEST_SEED_OFFSET),
+        ):
+            if not (folder / "annotations.jsonl").is_file():
+                print(f"building the digits ({split} writers and voices) in {folder} ...")
+                with timer(f"data: digits {split}"):
+                    make_demo_data(folder, n, s, kind="digits", split=split, workers=workers)
+        over = _plan(preset, DIGITS_ARCH, "digits", seed, epochs, overrides)
+        over.setdefault("train.objective", DIGITS_OBJECTIVE)
+        runs["digits"] = out / "digits"
+        with timer("train digits"):
+            _train_or_reuse(
+                dirs[0],
+                runs["digits"],
+                get_config(preset, arch=DIGITS_ARCH, **over),
+                time_budget,
+                progress,
+            )
+        with timer("eval digits (avc, retrieval)"):
+            summary["digits"] = _held_out_digits(runs["digits"], *dirs, seed)
+    with timer("report"):
+        report = _write_report(out, runs)
     if report:
         summary["report"] = str(report)
+    summary["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     atomic_write_json(out / "metrics.json", summary)
     return summary
+
+
+class _Timer:
+    """``with timer("phase"):`` adds the phase's wall time to ``seconds``."""
+
+    def __init__(self, seconds: dict[str, float]):
+        self.seconds = seconds
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+
+def _plan(preset, arch, name, seed, epochs, overrides) -> dict[str, Any]:
+    """Config overrides of one demo run: the seed, its steps (DEMO_STEPS) or ``epochs``."""
+    from looklisten.core.config import get_config
+
+    over = {"train.seed": seed, **(overrides or {})}
+    if epochs:
+        over.setdefault("train.epochs", epochs)
+    elif "train.epochs" not in over and "train.epoch_pairs" not in over:
+        batch = get_config(preset, arch=arch, **over).train.batch_size
+        over["train.epochs"] = DEMO_EPOCHS
+        over["train.epoch_pairs"] = DEMO_STEPS[name] * batch // DEMO_EPOCHS
+    return over
 
 
 def _probe_line(res: dict) -> dict[str, Any]:
@@ -214,10 +301,33 @@ def _probe_line(res: dict) -> dict[str, Any]:
     return {"model": res["accuracy"]["mean"], **{k: v["mean"] for k, v in res["baselines"].items()}}
 
 
-def _write_report(out: Path, runs: dict[str, Path], data: Path) -> Path | None:
+def _held_out_digits(run: Path, train_dir: Path, test_dir: Path, seed: int) -> dict[str, Any]:
+    """The digits AVE-Net on writers and voices it never saw: AVC accuracy and retrieval."""
+    from looklisten.evaluation.avc import evaluate_avc
+    from looklisten.evaluation.retrieval import evaluate_retrieval
+    from looklisten.models.checkpoint import save_eval
+
+    print(f"evaluating the digits AVE-Net on held-out writers and voices ({test_dir}) ...")
+    avc = evaluate_avc(test_dir, run, pairs=AVC_PAIRS, seed=seed)
+    save_eval(run, "avc.json", avc)
+    ret = evaluate_retrieval(test_dir, run)
+    save_eval(run, "retrieval.json", ret)
+    summary = json.loads((run / "metrics.json").read_text())
+    return {
+        "run": str(run),
+        "train_data": str(train_dir),
+        "test_data": str(test_dir),
+        "objective": avc["model"]["objective"],
+        "val_avc_accuracy": summary["val_avc_accuracy"],
+        "held_out_avc": {k: avc[k] for k in ("accuracy", "ci95", "roc_auc", "pairs", "baselines")},
+        "held_out_retrieval": ret["cross_modal_ndcg"],
+    }
+
+
+def _write_report(out: Path, runs: dict[str, Path]) -> Path | None:
     from looklisten.report.page import write_report
 
     if not runs:
         return None
-    first, *rest = runs.values()
-    return write_report(first, data=data, out=out / "report.html", others=rest)
+    first, *rest = runs.values()  # each run's own data (its manifest.jsonl)
+    return write_report(first, out=out / "report.html", others=rest)

@@ -116,8 +116,9 @@ def cmd_train(args) -> int:
 def cmd_make_demo_data(args) -> int:
     from looklisten.data.demo_data import make_demo_data
 
-    out = make_demo_data(args.out, videos=args.videos, seed=args.seed, workers=args.workers)
-    print(f"wrote {args.videos} clips and annotations to {out}")
+    out = call(make_demo_data, args, out_dir=args.out)
+    what = f"{args.kind} ({args.split} exemplars)" if args.kind == "digits" else args.kind
+    print(f"wrote {args.videos} clips of {what} and annotations to {out}")
     return 0
 
 
@@ -161,6 +162,18 @@ def cmd_demo(args) -> int:
             )
         print(f"  two objects, which one sounds: {_f(avol['two_object_accuracy'])} (chance 0.5)")
         print(f"overlays in {summary['overlays']}")
+    if "digits" in summary:
+        dg = summary["digits"]
+        avc, lo_hi = dg["held_out_avc"], dg["held_out_avc"]["ci95"]
+        print(
+            f"held-out exemplars (digits: writers and voices never trained on, {dg['test_data']}):"
+        )
+        print(
+            f"  AVC accuracy {_f(avc['accuracy'])} (95% interval {_f(lo_hi[0])} .. "
+            f"{_f(lo_hi[1])}; chance 0.5), ROC AUC {_f(avc['roc_auc'])}"
+        )
+        for direction, row in dg["held_out_retrieval"].items():
+            print(f"  {direction} nDCG@30: AVE-Net {_f(row['model'])}, random {_f(row['random'])}")
     print(f"summary: {out / 'metrics.json'}")
     if "report" in summary:
         print(f"report: {summary['report']}")
@@ -282,12 +295,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser(
         "make-demo-data",
         help="write short MP4 clips of real photos and recorded sounds, with annotations",
-        description="Write OUT/clip_*.mp4 (H.264 + AAC) and OUT/annotations.jsonl, from the Tux Paint stamps (photos and recordings) shipped inside the package.",
+        description=(
+            "Write OUT/clip_*.mp4 (H.264 + AAC) and OUT/annotations.jsonl from media shipped "
+            "inside the package: Tux Paint stamps (--kind stamps: one photo and one recording "
+            "per class) or handwritten digits spoken by many voices (--kind digits: MNIST "
+            "writers, synthetic and human voices; --split test draws writers and voices never "
+            "used by --split train)."
+        ),
     )
     sp.add_argument("out", metavar="OUT")
     sp.add_argument("--videos", type=int, default=240)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--workers", type=int, default=2)
+    sp.add_argument("--kind", choices=("stamps", "digits"), default="stamps")
+    sp.add_argument(
+        "--split",
+        choices=("train", "test"),
+        default="train",
+        help="digits: which writers and voices (test: never used by train)",
+    )
     sp.set_defaults(func=cmd_make_demo_data)
 
     sp = add_command(
@@ -319,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--epochs", type=int, help="epochs per model (default: the demo's plan)")
     sp.add_argument("--seed", type=int, default=0, help="seed for data, pairs and initialisation")
+    sp.add_argument(
+        "--no-digits",
+        dest="digits",
+        action="store_false",
+        help="skip the held-out-exemplar part (an AVE-Net on handwritten and spoken digits)",
+    )
     training_options(
         sp,
         "training time limit per model (default: none; the demo's plan trains for 24 to 30 "

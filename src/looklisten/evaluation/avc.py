@@ -156,6 +156,7 @@ def evaluate_avc(
     workers: int | None = None,
     device: str | None = None,
     progress: bool = False,
+    per_pair: bool = False,
 ) -> dict[str, Any]:
     """AVC accuracy of a checkpoint on fixed pairs of a folder's videos, with baselines.
 
@@ -184,6 +185,10 @@ def evaluate_avc(
         Default: cuda if available.
     progress : bool
         Progress bars.
+    per_pair : bool
+        Also return ``result["per_pair"]``: numpy arrays ``logit``, ``label``,
+        ``correct`` and ``group`` (the audio's video) per pair, e.g. to compare two
+        checkpoints on the same pairs with a paired bootstrap (not JSON-able).
 
     Returns
     -------
@@ -327,6 +332,13 @@ def evaluate_avc(
             "its training videos; for a held-out accuracy evaluate a folder of its split.json "
             "'val' videos"
         )
+    if per_pair:
+        result["per_pair"] = {
+            "logit": logit,
+            "label": y,
+            "correct": correct["model"],
+            "group": groups,
+        }
     if objective != "avc":
         result.setdefault("warnings", []).append(
             f"trained with the {objective!r} objective, not AVC: the logit's threshold at 0 "

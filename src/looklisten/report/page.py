@@ -67,6 +67,11 @@ UNIT_ITEMS = 5
 #: that writes each ({run} and {data} are filled in) and the models it is for
 #: (None: any).
 EVAL_FILES: dict[str, tuple[str, str, tuple[str, ...] | None]] = {
+    "avc": (
+        "Correspondence (AVC) accuracy on a folder",
+        "looklisten eval avc {data} --checkpoint {run}",
+        None,
+    ),
     "retrieval": (
         "Cross-modal retrieval",
         "looklisten eval retrieval {data} --checkpoint {run} --baseline-checkpoint L3RUN",
