@@ -353,8 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     training_options(
         sp,
-        "training time limit per model (default: none; the demo's plan trains for 24 to 30 "
-        "min on 2 cores)",
+        "training time limit per model (default: none; the demo's plan trains for about 9 "
+        "min in all on 2 cores)",
         " of every model",
     )
 
