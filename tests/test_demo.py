@@ -31,7 +31,7 @@ def test_demo_trains_three_models_evaluates_and_writes_overlays(tmp_path, capsys
     # ... warm-started from the AVE-Net's trunks
     assert summary["runs"]["avol"]["init"] == str((out / "ave").resolve())
     # L3's linear probes (with baselines) and unit galleries, for the report
-    for modality in ("audio", "image"):
+    for modality in ("audio",):  # the image probe is left to 'eval probe' (its time)
         probe = json.loads((out / "l3" / "eval" / f"probe_{modality}.json").read_text())
         assert {"random_weights", "handmade", "majority"} <= set(probe["baselines"])
         assert summary["probes"][modality]["model"] == probe["accuracy"]["mean"]
