@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache",
         choices=["auto", "memory", "files"],
         default="auto",
-        help="decode all videos once into memory, or decode each pair from the files (auto: memory if it fits in LOOKLISTEN_CACHE_MB, default 3000)",
+        help="decode all videos once into memory, or decode each pair from the files (auto: memory if it fits in LOOKLISTEN_CACHE_MB, default 3000, see data.sampler.DEFAULT_CACHE_MB)",
     )
     sp.add_argument(
         "--workers",

@@ -286,6 +286,22 @@ def _decode_all(job):
     return frames, track, flows, seconds
 
 
+#: Decode a folder whole into memory ("auto") when it needs at most this many MiB
+#: (the ``LOOKLISTEN_CACHE_MB`` environment variable overrides it).
+DEFAULT_CACHE_MB = 3000
+
+
+def cache_mode(videos: list[VideoEntry], cfg: Config, cache: str = "auto") -> str:
+    """``"memory"`` or ``"files"``: ``cache`` itself, or for ``"auto"`` memory when the
+    decoded videos fit in ``LOOKLISTEN_CACHE_MB`` (default :data:`DEFAULT_CACHE_MB`)."""
+    if cache not in ("auto", "memory", "files"):
+        raise ValueError(f"unknown cache mode {cache!r} (auto, memory, files)")
+    if cache == "auto":
+        budget = float(os.environ.get("LOOKLISTEN_CACHE_MB", DEFAULT_CACHE_MB)) * 2**20
+        cache = "memory" if MemorySource.estimate_bytes(videos, cfg) <= budget else "files"
+    return cache
+
+
 class PairDataset(torch.utils.data.Dataset):
     """Map-style dataset of AVC pairs; item ``k`` is a pure function of (seed, epoch, k).
 

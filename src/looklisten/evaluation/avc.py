@@ -96,15 +96,10 @@ class _Pairs(torch.utils.data.Dataset):
 def _source(root, videos, cfg, cache: str, progress: bool):
     """Decoded frames and audio as the trainer gets them: every video in memory when it
     fits in ``LOOKLISTEN_CACHE_MB`` (default 3000), else each pair from the files."""
-    from looklisten.data.sampler import FileSource, MemorySource
+    from looklisten.data.sampler import FileSource, MemorySource, cache_mode
     from looklisten.media.video import MediaError
 
-    if cache not in ("auto", "memory", "files"):
-        raise ValueError(f"unknown cache mode {cache!r} (auto, memory, files)")
-    if cache == "auto":
-        budget = float(os.environ.get("LOOKLISTEN_CACHE_MB", "3000")) * 2**20
-        cache = "memory" if MemorySource.estimate_bytes(videos, cfg) <= budget else "files"
-    if cache == "memory":
+    if cache_mode(videos, cfg, cache) == "memory":
         try:
             workers = min(len(videos), os.cpu_count() or 1)
             return MemorySource(root, videos, cfg, workers=workers, progress=progress), "memory"
@@ -341,7 +336,8 @@ def evaluate_avc(
         }
     if objective != "avc":
         result.setdefault("warnings", []).append(
-            f"trained with the {objective!r} objective, not AVC: the logit's threshold at 0 "
-            "may not be calibrated; roc_auc does not depend on it"
+            f"trained with the {objective!r} objective: the logit is the head's calibration, "
+            "trained on detached features with in-batch negatives (not the shortcut-free "
+            "sampler's); roc_auc does not depend on its threshold"
         )
     return result

@@ -53,7 +53,13 @@ import torch
 
 from looklisten.core.config import Config
 from looklisten.core.fileio import atomic_write_json, atomic_write_text, clean_leftovers
-from looklisten.data.sampler import FileSource, MemorySource, PairDataset, PairSampler
+from looklisten.data.sampler import (
+    FileSource,
+    MemorySource,
+    PairDataset,
+    PairSampler,
+    cache_mode,
+)
 from looklisten.data.scan import VideoEntry, scan_folder
 from looklisten.inputs.prepare import VisionTransform
 from looklisten.models.audio import random_gain
@@ -217,15 +223,10 @@ def _make_source(
     env: DistEnv = SINGLE,
 ):
     """'memory' | 'files' | 'auto' (memory when it fits in ``LOOKLISTEN_CACHE_MB``, default 3000)."""
-    if cache == "auto":
-        budget = float(os.environ.get("LOOKLISTEN_CACHE_MB", "3000")) * 2**20
-        cache = "memory" if MemorySource.estimate_bytes(videos, cfg) <= budget else "files"
-    if cache == "memory":
+    if cache_mode(videos, cfg, cache) == "memory":
         procs = max(1, (os.cpu_count() or 1) // env.local_world_size)
         return MemorySource(root, videos, cfg, workers=procs, progress=progress)
-    if cache == "files":
-        return FileSource(root, videos, cfg)
-    raise ValueError(f"unknown cache mode {cache!r} (auto, memory, files)")
+    return FileSource(root, videos, cfg)
 
 
 def _loader(
