@@ -375,3 +375,156 @@ def test_make_demo_data_cli_digits(tmp_path, capsys):
     assert "digits (test exemplars)" in capsys.readouterr().out
     anns = load_annotations(out)
     assert len(anns) == 2 and all(a["split"] == "test" for a in anns.values())
+
+
+# --------------------------------------------------------------------------- layouts
+
+ANY_SEED = 11
+ANY_SIZE = (96, 64)  # small and not square: fast, and both axes are checked
+ANY_CLIPS = 40
+
+
+def _small(out, **kw):
+    kw = {"videos": 4, "seed": 5, "size": (64, 48), "fps": 4.0, "duration": 1.0, **kw}
+    return make_demo_data(out, workers=1, progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def anywhere(tmp_path_factory):
+    out = tmp_path_factory.mktemp("anywhere")
+    W, H = ANY_SIZE
+    make_demo_data(
+        out,
+        videos=ANY_CLIPS,
+        seed=ANY_SEED,
+        size=ANY_SIZE,
+        fps=4.0,
+        duration=1.0,
+        layout="anywhere",
+        workers=2,
+        progress=False,
+    )
+    return out, load_annotations(out)
+
+
+def test_train_layout_is_the_default_and_unchanged(tmp_path):
+    """layout="train" is what every existing caller gets: the same clips as before."""
+    default = (_small(tmp_path / "a") / "annotations.jsonl").read_text()
+    train = (_small(tmp_path / "b", layout="train") / "annotations.jsonl").read_text()
+    assert default == train
+    anns = [json.loads(line) for line in default.splitlines()]
+    assert all("layout" not in a for a in anns)
+    # Pinned: labels, sizes and placement of seed 5 (the annotations of before layouts).
+    assert [a["labels"] for a in anns] == [["frog"], ["firetruck"], ["elephant"], ["duck", "cow"]]
+    assert [[o["boxes"][0] for o in a["objects"]] for a in anns] == [
+        [[11, 15, 48, 40]],
+        [[8, 4, 58, 25]],
+        [[16, 5, 50, 34]],
+        [[2, 13, 29, 36], [35, 7, 62, 26]],
+    ]
+    for a in anns:  # large, and two objects in the left and right halves
+        for o in a["objects"]:
+            x0, y0, x1, y1 = o["boxes"][0]
+            assert ((x1 - x0) * (y1 - y0)) ** 0.5 >= 0.3 * 48
+        if len(a["objects"]) == 2:
+            left, right = sorted(a["objects"], key=lambda o: o["boxes"][0][0])
+            assert left["boxes"][0][2] <= 32 <= right["boxes"][0][0]
+
+
+def test_anywhere_layout_spreads_sizes_and_positions(anywhere):
+    _, anns = anywhere
+    W, H = ANY_SIZE
+    assert len(anns) == ANY_CLIPS
+    sizes, centres, splits = [], [], set()
+    for ann in anns.values():
+        assert ann["layout"] == "anywhere"
+        assert (ann["width"], ann["height"]) == (W, H)
+        objs = ann["objects"]
+        for o in objs:
+            assert len(o["boxes"]) == 4
+            for x0, y0, x1, y1 in o["boxes"]:
+                assert 0 <= x0 < x1 <= W and 0 <= y0 < y1 <= H
+            if not ann["moving"]:
+                assert all(b == o["boxes"][0] for b in o["boxes"])
+            x0, y0, x1, y1 = o["boxes"][0]
+            sizes.append(((x1 - x0) * (y1 - y0)) ** 0.5 / H)
+            centres.append(((x0 + x1) / 2 / W, (y0 + y1) / 2 / H))
+        if len(objs) == 2:  # never overlap, in any frame
+            for a, b in zip(objs[0]["boxes"], objs[1]["boxes"]):
+                apart_x, apart_y = a[2] <= b[0] or b[2] <= a[0], a[3] <= b[1] or b[3] <= a[1]
+                assert apart_x or apart_y, (ann["file"], a, b)
+            a, b = objs[0]["boxes"][0], objs[1]["boxes"][0]
+            splits.add("x" if a[2] <= b[0] or b[2] <= a[0] else "y")
+    sizes, centres = np.array(sizes), np.array(centres)
+    assert sizes.max() <= demo_data.ANYWHERE_SIZE_RANGE[1] + 0.02
+    assert (sizes < 0.25).sum() >= 5 and (sizes > 0.5).sum() >= 2, np.sort(sizes)
+    near_edge = np.minimum(centres, 1 - centres).min(axis=1) < 0.15
+    assert near_edge.sum() >= 3, centres
+    # Not clustered at the centre: centres reach every quarter of the frame's width and height.
+    for axis in (0, 1):
+        assert centres[:, axis].min() < 0.25 and centres[:, axis].max() > 0.75
+    assert splits == {"x", "y"}  # the line between two objects is vertical or horizontal
+    assert sum(len(a["objects"]) == 2 for a in anns.values()) == round(
+        TWO_OBJECT_FRACTION * ANY_CLIPS
+    )
+
+
+def test_anywhere_pixels_match_boxes(anywhere):
+    folder, anns = anywhere
+    W, H = ANY_SIZE
+    smallest = min(
+        anns.values(),
+        key=lambda a: min((b[2] - b[0]) * (b[3] - b[1]) for o in a["objects"] for b in o["boxes"]),
+    )
+    two = next(a for a in anns.values() if len(a["objects"]) == 2 and a["moving"])
+    for ann in (smallest, two):
+        name = ann["file"]
+        frames, _, _ = _decode(folder / name)
+        bg = clip_background(ANY_SEED, int(name[5:10]), ANY_SIZE).astype(np.float32)
+        for i in (0, 3):
+            diff = np.abs(frames[i].astype(np.float32) - bg).mean(axis=2)
+            outside = np.ones((H, W), bool)
+            for o in range(len(ann["objects"])):
+                x0, y0, x1, y1 = box_at(ann, o, i / ann["fps"])
+                outside[max(y0 - 2, 0) : y1 + 2, max(x0 - 2, 0) : x1 + 2] = False
+                inside = diff[y0:y1, x0:x1]
+                assert (inside > 20).mean() > 0.2, (name, i, o)
+                # Tight: the object reaches each side (faintly: a thin part of a tiny
+                # sprite, e.g. a violin's bow 8 px high, is blurred by the encoder).
+                for band in (inside[:2], inside[-2:], inside[:, :2], inside[:, -2:]):
+                    assert band.max() > 12, (name, i, o)
+            assert diff[outside].mean() < 4.0, (name, i)
+
+
+def test_anywhere_layout_digits(tmp_path):
+    out = _small(tmp_path, videos=6, kind="digits", split="test", layout="anywhere")
+    for ann in load_annotations(out).values():
+        assert ann["layout"] == "anywhere" and ann["kind"] == "digits"
+        for o in ann["objects"]:
+            assert o["exemplar"].startswith("mnist-test-")
+            for x0, y0, x1, y1 in o["boxes"]:
+                assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 48
+
+
+def test_bad_layout(tmp_path):
+    with pytest.raises(ValueError, match="layout.*'train', 'anywhere'"):
+        make_demo_data(tmp_path, videos=1, layout="centre", progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_make_demo_data_cli_layout(tmp_path, capsys, monkeypatch):
+    import functools
+
+    from looklisten.cli.main import main
+
+    # Small, short clips: the CLI has no options for size and duration.
+    fast = functools.partial(make_demo_data, size=(64, 48), fps=4.0, duration=1.0)
+    monkeypatch.setattr(demo_data, "make_demo_data", fast)
+    out = tmp_path / "d"
+    assert main(["make-demo-data", str(out), "--videos", "2", "--layout", "anywhere"]) == 0
+    assert "anywhere" in capsys.readouterr().out
+    anns = load_annotations(out)
+    assert len(anns) == 2 and all(a["layout"] == "anywhere" for a in anns.values())
+    assert all(a["width"] == 64 for a in anns.values())
+    with pytest.raises(SystemExit):
+        main(["make-demo-data", str(out), "--layout", "centre"])

@@ -4,7 +4,8 @@ What it does, in order (each step's output lands in ``OUT``)::
 
     DATA/                    demo clips (built if absent; see looklisten.data.demo_data)
     DATA-test/               more clips, another seed: never trained on, the test set of
-                             the retrieval and localisation evaluations (built if absent)
+                             the retrieval and localisation evaluations (built if absent);
+                             objects anywhere in the frame, small to large
     OUT/l3/                  an L3-Net run (AVC task)               -> metrics.json, checkpoint/
     OUT/ave/                 an AVE-Net run (cross-modal embeddings)
     OUT/avol/                an AVOL-Net run (localisation), warm-started from
@@ -179,6 +180,7 @@ def run_demo(
                     test,
                     videos=test_videos,
                     seed=seed + TEST_SEED_OFFSET,
+                    layout="anywhere",
                     workers=workers,
                     progress=progress,
                 )
@@ -259,7 +261,14 @@ def run_demo(
                 print(f"building the digits ({split} writers and voices) in {folder} ...")
                 with timer(f"data: digits {split}"):
                     make_demo_data(
-                        folder, n, s, kind="digits", split=split, workers=workers, progress=progress
+                        folder,
+                        n,
+                        s,
+                        kind="digits",
+                        split=split,
+                        layout="anywhere" if split == "test" else "train",
+                        workers=workers,
+                        progress=progress,
                     )
         over = _plan(preset, DIGITS_ARCH, "digits", seed, epochs, overrides)
         over.setdefault("train.objective", DEMO_OBJECTIVES[DIGITS_ARCH])

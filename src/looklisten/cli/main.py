@@ -118,6 +118,8 @@ def cmd_make_demo_data(args) -> int:
 
     out = call(make_demo_data, args, out_dir=args.out)
     what = f"{args.kind} ({args.split} exemplars)" if args.kind == "digits" else args.kind
+    if args.layout == "anywhere":
+        what += ", objects anywhere in the frame, small to large,"
     print(f"wrote {args.videos} clips of {what} and annotations to {out}")
     return 0
 
@@ -300,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
             "inside the package: Tux Paint stamps (--kind stamps: one photo and one recording "
             "per class) or handwritten digits spoken by many voices (--kind digits: MNIST "
             "writers, synthetic and human voices; --split test draws writers and voices never "
-            "used by --split train)."
+            "used by --split train). --layout anywhere makes evaluation sets: objects "
+            "anywhere in the frame (corners and edges too) and small to large, so a centred "
+            "prior does not localise them."
         ),
     )
     sp.add_argument("out", metavar="OUT")
@@ -313,6 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("train", "test"),
         default="train",
         help="digits: which writers and voices (test: never used by train)",
+    )
+    sp.add_argument(
+        "--layout",
+        choices=("train", "anywhere"),
+        default="train",
+        help="train: large objects, mostly near the centre (training sets); anywhere: for "
+        "evaluation sets, objects anywhere in the frame and small to large",
     )
     sp.set_defaults(func=cmd_make_demo_data)
 

@@ -12,10 +12,22 @@ Clip content
 ------------
 * Background: a smooth colour gradient or blurred colour noise, new per clip.
 * Objects: one (70 % of the clips) or two stamps of distinct classes (30 %),
-  alpha-composited. Object size (square root of the box area) is 45-70 % of the
-  frame height, capped to fit; two objects live in the left and right halves of
-  the frame, so they never overlap. In half of the clips the objects stay still,
-  in the other half they drift linearly and bounce off the edges of their area.
+  alpha-composited. Each object lives in its own area of the frame, so two never
+  overlap. Where, and how large, depends on ``layout``:
+
+  - ``"train"`` (the default, for training sets): object size (square root of the
+    box area) is 45-70 % of the frame height, capped to fit; one object roams the
+    whole frame, two live in the left and right halves. Large objects are mostly
+    near the centre, so a centred prior localises them well.
+  - ``"anywhere"`` (for evaluation sets): object size is log-uniform in 15-70 % of
+    the frame height (capped so that the object fits its area) and the position is
+    uniform over wherever the object fits, so objects appear at the corners and
+    edges as often as anywhere else. One object's area is the whole frame; two
+    objects get the two sides of a random vertical or horizontal line at 35-65 %
+    of the frame's width or height.
+
+  In half of the clips the objects stay still, in the other half they drift
+  linearly and bounce off the edges of their area.
 * Sound: one object at a time. A single object sounds for the whole clip; with two
   objects the sounding one switches once or twice at random times (segments of at
   least 1.5 s). The object's recording starts at a random offset and repeats with
@@ -36,6 +48,8 @@ One JSON object per clip and line of ``annotations.jsonl``::
      "labels": ["dog"], "split_hint": null,
      "moving": false, "background": "gradient",
      "noise": {"type": "pink", "snr_db": 17.3}}
+
+Clips of ``layout="anywhere"`` also have ``"layout": "anywhere"``.
 
 * ``boxes`` has one box per video frame; frame ``i`` is displayed at time
   ``i / fps``. Boxes are integer pixels with exclusive ends (the visible,
@@ -102,6 +116,11 @@ DIGIT_CLASSES: list[str] = [str(d) for d in range(10)]
 TWO_OBJECT_FRACTION = 0.3
 MOVING_FRACTION = 0.5
 SIZE_RANGE = (0.45, 0.7)  # sqrt(box area) / frame height
+#: Object placements (``layout=``): training clips, or evaluation clips with objects
+#: anywhere in the frame, small to large (see the module docstring).
+LAYOUTS = ("train", "anywhere")
+ANYWHERE_SIZE_RANGE = (0.15, 0.7)  # sqrt(box area) / frame height, log-uniform
+ANYWHERE_SPLIT_RANGE = (0.35, 0.65)  # where the line between two objects' areas lies
 SPEED_RANGE = (15.0, 45.0)  # px / s
 MIN_SEGMENT = 1.5  # s, shortest sounding segment in two-object clips
 GAP_RANGE = (0.05, 0.35)  # s, silence between repetitions of a recording
@@ -299,6 +318,28 @@ def _bounce(p: float, lo: float, hi: float) -> float:
     return lo + (q if q <= span else 2 * span - q)
 
 
+def _anywhere_areas(rng: np.random.Generator, W: int, H: int) -> list[tuple[int, int, int, int]]:
+    """Two objects' areas, layout "anywhere": the sides of a random vertical or horizontal line."""
+    frac = rng.uniform(*ANYWHERE_SPLIT_RANGE)
+    if rng.random() < 0.5:  # a vertical line: left and right
+        c = int(round(frac * W))
+        areas = [(0, 0, c, H), (c, 0, W, H)]
+    else:  # a horizontal line: top and bottom
+        c = int(round(frac * H))
+        areas = [(0, 0, W, c), (0, c, W, H)]
+    if rng.random() < 0.5:
+        areas.reverse()
+    return areas
+
+
+def _anywhere_side(rng: np.random.Generator, area: tuple[int, ...], H: int, margin: int) -> float:
+    """An object's sqrt(area) in pixels, layout "anywhere": log-uniform, capped to fit ``area``."""
+    ax0, ay0, ax1, ay1 = area
+    hi = min(ANYWHERE_SIZE_RANGE[1] * H, 0.95 * (min(ax1 - ax0, ay1 - ay0) - 2 * margin))
+    lo = min(ANYWHERE_SIZE_RANGE[0] * H, hi)
+    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+
 def _pink(rng: np.random.Generator, n: int) -> np.ndarray:
     spec = np.fft.rfft(rng.standard_normal(n))
     f = np.arange(len(spec), dtype=np.float64)
@@ -372,10 +413,14 @@ def _render_clip(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     n_frames = max(1, int(round(duration * fps)))
     bg, bg_kind = _background(np.random.default_rng((seed, k, 0)), (W, H))
     rng = np.random.default_rng((seed, k, 1))
+    anywhere = job["layout"] == "anywhere"
 
-    # Areas: the whole frame, or the left and right halves (random order).
+    # Areas: the whole frame, or the left and right halves (random order); layout
+    # "anywhere": the two sides of a random vertical or horizontal line.
     if len(labels) == 1:
         areas = [(0, 0, W, H)]
+    elif anywhere:
+        areas = _anywhere_areas(rng, W, H)
     else:
         areas = [(0, 0, W // 2, H), (W // 2, 0, W, H)]
         if rng.random() < 0.5:
@@ -383,7 +428,10 @@ def _render_clip(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     margin = 2
     objects, tracks = [], []
     for label, (ax0, ay0, ax1, ay1) in zip(labels, areas):
-        side = rng.uniform(*SIZE_RANGE) * H
+        if anywhere:
+            side = _anywhere_side(rng, (ax0, ay0, ax1, ay1), H, margin)
+        else:
+            side = rng.uniform(*SIZE_RANGE) * H
         if digits:
             ink = _ink(rng, bg[ay0:ay1, ax0:ax1])
             src, exemplar = _digit_sprite(job["split"], int(label), rng, ink)
@@ -463,6 +511,7 @@ def _render_clip(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         "background": bg_kind,
         "noise": noise,
         **({"kind": "digits", "split": job["split"], "voice": job["voice"]} if digits else {}),
+        **({"layout": "anywhere"} if anywhere else {}),
     }
 
 
@@ -480,6 +529,7 @@ def make_demo_data(
     classes: list[str] | None = None,
     kind: str = "stamps",
     split: str = "train",
+    layout: str = "train",
     workers: int = 2,
     progress: bool = True,
 ) -> Path:
@@ -509,6 +559,11 @@ def make_demo_data(
         writers and the training voices; ``"test"``: MNIST test-set writers (other
         people) and voices never used for training, including two human speakers.
         Stamps have a single exemplar per class, so only ``"train"`` is accepted.
+    layout : {"train", "anywhere"}
+        Where the objects are and how large (see :data:`LAYOUTS` and the module
+        docstring). ``"train"``: large objects, mostly near the centre (training
+        sets). ``"anywhere"``: small to large objects anywhere in the frame, corners
+        and edges included, for evaluation sets that a centred prior cannot solve.
     workers : int
         Worker processes (spawned); ``<= 1`` renders in this process.
     progress : bool
@@ -532,6 +587,8 @@ def make_demo_data(
     if split not in SPLITS or (kind == "stamps" and split != "train"):
         allowed = list(SPLITS) if kind == "digits" else ["train"]
         raise ValueError(f"split for kind {kind!r} must be one of {allowed}, got {split!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
     if kind == "digits":
         known = DIGIT_CLASSES
         classes = [str(c) for c in (DIGIT_CLASSES if classes is None else classes)]
@@ -558,6 +615,7 @@ def make_demo_data(
             "threads": 1 if workers > 1 else 0,
             "kind": kind,
             "split": split,
+            "layout": layout,
         }
         for p in _plan(videos, int(seed), classes, voices)
     ]
