@@ -212,10 +212,10 @@ def test_overlay_alpha_extremes_and_blend():
     h = np.random.default_rng(1).random((7, 7)).astype(np.float32)
     np.testing.assert_array_equal(overlay(frame, h, alpha=0.0), frame)
     cm = matplotlib.colormaps["jet"](upsample_heatmap(h, (64, 96)), bytes=True)[..., :3]
-    out1 = overlay(frame, h, alpha=1.0)
+    out1 = overlay(frame, h, alpha=1.0, fade=False)  # constant opacity (default: alpha * h)
     assert out1.shape == (64, 96, 3) and out1.dtype == np.uint8
     np.testing.assert_array_equal(out1, cm)
-    half = overlay(frame, h, alpha=0.5)
+    half = overlay(frame, h, alpha=0.5, fade=False)
     expected = np.rint((frame.astype(float) + cm.astype(float)) / 2)
     assert np.abs(half.astype(float) - expected).max() <= 1
 
@@ -306,7 +306,7 @@ def test_write_overlay_video(tmp_path, ext, vcodec, acodec, pix_fmt, out_codec):
     # after t=0.75, i.e. from frame 8 (t=0.8) on.
     heatmaps = np.stack([np.zeros((7, 7)), np.ones((7, 7))]).astype(np.float32)
     out = write_overlay_video(
-        src, tmp_path / "out" / "ov.mp4", heatmaps, np.array([0.0, 1.5]), alpha=1.0
+        src, tmp_path / "out" / "ov.mp4", heatmaps, np.array([0.0, 1.5]), alpha=1.0, fade=False
     )
     assert out == tmp_path / "out" / "ov.mp4"
     assert [p.name for p in out.parent.iterdir()] == ["ov.mp4"]  # no temp file left
@@ -366,7 +366,9 @@ def test_write_overlay_video_keeps_variable_frame_times(tmp_path):
     src = write_video(tmp_path / "vfr.mp4", frames, 10, tone, SR, times=times)
     # Nearest of heatmaps at 0 and 0.7 switches after t = 0.35 (frame times, not indices).
     hm = np.stack([np.zeros((3, 3)), np.ones((3, 3))])
-    out = write_overlay_video(src, tmp_path / "ov.mp4", hm, np.array([0.0, 0.7]), alpha=1.0)
+    out = write_overlay_video(
+        src, tmp_path / "ov.mp4", hm, np.array([0.0, 0.7]), alpha=1.0, fade=False
+    )
     with av.open(str(out)) as c:
         got = [
             (f.time, f.to_ndarray(format="rgb24").reshape(-1, 3).mean(0)) for f in c.decode(video=0)

@@ -15,6 +15,14 @@ output: an MP4 with the original sound) or over an image given a sound
 is fully convolutional); --mode crop analyses only the centre crop the model
 was evaluated on in training and leaves the rest of the frame uncoloured. Only
 AVOL-Net checkpoints have a localisation map.
+
+The map is calibrated (a value is the probability that the location makes the
+sound) and by default the colour's opacity follows it: --alpha where the map
+is 1, fading to nothing where it is 0, so when nothing on screen sounds
+(silence, or the source off screen) the frame stays as it is. --normalize
+stretches each map to [0, 1] on its own (its peak always opaque: a silent
+frame then looks as confident as any other); --no-fade colours the whole frame
+at a constant --alpha (a map of zeros paints it dark blue).
 """
 
 
@@ -56,7 +64,9 @@ def cmd_localize(args) -> int:
                 )
             wave = audio_window(wave, args.audio_at, cfg)
         heat = localize(model, image, wave, mode=args.mode)
-        write_overlay_png(out, image, heat, alpha=args.alpha, normalize=args.normalize)
+        write_overlay_png(
+            out, image, heat, alpha=args.alpha, normalize=args.normalize, fade=args.fade
+        )
         print(f"wrote {out} (heatmap max {heat.max():.3f}, mean {heat.mean():.3f})")
         return 0
 
@@ -77,6 +87,7 @@ def cmd_localize(args) -> int:
         times,
         alpha=args.alpha,
         normalize=args.normalize,
+        fade=args.fade,
         interpolation="linear" if hop else "nearest",
     )
     msg = f"wrote {out} ({len(times)} heatmaps of {heat.shape[1]}x{heat.shape[2]}"
@@ -91,6 +102,7 @@ def cmd_localize(args) -> int:
                     heat[i],
                     alpha=args.alpha,
                     normalize=args.normalize,
+                    fade=args.fade,
                 )
         msg += f"; {len(times)} PNGs in {png_dir}"
     print(msg + ")")
@@ -141,9 +153,22 @@ def add_cli(subparsers) -> None:
         default="full",
         help="whole frame (default) or centre crop only",
     )
-    sp.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity (default 0.5)")
+    sp.add_argument(
+        "--alpha",
+        type=float,
+        default=0.5,
+        help="heatmap opacity where the map is 1 (default 0.5; with --no-fade: everywhere)",
+    )
     sp.add_argument(
         "--normalize",
         action="store_true",
-        help="stretch each heatmap to [0, 1] for display (default: the raw sigmoid values)",
+        help="stretch each heatmap to [0, 1] on its own: its peak is always opaque, so a "
+        "silent frame looks as confident as any other (default: the calibrated sigmoid values)",
+    )
+    sp.add_argument(
+        "--no-fade",
+        dest="fade",
+        action="store_false",
+        help="constant opacity --alpha over the whole frame (default: opacity --alpha times "
+        "the map, so where nothing sounds the frame shows through unchanged)",
     )

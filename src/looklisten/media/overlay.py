@@ -5,6 +5,23 @@
 * :func:`write_overlay_png` writes that picture as a PNG (atomically).
 * :func:`write_overlay_video` re-encodes a whole video with per-frame heatmaps
   blended in, keeping the original sound, frame rate, timestamps and duration.
+
+How a map looks (the same three choices in all three functions):
+
+* Default (``fade=True``, ``normalize=False``): calibrated intensity. An
+  AVOL-Net map is a sigmoid in [0, 1], the probability that a location makes
+  the sound, and each pixel's opacity is ``alpha * value``: where the model
+  says nothing sounds (silence, or the sounding object off screen) the map
+  fades away and the frame shows through unchanged; where it is sure (1) the
+  colour is blended with the full ``alpha``. "Nothing sounds here" and "the
+  sound is spread out" look different.
+* ``normalize=True``: each map is min-max stretched to [0, 1] on its own (per
+  frame) before colouring and fading, so its peak is always opaque. This shows
+  where the *relative* maximum is, but a silent frame (all values near 0) then
+  looks as confident as any other: the absolute level is lost.
+* ``fade=False``: the old look, a constant opacity ``alpha`` everywhere; a map
+  of zeros paints the whole frame in the colormap's low colour (dark blue for
+  ``jet``).
 """
 
 from __future__ import annotations
@@ -28,8 +45,6 @@ from looklisten.core.fileio import atomic_write_bytes, default_file_mode, fsync_
 from looklisten.media.video import MediaError, probe
 
 Box = Sequence[float]
-
-#: Sample rates the FFmpeg AAC encoder accepts.
 
 
 def as_size(size: Sequence[int]) -> tuple[int, int]:
@@ -78,6 +93,7 @@ def upsample_heatmap(h: np.ndarray, size: Sequence[int]) -> np.ndarray:
     return out.numpy().copy()
 
 
+#: Sample rates the FFmpeg AAC encoder accepts.
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 
 
@@ -114,6 +130,29 @@ def colorize(
     np.ndarray, shape (H, W, 3), uint8
         ``matplotlib.colormaps[cmap](heatmap, bytes=True)[..., :3]``.
     """
+    return _color(heatmap_values(heatmap, size, normalize), cmap)
+
+
+def heatmap_values(heatmap: np.ndarray, size: Sequence[int], normalize: bool = False) -> np.ndarray:
+    """The values :func:`colorize` colours and the fade uses as opacity.
+
+    Parameters
+    ----------
+    heatmap : np.ndarray, shape (h, w)
+        Finite values.
+    size : (H, W)
+        Output size (bilinear upsampling, :func:`upsample_heatmap`).
+    normalize : bool
+        Min-max normalise the upsampled map to [0, 1]. A constant map (equal
+        values in ``heatmap`` itself, whatever float noise upsampling adds)
+        becomes all zeros.
+
+    Returns
+    -------
+    np.ndarray, shape (H, W)
+        The upsampled (optionally normalised) map clipped to [0, 1]; float32,
+        or float64 for a float64 ``heatmap``.
+    """
     h = np.asarray(heatmap)
     if h.ndim != 2:
         raise ValueError(f"heatmap must be (h, w), got shape {h.shape}")
@@ -122,32 +161,96 @@ def colorize(
         raise ValueError("heatmap contains NaN or infinite values")
     if normalize:
         lo, hi = float(up.min()), float(up.max())
-        up = (up - lo) / (hi - lo) if hi > lo else np.zeros_like(up)
-    up = np.clip(up, 0.0, 1.0)
-    return matplotlib.colormaps[cmap](up, bytes=True)[..., :3]
+        # Constant is decided on the map itself: upsampling leaves float noise
+        # (0.7 -> 0.6999999 .. 0.70000005) that min-max would stretch to [0, 1].
+        constant = not h.size or float(np.max(h)) == float(np.min(h))
+        up = (up - lo) / (hi - lo) if hi > lo and not constant else np.zeros_like(up)
+    return np.clip(up, 0.0, 1.0)
 
 
-def blend(frame: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:
+def _color(values: np.ndarray, cmap: str) -> np.ndarray:
+    return matplotlib.colormaps[cmap](values, bytes=True)[..., :3]
+
+
+#: The fade's opacity values are multiples of 1 / _FADE_STEPS (see :func:`_layer`).
+_FADE_STEPS = 65536.0
+
+
+def _layer(
+    heatmap: np.ndarray,
+    size: Sequence[int],
+    alpha: float,
+    cmap: str,
+    normalize: bool,
+    fade: bool,
+) -> tuple[np.ndarray, float | np.ndarray]:
+    """(colour image, opacity): a float ``alpha``, or ``alpha * value`` per pixel with fade.
+
+    The fade's ``value`` is rounded to a multiple of 1/65536 (far finer than
+    the 8-bit output) so that the float noise of bilinear upsampling (a map of
+    ones upsamples to 0.99999994 here and there) leaves 0 and 1 exact.
+    """
+    values = heatmap_values(heatmap, size, normalize)
+    color = _color(values, cmap)
+    if not fade:
+        return color, alpha
+    return color, alpha * (np.rint(values.astype(np.float64) * _FADE_STEPS) / _FADE_STEPS)
+
+
+def blend(frame: np.ndarray, color: np.ndarray, alpha: float | np.ndarray) -> np.ndarray:
     """``round((1 - alpha) * frame + alpha * color)`` as uint8.
 
     Parameters
     ----------
     frame, color : np.ndarray, shape (H, W, 3), uint8
-    alpha : float in [0, 1]
-        0 returns ``frame``, 1 returns ``color`` (exactly).
+    alpha : float in [0, 1], or np.ndarray of shape (H, W) with values in [0, 1]
+        Opacity of ``color``: one for the whole image, or one per pixel. 0
+        returns ``frame``, 1 returns ``color`` (exactly, also per pixel). A
+        per-pixel map whose values all equal a float ``a`` gives the same bytes
+        as ``alpha=a``.
 
     Returns
     -------
     np.ndarray, shape (H, W, 3), uint8
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    if alpha == 0.0:
-        return frame.copy()
-    if alpha == 1.0:
-        return color.copy()
-    out = frame.astype(np.float32) * (1.0 - alpha) + color.astype(np.float32) * alpha
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    if np.ndim(alpha) == 0:
+        alpha = float(alpha)
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if alpha == 0.0:
+            return frame.copy()
+        if alpha == 1.0:
+            return color.copy()
+        out = frame.astype(np.float32) * (1.0 - alpha) + color.astype(np.float32) * alpha
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    keep, layer = _premultiply(color, alpha)
+    return _apply(frame, keep, layer)
+
+
+def _premultiply(color: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel opacity: ``(1 - alpha, alpha * color)`` as float32 (H, W, 1) and (H, W, 3).
+
+    The weights are rounded to float32 from float64, as the float-``alpha``
+    path of :func:`blend` rounds its Python floats, so a constant map gives the
+    same bytes.
+    """
+    a = np.asarray(alpha, dtype=np.float64)
+    if a.shape != color.shape[:2]:
+        raise ValueError(f"alpha map must be (H, W) = {color.shape[:2]}, got shape {a.shape}")
+    if not np.all((a >= 0.0) & (a <= 1.0)):  # also rejects NaN
+        raise ValueError("alpha map values must be in [0, 1]")
+    keep = (1.0 - a).astype(np.float32)[..., None]
+    layer = color.astype(np.float32) * a.astype(np.float32)[..., None]
+    return keep, layer
+
+
+def _apply(frame: np.ndarray, keep: np.ndarray, layer: np.ndarray) -> np.ndarray:
+    """``round(frame * keep + layer)`` as uint8 (see :func:`_premultiply`)."""
+    if frame.shape != layer.shape:
+        raise ValueError(f"frame and colour shapes differ: {frame.shape} vs {layer.shape}")
+    out = frame.astype(np.float32) * keep
+    out += layer
+    return np.clip(np.rint(out, out=out), 0, 255, out=out).astype(np.uint8)
 
 
 def draw_box(
@@ -206,11 +309,17 @@ def overlay(
     cmap: str = "jet",
     *,
     normalize: bool = False,
+    fade: bool = True,
     box: Box | None = None,
     box_color: Sequence[int] = (0, 255, 0),
     box_width: int = 2,
 ) -> np.ndarray:
     """Blend a coloured heatmap over a frame.
+
+    By default the colour's opacity follows the calibrated map: ``alpha *
+    value`` per pixel, so a map that is ~0 everywhere (the model says nothing
+    on screen sounds) leaves the frame as it is, and only confident locations
+    are coloured at the full ``alpha`` (see the module docstring).
 
     Parameters
     ----------
@@ -220,13 +329,21 @@ def overlay(
         Localisation map at any resolution (e.g. 14x14); upsampled bilinearly
         to (H, W). Values outside [0, 1] are clipped (or see ``normalize``).
     alpha : float in [0, 1]
-        Weight of the colour layer: ``out = (1 - alpha) * frame + alpha *
-        cmap(heatmap)``. 0 returns the frame unchanged, 1 the colormap alone.
+        Weight of the colour layer where the map is 1: ``out = (1 - a) *
+        frame + a * cmap(value)`` with ``a = alpha * value`` per pixel (with
+        ``fade``) or ``a = alpha`` (without). 0 returns the frame unchanged.
     cmap : str
         A name in ``matplotlib.colormaps``.
     normalize : bool
-        Min-max normalise the heatmap before colouring (for raw scores or
-        maps with a small range).
+        Min-max normalise the (upsampled) heatmap to [0, 1] before colouring
+        and fading (for raw scores or maps with a small range). The map's peak
+        is then always opaque, so a silent frame looks as confident as any
+        other; a constant map becomes zeros (with ``fade``: no colour at all).
+    fade : bool
+        Per-pixel opacity ``alpha * clip(value, 0, 1)`` (``value`` after the
+        optional normalisation): the calibrated intensity, the default.
+        ``False``: the old constant opacity ``alpha`` everywhere (the same
+        bytes as before fading existed).
     box : (x0, y0, x1, y1), optional
         Ground-truth box (frame pixel coordinates) to outline on top.
     box_color : (r, g, b)
@@ -240,8 +357,10 @@ def overlay(
         A new image.
     """
     f = _check_frame(frame)
-    color = colorize(heatmap, f.shape[:2], cmap=cmap, normalize=normalize)
-    out = blend(f, color, alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    color, opacity = _layer(heatmap, f.shape[:2], alpha, cmap, normalize, fade)
+    out = blend(f, color, opacity)
     if box is not None:
         draw_box(out, box, box_color, box_width)
     return out
@@ -259,6 +378,8 @@ def write_overlay_png(
     frame: np.ndarray,
     heatmap: np.ndarray,
     box: Box | None = None,
+    *,
+    fade: bool = True,
     **overlay_kwargs,
 ) -> Path:
     """Write :func:`overlay` of ``frame`` and ``heatmap`` as a PNG, atomically.
@@ -271,15 +392,21 @@ def write_overlay_png(
     heatmap : np.ndarray, shape (h, w)
     box : (x0, y0, x1, y1), optional
         Ground-truth box to outline.
+    fade : bool
+        Opacity ``alpha * value`` per pixel, the calibrated intensity (default:
+        a map of zeros leaves the frame unchanged); ``False``: constant
+        ``alpha``. See :func:`overlay`.
     **overlay_kwargs
-        ``alpha``, ``cmap``, ``normalize``, ``box_color``, ``box_width``.
+        ``alpha``, ``cmap``, ``normalize`` (per-map stretch to [0, 1]: a
+        silent frame then looks as confident as any other), ``box_color``,
+        ``box_width``.
 
     Returns
     -------
     Path
         The written file; an (H, W) RGB PNG.
     """
-    img = overlay(frame, heatmap, box=box, **overlay_kwargs)
+    img = overlay(frame, heatmap, box=box, fade=fade, **overlay_kwargs)
     return atomic_write_bytes(path, encode_png(img))
 
 
@@ -360,6 +487,7 @@ def write_overlay_video(
     *,
     cmap: str = "jet",
     normalize: bool = False,
+    fade: bool = True,
     interpolation: str = "nearest",
     audio: str = "auto",
     crf: int = 20,
@@ -395,11 +523,19 @@ def write_overlay_video(
         use (for almost every file the first frame is at 0). A frame shown at
         ``t`` gets the heatmap for ``t``. Need not be sorted.
     alpha : float in [0, 1]
-        Weight of the colour layer (see :func:`overlay`).
+        Weight of the colour layer where the map is 1 (see :func:`overlay`).
     cmap : str
         Matplotlib colormap name.
     normalize : bool
-        Min-max normalise each heatmap before colouring.
+        Min-max normalise each frame's heatmap to [0, 1] on its own before
+        colouring and fading: the peak is always opaque, so a silent frame
+        looks as confident as any other (default: the calibrated values).
+    fade : bool
+        Per-pixel opacity ``alpha * value`` (``value`` after the optional
+        normalisation), the default: frames where the model says nothing on
+        screen sounds stay as they are. ``False``: constant opacity ``alpha``
+        (every frame fully tinted, a map of zeros in the colormap's low
+        colour).
     interpolation : {"nearest", "linear"}
         Heatmap for a frame at time ``t``: the one with the nearest time (ties
         to the earlier), or the linear interpolation of the two around ``t``.
@@ -441,7 +577,7 @@ def write_overlay_video(
     tmp = Path(tmp_name)
     try:
         with av.open(str(src_video)) as inp:
-            _transcode(inp, tmp, track, alpha, cmap, normalize, audio, crf, preset)
+            _transcode(inp, tmp, track, alpha, cmap, normalize, audio, crf, preset, fade=fade)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, default_file_mode())  # mkstemp made it 0600
@@ -454,7 +590,9 @@ def write_overlay_video(
     return out_path
 
 
-def _transcode(inp, tmp: Path, track, alpha, cmap, normalize, audio_mode, crf, preset) -> None:
+def _transcode(
+    inp, tmp: Path, track, alpha, cmap, normalize, audio_mode, crf, preset, *, fade: bool = True
+) -> None:
     vin = next(
         (s for s in inp.streams.video if not s.disposition & av.stream.Disposition.attached_pic),
         None,
@@ -500,7 +638,7 @@ def _transcode(inp, tmp: Path, track, alpha, cmap, normalize, audio_mode, crf, p
         a_state = {"next_pts": None}
         last_pts = None
         n_frames = 0
-        cache_key = cache_color = None
+        cache_key = color = opacity = weights = None
         streams = [vin] + ([ain] if ain is not None else [])
         for packet in inp.demux(streams):
             if packet.stream is vin:
@@ -514,10 +652,15 @@ def _transcode(inp, tmp: Path, track, alpha, cmap, normalize, audio_mode, crf, p
                     t = float(pts * vtb)  # presentation timeline, as looklisten.media.video
                     key = track.key(t)
                     if key != cache_key:
-                        cache_color = colorize(track.get(key), (H, W), cmap, normalize)
+                        color, opacity = _layer(
+                            track.get(key), (H, W), alpha, cmap, normalize, fade
+                        )
+                        # Per-pixel opacity: the blend weights once per heatmap, not per frame.
+                        weights = None if np.ndim(opacity) == 0 else _premultiply(color, opacity)
                         cache_key = key
                     rgb = frame.to_ndarray(format="rgb24")
-                    img = _even_pad(blend(rgb, cache_color, alpha), He, We)
+                    mixed = blend(rgb, color, opacity) if weights is None else _apply(rgb, *weights)
+                    img = _even_pad(mixed, He, We)
                     vf = av.VideoFrame.from_ndarray(img, format="rgb24")
                     vf.pts = pts
                     vf.time_base = vtb
