@@ -50,25 +50,35 @@ def test_functional_products_are_counted():
     assert counts["matmul"] == 2 * (30 * 4) + 2 * (15 * 4)
 
 
-def _hand_trunk(cin: int, h: int, w: int, widths, stride: int) -> tuple[int, int, int]:
-    """FLOPs of the VGG trunk (4 blocks of 2 conv3x3, pool after the first 3), from the paper."""
+def _hand_trunk(
+    cin: int, h: int, w: int, widths, stride: int, atrous: bool = False
+) -> tuple[int, int, int]:
+    """FLOPs of the VGG trunk (4 blocks of 2 conv3x3, pool after the first 3), from the paper.
+
+    ``atrous``: the third pool keeps the size (3x3, stride 1) and block 4's
+    dilated convs keep it too: the same dot products on a 2x larger map.
+    """
     total = 0
     for i, c in enumerate(widths):
         s = stride if i == 0 else 1
         h, w = (h - 1) // s + 1, (w - 1) // s + 1  # 3x3, padding 1
         total += 2 * c * h * w * cin * 9 + 2 * c * h * w * c * 9
         cin = c
-        if i < 3:
+        if i < 2 or (i == 2 and not atrous):
             h, w = h // 2, w // 2
     return total, h, w
 
 
-@pytest.mark.parametrize("arch", ["l3", "ave", "avol"])
-def test_tiny_preset_model_matches_a_hand_count(arch):
-    cfg = get_config("tiny", arch=arch)
+@pytest.mark.parametrize(
+    ("arch", "atrous"), [("l3", False), ("ave", False), ("avol", False), ("avol", True)]
+)
+def test_tiny_preset_model_matches_a_hand_count(arch, atrous):
+    cfg = get_config("tiny", arch=arch, **{"model.atrous": atrous})
     m = cfg.model
     s = cfg.vision.image_size
-    vision, vh, vw = _hand_trunk(3, s, s, m.widths, m.conv1_stride)
+    vision, vh, vw = _hand_trunk(3, s, s, m.widths, m.conv1_stride, atrous)
+    if atrous:
+        assert (vh, vw) == (16, 16)  # tiny AVOL at 128 px; 8x8 without
     audio, _, _ = _hand_trunk(1, *cfg.audio.shape[1:], m.widths, m.conv1_stride)
     c, d = m.widths[-1], m.embed_dim
     head = {

@@ -34,6 +34,7 @@ from looklisten.tasks.localize import (
     localize,
     localize_batch,
     localize_video,
+    maps_for,
 )
 
 
@@ -157,6 +158,23 @@ def test_map_cells_land_on_their_pixels(avol, mode):
         cy0, cy1 = y0 + r * (y1 - y0) / h, y0 + (r + 1) * (y1 - y0) / h
         cx0, cx1 = x0 + c * (x1 - x0) / w, x0 + (c + 1) * (x1 - x0) / w
         assert cy0 <= i + 0.5 <= cy1 and cx0 <= j + 0.5 <= cx1
+
+
+def test_atrous_map_is_twice_as_fine_in_both_modes(avol):
+    torch.manual_seed(0)
+    cfg = get_config("tiny", arch="avol", **{"model.atrous": True})
+    model = create_model(cfg).eval()
+    assert map_stride(cfg) == 8 and map_stride(avol.cfg) == 16
+    H, W = 192, 256
+    h, w = (s // map_stride(cfg) for s in full_input_size(H, W, cfg))
+    assert (h, w) == (18, 24)  # 144x192 px in; (9, 12) without atrous
+    imgs, waves = [_image(H, W)], [_wave()]
+    assert localize_batch(model, imgs, waves, resolution="map").shape == (1, h, w)
+    crop = maps_for(model, imgs, waves, "crop", batch_size=4)[0]
+    assert crop.shape == (cfg.vision.image_size // map_stride(cfg),) * 2 == (16, 16)
+    full = maps_for(model, imgs, waves, "full", batch_size=4)[0]
+    assert full.shape == (h, w)
+    assert localize(model, imgs[0], waves[0]).shape == (H, W)
 
 
 def test_localize_video(avol, clip):

@@ -6,6 +6,7 @@ import torch
 
 from looklisten.core.config import ARCHS, Config, get_config, list_presets
 from looklisten.models.checkpoint import (
+    init_weights,
     load_config,
     load_model,
     run_dir,
@@ -184,3 +185,79 @@ def test_preset_arch_overrides_give_tiny_avol_a_map_that_can_localise():
         out = model(torch.randn(1, *cfg.vision.shape), torch.zeros(1, cfg.audio.clip_samples))
     assert out["heatmap"].shape == (1, 8, 8)
     assert Config.from_json(cfg.to_json()) == cfg  # saved with the checkpoint as built
+
+
+def _atrous_pair(preset="tiny", arch="avol", **over):
+    plain = get_config(preset, arch=arch, **over)
+    return plain, plain.with_overrides(**{"model.atrous": True})
+
+
+def test_atrous_tiny_avol_map_is_twice_as_fine():
+    torch.manual_seed(0)
+    _, cfg = _atrous_pair()
+    model = create_model(cfg).eval()
+    image = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        v, a = model.forward_features(image, torch.randn(2, cfg.audio.clip_samples) * 0.1)
+        out = model.forward_head(v, a)
+    c = cfg.model.widths[-1]
+    assert v.shape == (2, c, 16, 16)  # 8x8 without atrous
+    assert a.shape == (2, c, *EXPECTED_MAPS["tiny"][1])  # the audio trunk never changes
+    assert out["map_logits"].shape == out["heatmap"].shape == (2, 16, 16)
+    torch.testing.assert_close(out["logit"], out["map_logits"].amax(dim=(1, 2)))
+
+
+def test_atrous_ots_vision_map_is_28x28():
+    plain, cfg = _atrous_pair("ots", "avol", **{"model.widths": (8, 8, 16, 16)})
+    with torch.no_grad():
+        v = create_model(cfg).eval().vision(torch.randn(1, 3, 224, 224))
+        v0 = create_model(plain).eval().vision(torch.randn(1, 3, 224, 224))
+    assert v.shape == (1, 16, 28, 28) and v0.shape == (1, 16, 14, 14)
+
+
+def test_atrous_keeps_every_weight_name_and_shape():
+    plain, cfg = _atrous_pair()
+    a, b = create_model(plain), create_model(cfg)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    assert all(sa[k].shape == sb[k].shape for k in sa)
+    b.load_state_dict(sa, strict=True)  # plain weights load into the atrous model
+    # and the two forms compute different maps from the same weights
+    convs = [m for m in b.vision.features if isinstance(m, torch.nn.Conv2d)]
+    assert [m.dilation for m in convs] == [(1, 1)] * 6 + [(2, 2)] * 2
+    pools = [m for m in b.vision.features if isinstance(m, torch.nn.MaxPool2d)]
+    assert [(m.kernel_size, m.stride) for m in pools] == [(2, 2), (2, 2), (3, 1)]
+
+
+def test_atrous_warm_start_from_a_plain_ave_net(tmp_path):
+    torch.manual_seed(0)
+    ave = get_config("tiny", arch="ave")
+    save_checkpoint(tmp_path / "ave", create_model(ave), ave)
+    _, cfg = _atrous_pair()
+    info = init_weights(create_model(cfg), tmp_path / "ave", cfg)
+    assert sum(k.startswith("vision.") for k in info["copied"]) == sum(
+        k.startswith("vision.") for k in create_model(cfg).state_dict()
+    )
+
+
+def test_atrous_config_set_saved_and_refused_with_motion(tmp_path):
+    from looklisten.cli.main import _overrides
+
+    over = _overrides(["model.atrous=true"])
+    cfg = get_config("tiny", arch="avol", **over)
+    assert cfg.model.atrous is True
+    assert Config.from_json(cfg.to_json()) == cfg
+    # a config saved before the field existed loads as atrous=False
+    d = json.loads(get_config("tiny", arch="avol").to_json())
+    del d["model"]["atrous"]
+    assert Config.from_dict(d).model.atrous is False
+    with pytest.raises(ValueError, match="model.atrous must be true or false"):
+        get_config("tiny", **{"model.atrous": "yes"})
+    for preset in ("tiny-ave-mf", "tiny-ave-of"):
+        with pytest.raises(ValueError, match="model.atrous is for the single-frame vision trunk"):
+            get_config(preset, **{"model.atrous": True})
+    # a checkpoint keeps it
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "run", create_model(cfg), cfg)
+    assert load_config(tmp_path / "run").model.atrous is True
+    assert load_model(tmp_path / "run").vision(torch.randn(1, 3, 128, 128)).shape[-2:] == (16, 16)

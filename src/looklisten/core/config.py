@@ -175,6 +175,10 @@ class ModelConfig:
     # AVE+OF: blocks that the RGB and flow streams have each before they are
     # concatenated (3: fused at conv4_1's input, the 14x14 stage of ``ots``).
     flow_fusion_block: int = 3
+    # DeepLab's atrous last stage in the vision trunk (stride-1 3x3 pool3,
+    # block 4 dilated by 2): a 2x finer map per side (28x28 at 224 px for
+    # ``ots``), same weights. Single-frame trunks only (not AVE+MF / AVE+OF).
+    atrous: bool = False
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -330,6 +334,12 @@ class Config:
                 v.num_frames == 1 or v.flow_frames == 0,
                 "vision.num_frames > 1 (AVE+MF) and vision.flow_frames > 0 (AVE+OF) exclude "
                 "each other",
+            ),
+            (
+                not self.model.atrous or (v.num_frames == 1 and v.flow_frames == 0),
+                "model.atrous is for the single-frame vision trunk: AVE+MF "
+                "(vision.num_frames > 1) and AVE+OF (vision.flow_frames > 0) have no map "
+                "to refine",
             ),
             (
                 need == self.model.arch,

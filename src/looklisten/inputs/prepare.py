@@ -597,8 +597,12 @@ def denormalize(x: Tensor, cfg: VisionConfig) -> np.ndarray:
 
 
 def map_stride(cfg: Config) -> int:
-    """Pixels of model input per cell of the vision map: 8 * conv1_stride."""
-    return 8 * int(cfg.model.conv1_stride)
+    """Pixels of model input per cell of the vision map.
+
+    ``8 * conv1_stride`` (16 for ``ots`` / ``small`` / ``tiny``), halved by
+    ``model.atrous`` (:class:`looklisten.models.trunks.VGGTrunk`).
+    """
+    return 8 * int(cfg.model.conv1_stride) // (2 if cfg.model.atrous else 1)
 
 
 def full_input_size(H: int, W: int, cfg: Config) -> tuple[int, int]:

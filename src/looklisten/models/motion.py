@@ -199,12 +199,18 @@ class TwoStreamTrunk(nn.Module):
 
 
 def create_vision_trunk(cfg: Config) -> nn.Module:
-    """The vision trunk a config asks for: VGG, inflated VGG (MF) or two-stream (OF)."""
+    """The vision trunk a config asks for: VGG, inflated VGG (MF) or two-stream (OF).
+
+    ``model.atrous`` (a stride-halved last stage, :class:`VGGTrunk`) is for the
+    single-frame VGG trunk only; :meth:`Config.check` refuses it with motion.
+    """
     v, m = cfg.vision, cfg.model
     if v.num_frames > 1 and v.flow_frames > 0:
         raise ValueError("vision.num_frames > 1 and vision.flow_frames > 0 cannot be combined")
+    if m.atrous and (v.num_frames > 1 or v.flow_frames > 0):
+        raise ValueError("model.atrous is for the single-frame vision trunk, not AVE+MF / AVE+OF")
     if v.num_frames > 1:
         return inflate(VGGTrunk(3, m.widths, m.conv1_stride), m.temporal_kernel)
     if v.flow_frames > 0:
         return TwoStreamTrunk(2 * v.flow_frames, m.widths, m.conv1_stride, m.flow_fusion_block)
-    return VGGTrunk(3, m.widths, m.conv1_stride)
+    return VGGTrunk(3, m.widths, m.conv1_stride, atrous=m.atrous)

@@ -25,19 +25,23 @@ What the model sees: ``mode``
     locations is only needed for the AVC score), so the whole frame goes in:
     it is scaled, like training frames, so that its shorter side is
     ``cfg.vision.resize`` pixels, and then each side is rounded to the nearest
-    multiple of the trunk's stride ``s = 8 * conv1_stride`` (16 for the
-    ``ots`` / ``small`` / ``tiny`` presets; at most ``s / 2`` pixels of change,
-    i.e. a slight change of aspect ratio when the side is not a multiple
-    already). The map then has ``H' / s x W' / s`` cells that tile the frame
-    exactly (cell ``k`` covers pixels ``[k s, (k + 1) s)`` of the scaled
-    frame), so it covers the whole frame and is upsampled to the frame
-    uniformly (bilinear, ``align_corners=False``,
+    multiple of the trunk's stride ``s = 8 * conv1_stride``, halved by
+    ``model.atrous`` (:func:`looklisten.inputs.prepare.map_stride`; 16 for
+    the ``ots`` / ``small`` / ``tiny`` presets, 8 with ``model.atrous``; at
+    most ``s / 2`` pixels of change, i.e. a slight change of aspect ratio when
+    the side is not a multiple already). The map then has ``H' / s x W' / s``
+    cells that tile the frame exactly (cell ``k`` covers pixels
+    ``[k s, (k + 1) s)`` of the scaled frame), so it covers the whole frame
+    and is upsampled to the frame uniformly (bilinear,
+    ``align_corners=False``,
     :func:`looklisten.evaluation.map_metrics.upsample_heatmap`). E.g. (sizes as
     height x width) a 192x256 frame with ``tiny`` (resize 72): 80x96 pixels
     in, a 5x6 map out; 720x1280 with ``ots`` (resize 256): 256x448 in, a
-    16x28 map out. The trunk's receptive field is about 130 input pixels:
-    with ``tiny``'s small inputs every cell sees nearly the whole frame, so its
-    maps are coarse and blurry; larger inputs localise better.
+    16x28 map out (``model.atrous``: 256x456 in, 32x57 out). The trunk's
+    receptive field is about 130 input pixels (``model.atrous`` keeps it,
+    give or take one stride): with ``tiny``'s small inputs every cell sees
+    nearly the whole frame, so its maps are coarse and blurry; larger inputs
+    localise better.
 ``"crop"``
     Exactly the evaluation input of training: the frame scaled to shorter side
     ``cfg.vision.resize``, the centre ``S x S`` crop (``S =
