@@ -189,7 +189,7 @@ def run_kind(kind: str, args) -> dict:
                 "samples": loc["samples"],
                 "avol": loc["avol"],
                 "baselines": loc["baselines"],
-                "minus_centre_prior": loc["avol_minus_centre_prior"],
+                "minus_best_baseline": loc["avol_minus_best_baseline"],
             }
         res["models"][name] = row
     # the objectives on the same pairs / queries

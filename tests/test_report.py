@@ -334,7 +334,8 @@ def real_report(tmp_path_factory):
         small += ["--quiet", "--set", "sampler.val_fraction=0.5", "--set", "train.val_pairs=64"]
         for arch in ("ave", "avol"):
             cli("train", data, "--model", arch, "--out", tmp / arch, *small)
-        loc = ["--quiet", "--times", 2]
+        loc = ["--quiet", "--times", 2, "--compare", tmp / "ave", "--png-count", 2]
+        loc += ["--png-dir", tmp / "avol" / "eval" / "overlays"]
         cli("eval", "localization", data, "--checkpoint", tmp / "avol", *loc)
         units = ["--units", 2, "--top", 3, "--quiet"]
         cli("eval", "units", data, "--checkpoint", tmp / "ave", *units)
@@ -360,7 +361,12 @@ def test_real_runs_page(real_report):
     assert overlays.count("<img") >= 1 and overlays.count("<audio") >= 1
     # the evaluations that were run are tables, the others listed as missing
     assert "avol-localization" in page.ids and "whole image" in text
-    assert "AVOL-Net minus the centre prior" in text and "95 % interval" in text
+    assert "AVOL-Net minus the best trivial baseline" in text and "95 % interval" in text
+    # metrics with a ceiling of 1, breakdowns, and the maps for negative sounds
+    assert "pixel AP" in text and "By object size" in text and "By distance" in text
+    assert "Negative audio" in text and "AVE-Net correspondence score" in text
+    loc_html = text[text.index("id='avol-localization'") :]
+    assert loc_html.count("alt='negative sounds'") == 1
     assert "ave-units" in page.ids
     notes = " ".join(page.notes)
     assert "looklisten eval retrieval" in notes and "looklisten eval probe" in notes

@@ -12,8 +12,10 @@ What it does, in order (each step's output lands in ``OUT``)::
                              the AVE-Net's trunks (``train --init``)
     OUT/ave/eval/retrieval.json       nDCG@30 / recall@k of AVE-Net, random, L3 (+CCA), on
                                       DATA-test, with a bootstrap interval of AVE - L3+CCA
-    OUT/avol/eval/localization.json   cIoU / AUC / pointing of AVOL-Net and trivial
-                                      baselines, on DATA-test
+    OUT/avol/eval/localization.json   pixel AP, best-threshold IoU, cIoU, pointing of
+                                      AVOL-Net and trivial baselines, by object size and
+                                      distance from the centre, and the maps for negative
+                                      sounds (beside L3 / AVE scores), on DATA-test
     OUT/overlays/*.png, *.mp4         AVOL-Net heatmaps over test frames, and one
                                       held-out clip with the heatmap and its sound
     DATA-digits/, DATA-digits-test/   handwritten digits spoken by many voices: the
@@ -227,11 +229,16 @@ def run_demo(
         overlays = out / "overlays"
         with timer("eval localization"):
             res = evaluate_localization(
-                test, runs["avol"], png_dir=overlays, png_count=OVERLAY_PNGS
+                test,
+                runs["avol"],
+                compare=[runs[a] for a in ("l3", "ave") if a in runs],
+                png_dir=overlays,
+                png_count=OVERLAY_PNGS,
             )
         save_eval(runs["avol"], "localization.json", res)
         summary["localization"] = {
-            k: res[k] for k in ("avol", "baselines", "avol_minus_centre_prior", "samples")
+            k: res[k]
+            for k in ("avol", "baselines", "avol_minus_best_baseline", "negative_audio", "samples")
         }
         with timer("overlay video"):
             video = _overlay_video(data, runs["avol"], overlays)

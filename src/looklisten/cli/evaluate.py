@@ -65,11 +65,16 @@ def add_retrieval_cli(eval_subparsers) -> None:
 
 
 LOCALIZATION_HELP = """\
-Evaluate an AVOL-Net checkpoint on annotated clips (make-demo-data): cIoU@0.5,
-AUC, mean cIoU, pointing accuracy and which-of-two-objects accuracy, with the
-centre-prior, whole-image and random-map baselines on the same samples. Uses
-the run's held-out clips when DATA is its training folder, else all clips.
-Prints one JSON object (its 'protocol' field says how heatmaps are binarised).
+Evaluate an AVOL-Net checkpoint on annotated clips (make-demo-data): pixel
+average precision and the IoU at the best threshold (both with a ceiling of 1),
+cIoU@0.5, AUC, mean cIoU, pointing accuracy and which-of-two-objects accuracy,
+with the centre-prior, whole-image and random-map baselines on the same samples,
+AVOL-Net minus the best baseline with 95 % intervals, results by object size and
+by distance from the frame centre, and negative audio (silence, a class not on
+screen, another clip's sound: how well the map's peak tells them from the
+frame's own sound; --compare adds L3 / AVE correspondence scores). Uses the
+run's held-out clips when DATA is its training folder, else all clips. Prints
+one JSON object (its 'protocol' field says how each metric is computed).
 """
 
 
@@ -123,7 +128,26 @@ def add_localization_cli(eval_subparsers) -> None:
     )
     sp.add_argument("--max-clips", type=int, help="only the first N clips")
     sp.add_argument("--seed", type=int, default=0, help="seed of the random-map baseline")
-    sp.add_argument("--png-dir", metavar="DIR", help="write overlays of some samples here")
+    sp.add_argument(
+        "--no-negatives",
+        dest="negatives",
+        action="store_false",
+        help="skip the negative-audio maps (silence, absent class, other clip)",
+    )
+    sp.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="an L3-Net or AVE-Net run whose correspondence score is also tested on the "
+        "negative sounds (repeatable)",
+    )
+    sp.add_argument(
+        "--png-dir",
+        metavar="DIR",
+        help="write overlays of some samples here, and strips of the map for the true "
+        "sound beside the maps for the negative sounds",
+    )
     sp.add_argument("--png-count", type=int, default=12, help="how many overlays (default 12)")
 
 

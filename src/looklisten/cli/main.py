@@ -153,16 +153,27 @@ def cmd_demo(args) -> int:
             print(line)
     if "localization" in summary:
         loc = summary["localization"]
-        avol, centre = loc["avol"], loc["baselines"]["centre_prior"]
-        print(f"localisation on {loc['samples']} test samples (AVOL-Net vs the centre prior):")
-        for key in ("pointing", "ciou@0.5", "mean_ciou"):
-            d = loc["avol_minus_centre_prior"][key]
+        avol, base = loc["avol"], loc["baselines"]
+        print(f"localisation on {loc['samples']} test samples (AVOL-Net vs the best trivial map):")
+        for key in ("pixel_ap", "best_threshold_iou", "ciou@0.5", "pointing"):
+            d = loc["avol_minus_best_baseline"][key]
             lo, hi = d["ci95"]
+            mine, theirs = avol[key], base[d["baseline"]][key]
+            if key == "best_threshold_iou":
+                mine, theirs = mine["mean_iou"], theirs["mean_iou"]
             print(
-                f"  {key}: {_f(avol[key])} vs {_f(centre[key])} ({_f(d['difference'], '+')}, "
-                f"95% interval {_f(lo, '+')} .. {_f(hi, '+')})"
+                f"  {key}: {_f(mine)} vs {d['baseline']} {_f(theirs)} "
+                f"({_f(d['difference'], '+')}, 95% interval {_f(lo, '+')} .. {_f(hi, '+')})"
             )
         print(f"  two objects, which one sounds: {_f(avol['two_object_accuracy'])} (chance 0.5)")
+        neg = loc.get("negative_audio") or {}
+        parts = [
+            f"{k.replace('_', ' ')} {_f(neg[k]['roc_auc'])}"
+            for k in ("silence", "absent_class", "other_clip")
+            if neg.get(k)
+        ]
+        if parts:
+            print("  own sound vs negative sound, ROC AUC of the map's peak: " + ", ".join(parts))
         print(f"overlays in {summary['overlays']}")
     if "digits" in summary:
         dg = summary["digits"]

@@ -68,12 +68,62 @@ Metrics
 * ``two_object_accuracy``: on samples showing two objects, share where the
   heatmap's mean is higher inside the sounding object's box than inside the
   silent one's (:func:`looklisten.evaluation.map_metrics.two_object_choice`); chance 0.5.
+
+Metrics with a ceiling of 1 (:func:`looklisten.evaluation.map_metrics.pixel_scores`)
+--------------------------------------------------------------------------------
+* ``pixel_ap``: average precision of the frame's pixels ranked by the map
+  against the box mask, mean over samples (threshold-free, as DenseAV reports it).
+  A constant map scores the box's share of the frame; a map high exactly on the
+  box scores 1 whatever the box's size.
+* ``best_threshold_iou``: the IoU of ``normalised map > thr`` against the box
+  for ``thr`` in 0, 0.01, ..., 0.99: ``mean_iou`` at the single threshold that is
+  best for the data set (chosen per method on the evaluated samples, so a little
+  optimistic for every method alike; ``threshold`` says which), and
+  ``per_image_best``, the mean of each sample's own best (an upper bound).
+* ``ceiling`` stays the median rule's: the best cIoU any map can get when it
+  predicts half of the frame.
+
+Margins
+-------
+``avol_minus_best_baseline``: for pixel AP, best-threshold IoU (per sample, at each
+method's own threshold), cIoU@0.5, mean cIoU and pointing, AVOL-Net minus the
+trivial baseline that scores best *on that metric*, with a 95 % paired bootstrap
+interval that resamples whole clips (an interval that spans 0 is a tie).
+
+Breakdowns
+----------
+``by_objects`` (one / two objects shown), ``by_size`` (:data:`SIZE_BINS`:
+sqrt(box area / frame area) of the sounding object) and ``by_distance``
+(:data:`DISTANCE_BINS`: its centre's offset from the frame centre, 0 .. 1):
+pixel AP, IoU at each method's data-set threshold, cIoU@0.5 and pointing of every
+method on the samples of each bin. Build a test set that does not reward the
+centre with ``make-demo-data --layout anywhere``.
+
+Negative audio (``negative_audio``; ``negatives=False`` skips it)
+----------------------------------------------------------------
+Every frame's map is also computed for three sounds it should *not* light up for:
+
+* ``silence``: an all-zero window;
+* ``absent_class``: another clip's window at a time when it sounds a class that
+  is not shown in this frame (an off-screen source);
+* ``other_clip``: another clip's window, whatever it sounds (other object
+  instances; ``share_class_shown`` says how often its class is on screen, where a
+  category-level localiser *should* light up).
+
+For each, ``roc_auc`` is how well the map's peak (its maximum, the calibrated
+probability that something shown sounds) tells the frame's own sound from the
+negative one, with a 95 % interval resampling clips, and ``detect@0.5`` the share
+of maps whose peak is at least 0.5. ``compare`` runs the same test with the
+correspondence logit of other checkpoints (L3-Net, AVE-Net), on the same frames
+and the same negative sounds, each with its own inputs. The partners are drawn
+with ``seed``.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +142,16 @@ from looklisten.tasks.localize import heatmap_to_frame, maps_for
 
 METHODS = ("avol", "centre_prior", "whole_image", "random_map")
 FIXED_THRESHOLD = 0.5
+#: The negative sounds a frame is also scored with (see :func:`evaluate_localization`).
+NEGATIVES = ("silence", "absent_class", "other_clip")
+#: Bins of the sounding object's size, sqrt(box area / frame area).
+SIZE_BINS = {"small": (0.0, 0.25), "medium": (0.25, 0.45), "large": (0.45, math.inf)}
+#: Bins of its centre's distance from the frame centre (0 centre, 1 border).
+DISTANCE_BINS = {"centre": (0.0, 1 / 3), "middle": (1 / 3, 2 / 3), "edge": (2 / 3, math.inf)}
+#: Metrics reported by size, by distance and by number of objects.
+BY_METRICS = ("pixel_ap", "best_threshold_iou", "ciou@0.5", "pointing")
+#: Metrics on which AVOL-Net is compared with the best trivial baseline.
+VERSUS_METRICS = ("pixel_ap", "best_threshold_iou", "ciou@0.5", "mean_ciou", "pointing")
 
 
 # ---------------------------------------------------------------------------
@@ -197,6 +257,118 @@ def _ceiling(g: float) -> float:
     return min(2 * g, 1 / (2 * g)) if g > 0 else 0.0
 
 
+def _ratio_bin(value: float, bins: dict[str, tuple[float, float]]) -> str:
+    return next(k for k, (lo, hi) in bins.items() if lo <= value < hi)
+
+
+def _object_geometry(box, H: int, W: int) -> tuple[float, float]:
+    """(size, distance): sqrt of the box's share of the frame, and how far its centre is
+    from the frame's centre (0 at the centre, 1 on the border; the larger of the x and
+    y offsets, each over half the side)."""
+    x0, y0, x1, y1 = box
+    size = math.sqrt(max(0.0, (x1 - x0) * (y1 - y0)) / (H * W))
+    dist = max(abs((x0 + x1) / 2 - W / 2) / (W / 2), abs((y0 + y1) / 2 - H / 2) / (H / 2))
+    return size, min(dist, 1.0)
+
+
+def _negative_partners(
+    clips: list[int], sounding: list[str], shown: list[set[str]], seed: int
+) -> dict[str, np.ndarray]:
+    """For every sample, the sample whose audio is its negative sound (-1: none).
+
+    ``absent_class``: a sample of another clip whose sounding label is not shown in
+    this frame. ``other_clip``: a sample of another clip, whatever it sounds.
+    """
+    rng = np.random.default_rng([seed, 15])
+    n = len(clips)
+    c = np.asarray(clips)
+    out = {"absent_class": np.full(n, -1), "other_clip": np.full(n, -1)}
+    for i in range(n):
+        other = np.flatnonzero(c != c[i])
+        if not len(other):
+            continue
+        out["other_clip"][i] = int(rng.choice(other))
+        absent = [j for j in other if sounding[j] not in shown[i]]
+        if absent:
+            out["absent_class"][i] = int(rng.choice(absent))
+    return out
+
+
+def _auc_with_interval(
+    pos: np.ndarray, neg: np.ndarray, clips: np.ndarray, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """ROC AUC of scores ``pos`` (true sound) vs ``neg`` (its negative), paired per
+    sample, with a 95 % bootstrap interval that resamples whole clips."""
+    from sklearn.metrics import roc_auc_score
+
+    def auc(idx: np.ndarray) -> float:
+        y = np.r_[np.ones(len(idx)), np.zeros(len(idx))]
+        return float(roc_auc_score(y, np.r_[pos[idx], neg[idx]]))
+
+    groups = np.unique(clips)
+    members = [np.flatnonzero(clips == g) for g in groups]
+    rng = np.random.default_rng([seed, 16])
+    boots = [
+        auc(np.concatenate([members[k] for k in rng.integers(0, len(groups), len(groups))]))
+        for _ in range(n_boot)
+    ]
+    return {
+        "roc_auc": round(auc(np.arange(len(pos))), 4),
+        "ci95": [round(float(v), 4) for v in np.quantile(boots, [0.025, 0.975])],
+        "samples": int(len(pos)),
+    }
+
+
+def _correspondence_scores(
+    checkpoint, data: Path, samples: list[dict[str, Any]], partners, batch_size, device
+) -> dict[str, Any]:
+    """An L3 / AVE (or any) checkpoint's correspondence logit for each frame with its own
+    sound and with each negative sound, from that checkpoint's own inputs."""
+    import torch
+
+    from looklisten.inputs.prepare import image_input
+    from looklisten.media.video import MediaReader
+
+    model = get_model(checkpoint, device)
+    cfg = model.cfg
+    dev = next(model.parameters()).device
+    images, waves = [], []
+    by_clip: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        by_clip.setdefault(s["name"], []).append(i)
+    images = [None] * len(samples)
+    waves = [None] * len(samples)
+    for name, idx in by_clip.items():
+        with MediaReader(data / name) as reader:
+            track = reader.read_audio(0.0, None, cfg.audio.sample_rate)
+            for i in idx:
+                t = samples[i]["t"]
+                images[i] = image_input(read_map_frame(reader, t, cfg, "crop"), cfg, "crop")
+                waves[i] = audio_window(track, t, cfg)
+    silence = np.zeros_like(waves[0])
+
+    def logits(pairs: list[tuple[int, int]]) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(pairs), batch_size):
+                chunk = pairs[s : s + batch_size]
+                img = torch.stack([images[i] for i, _ in chunk]).to(dev)
+                wav = np.stack([silence if j < 0 else waves[j] for _, j in chunk])
+                out.append(model(img, torch.from_numpy(wav).to(dev))["logit"].float().cpu())
+        return torch.cat(out).numpy()
+
+    n = len(samples)
+    own = logits([(i, i) for i in range(n)])
+    res: dict[str, Any] = {"checkpoint": str(checkpoint), "arch": cfg.model.arch}
+    clips = np.asarray([s["clip"] for s in samples])
+    for kind in NEGATIVES:
+        idx = np.arange(n) if kind == "silence" else np.flatnonzero(partners[kind] >= 0)
+        j = np.full(n, -1) if kind == "silence" else partners[kind]
+        neg = logits([(int(i), int(j[i])) for i in idx])
+        res[kind] = _auc_with_interval(own[idx], neg, clips[idx])
+    return res
+
+
 def evaluate_localization(
     data: str | os.PathLike,
     checkpoint,
@@ -209,6 +381,8 @@ def evaluate_localization(
     seed: int = 0,
     batch_size: int = 32,
     device: str | None = None,
+    negatives: bool = True,
+    compare: Sequence[str | os.PathLike] = (),
     png_dir: str | os.PathLike | None = None,
     png_count: int = 12,
     progress: bool = False,
@@ -233,31 +407,40 @@ def evaluate_localization(
     max_clips : int, optional
         Evaluate only the first clips (sorted by name).
     seed : int
-        Seed of the random-map baseline.
+        Seed of the random-map baseline and of the choice of negative sounds.
     batch_size : int
         Frames per forward pass.
     device : str, optional
         Default: cuda if available.
+    negatives : bool
+        Also compute the maps for negative sounds (``negative_audio``).
+    compare : sequence of path-like
+        Other runs (L3-Net, AVE-Net) whose correspondence logit is scored on the
+        same frames and the same negative sounds (``negative_audio.compare``).
     png_dir : path-like, optional
         Write overlays of up to ``png_count`` samples (one per clip, two-object
         clips first), with the sounding object's box in green and the silent
-        one's in red.
+        one's in red; with ``negatives``, also up to ``png_count // 2`` strips of
+        the map for the true sound beside those for the negative sounds.
     progress : bool
         Progress bar.
 
     Returns
     -------
     dict
-        JSON-ready; see :func:`main` output / the module docstring.
+        JSON-ready; see the module docstring.
     """
     from tqdm.auto import tqdm
 
     from looklisten.data.demo_data import load_annotations, sounding_object
     from looklisten.evaluation.map_metrics import (
+        IOU_THRESHOLDS,
+        best_threshold_iou,
         box_mask,
         centre_prior,
         ciou,
         ciou_summary,
+        pixel_scores,
         pointing_hit,
         random_map,
         two_object_choice,
@@ -283,104 +466,156 @@ def evaluate_localization(
         files = files[: max(0, int(max_clips))]
     if not files:
         raise ValueError(f"{data}: no clips to evaluate")
-    prim: dict[str, list[float]] = {m: [] for m in METHODS}
-    fixed: dict[str, list[float]] = {m: [] for m in METHODS}
-    point: dict[str, list[bool]] = {m: [] for m in METHODS}
-    two: dict[str, list[bool]] = {m: [] for m in METHODS}
-    ceiling: list[float] = []
-    shown_objects: list[int] = []  # objects in the frame, per sample
-    sample_clip: list[int] = []  # the clip of each sample (the bootstrap resamples clips)
-    map_sizes: set[tuple[int, int]] = set()
-    shown: list[dict[str, Any]] = []
-    n_samples = 0
+
+    # 1. the samples: frame, its own sound, the truth
+    samples: list[dict[str, Any]] = []
     skipped_clips = []
-    for clip_no, name in enumerate(tqdm(files, desc="eval", unit="clip", disable=not progress)):
+    for clip_no, name in enumerate(tqdm(files, desc="decode", unit="clip", disable=not progress)):
         ann = anns[name]
         times = sample_times(ann, times_per_clip, cfg.audio.clip_seconds)
         if not times:
             skipped_clips.append(name)
             continue
         with MediaReader(data / name) as reader:
-            frames = [read_map_frame(reader, t, cfg, mode) for t in times]
-            size = (reader.info.height, reader.info.width)
+            H, W = reader.info.height, reader.info.width
             # the whole track, as embedding and localize_video decode it (a decode
             # from a seek point can differ: see looklisten.inputs.prepare)
             track = reader.read_audio(0.0, None, cfg.audio.sample_rate)
-        waves = [audio_window(track, t, cfg) for t in times]
-        maps = maps_for(model, frames, waves, mode, batch_size)
-        for t, frame, hmap in zip(times, frames, maps, strict=True):
-            H, W = size
-            obj = sounding_object(ann, t)
-            fi = min(
-                int(math.floor(t * float(ann["fps"]) + 1e-6)), len(ann["objects"][0]["boxes"]) - 1
-            )
-            boxes = [scaled_box(o["boxes"][fi], ann, H, W) for o in ann["objects"]]
-            gt = box_mask(boxes[obj], (H, W))
-            g = float(gt.mean())
-            ceiling.append(_ceiling(g))
-            shown_objects.append(len(boxes))
-            sample_clip.append(clip_no)
-            map_sizes.add(tuple(hmap.shape))
-            gh, gw = (s // map_stride(cfg) for s in full_input_size(H, W, cfg))
-            heat = {
-                "avol": heatmap_to_frame(hmap, (H, W), cfg, mode),
-                "centre_prior": centre_prior(H, W),
-                "whole_image": whole_image(H, W),
-                "random_map": random_map(
-                    gh, gw, np.random.default_rng([seed, n_samples]), size=(H, W)
-                ),
-            }
-            for m, hm in heat.items():
-                prim[m].append(ciou(hm, gt, threshold))
-                fixed[m].append(ciou(hm, gt, FIXED_THRESHOLD))
-                point[m].append(pointing_hit(hm, boxes[obj]))
-                if len(boxes) == 2:
-                    two[m].append(two_object_choice(hm, boxes[0], boxes[1]) == obj)
-            if png_dir is not None and (not shown or shown[-1]["clip"] != clip_no):
-                shown.append(
+            for t in times:
+                obj = sounding_object(ann, t)
+                fi = min(
+                    int(math.floor(t * float(ann["fps"]) + 1e-6)),
+                    len(ann["objects"][0]["boxes"]) - 1,
+                )
+                boxes = [scaled_box(o["boxes"][fi], ann, H, W) for o in ann["objects"]]
+                samples.append(
                     {
                         "clip": clip_no,
                         "name": name,
                         "t": t,
-                        "frame": frame
-                        if frame.shape[:2] == (H, W)
-                        else _full_frame(data / name, t),
-                        "heat": heat["avol"],
+                        "size": (H, W),
+                        "frame": read_map_frame(reader, t, cfg, mode),
+                        "wave": audio_window(track, t, cfg),
                         "boxes": boxes,
                         "obj": obj,
                         "label": ann["objects"][obj]["label"],
+                        "shown": {o["label"] for o in ann["objects"]},
                     }
                 )
-            n_samples += 1
-    if n_samples == 0:
+    if not samples:
         raise ValueError(f"{data}: no clip has a 1 s window with a single sounding object")
+    n = len(samples)
+    frames = [s["frame"] for s in samples]
+    maps = maps_for(model, frames, [s["wave"] for s in samples], mode, batch_size)
+
+    # 2. every method's heatmap at the frame's resolution, scored against the truth
+    rec: dict[str, dict[str, list]] = {
+        m: {k: [] for k in ("ciou", "fixed", "point", "two", "ap", "iou")} for m in METHODS
+    }
+    ceiling: list[float] = []
+    geometry: list[tuple[float, float]] = []
+    map_sizes: set[tuple[int, int]] = set()
+    for i, (s, hmap) in enumerate(
+        zip(tqdm(samples, desc="score", unit="frame", disable=not progress), maps, strict=True)
+    ):
+        H, W = s["size"]
+        boxes, obj = s["boxes"], s["obj"]
+        gt = box_mask(boxes[obj], (H, W))
+        ceiling.append(_ceiling(float(gt.mean())))
+        geometry.append(_object_geometry(boxes[obj], H, W))
+        map_sizes.add(tuple(hmap.shape))
+        gh, gw = (v // map_stride(cfg) for v in full_input_size(H, W, cfg))
+        heat = {
+            "avol": heatmap_to_frame(hmap, (H, W), cfg, mode),
+            "centre_prior": centre_prior(H, W),
+            "whole_image": whole_image(H, W),
+            "random_map": random_map(gh, gw, np.random.default_rng([seed, i]), size=(H, W)),
+        }
+        s["heat"] = heat["avol"]
+        for m, hm in heat.items():
+            r = rec[m]
+            r["ciou"].append(ciou(hm, gt, threshold))
+            r["fixed"].append(ciou(hm, gt, FIXED_THRESHOLD))
+            r["point"].append(pointing_hit(hm, boxes[obj]))
+            r["two"].append(
+                two_object_choice(hm, boxes[0], boxes[1]) == obj if len(boxes) == 2 else None
+            )
+            ap, iou = pixel_scores(hm, gt)
+            r["ap"].append(ap)
+            r["iou"].append(iou)
+    clips = np.asarray([s["clip"] for s in samples])
+    best_thr = {m: best_threshold_iou(np.stack(rec[m]["iou"])) for m in METHODS}
+    k_thr = {m: int(np.argmin(np.abs(IOU_THRESHOLDS - best_thr[m]["threshold"]))) for m in METHODS}
+
+    def per_sample(m: str, metric: str) -> np.ndarray:
+        r = rec[m]
+        if metric == "pixel_ap":
+            return np.asarray(r["ap"], dtype=np.float64)
+        if metric == "best_threshold_iou":  # at the method's own data-set threshold
+            return np.stack(r["iou"])[:, k_thr[m]]
+        if metric == "ciou@0.5":
+            return (np.asarray(r["ciou"]) >= 0.5).astype(np.float64)
+        if metric == "mean_ciou":
+            return np.asarray(r["ciou"], dtype=np.float64)
+        if metric == "pointing":
+            return np.asarray(r["point"], dtype=np.float64)
+        raise KeyError(metric)
 
     def summary(m: str) -> dict[str, Any]:
-        p = ciou_summary(prim[m])
-        f = ciou_summary(fixed[m])
+        r = rec[m]
+        p, f = ciou_summary(r["ciou"]), ciou_summary(r["fixed"])
+        two = [v for v in r["two"] if v is not None]
         return {
+            "pixel_ap": float(np.mean(r["ap"])),
+            "best_threshold_iou": best_thr[m],
             "ciou@0.5": p["ciou@0.5"],
             "auc": p["auc"],
             "mean_ciou": p["mean_ciou"],
-            "pointing": float(np.mean(point[m])),
-            "two_object_accuracy": float(np.mean(two[m])) if two[m] else None,
+            "pointing": float(np.mean(r["point"])),
+            "two_object_accuracy": float(np.mean(two)) if two else None,
             "fixed_0.5": {k: f[k] for k in ("ciou@0.5", "auc", "mean_ciou")},
         }
 
-    def subset(count: int) -> dict[str, Any] | None:
-        """cIoU and pointing on the samples that show ``count`` objects."""
-        idx = [i for i, n in enumerate(shown_objects) if n == count]
+    def subset(idx: list[int]) -> dict[str, Any] | None:
+        """The main metrics on some of the samples."""
         if not idx:
             return None
         out: dict[str, Any] = {"samples": len(idx)}
         for m in METHODS:
-            p = ciou_summary([prim[m][i] for i in idx])
-            out[m] = {
-                "ciou@0.5": p["ciou@0.5"],
-                "auc": p["auc"],
-                "pointing": float(np.mean([point[m][i] for i in idx])),
-            }
+            out[m] = {k: float(per_sample(m, k)[idx].mean()) for k in BY_METRICS}
         return out
+
+    n_shown = [len(s["boxes"]) for s in samples]
+    by_size = {
+        b: subset([i for i, (g, _) in enumerate(geometry) if _ratio_bin(g, SIZE_BINS) == b])
+        for b in SIZE_BINS
+    }
+    by_distance = {
+        b: subset([i for i, (_, d) in enumerate(geometry) if _ratio_bin(d, DISTANCE_BINS) == b])
+        for b in DISTANCE_BINS
+    }
+
+    # 3. is AVOL-Net ahead of the best trivial baseline, metric by metric?
+    versus: dict[str, Any] = {}
+    from looklisten.evaluation.metrics import paired_bootstrap
+
+    base_summ = {m: summary(m) for m in METHODS if m != "avol"}
+    for metric in VERSUS_METRICS:
+        value = {
+            m: (
+                v["best_threshold_iou"]["mean_iou"] if metric == "best_threshold_iou" else v[metric]
+            )
+            for m, v in base_summ.items()
+        }
+        best = max(value, key=value.get)
+        b = paired_bootstrap(per_sample("avol", metric), per_sample(best, metric), clips)
+        versus[metric] = {
+            "baseline": best,
+            "difference": round(b["difference"], 4),
+            "ci95": [round(v, 4) for v in b["ci"]],
+            "p_not_better": round(b["p_not_better"], 4),
+        }
+    versus["resampled"] = f"{len(np.unique(clips))} clips, {b['resamples']} times"
 
     thr_text = (
         "pixels strictly above the median of the min-max normalised heatmap (the top half "
@@ -393,8 +628,8 @@ def evaluate_localization(
         "data": str(data),
         "split": split_used,
         "clips": len(files) - len(skipped_clips),
-        "samples": n_samples,
-        "two_object_samples": len(two["avol"]),
+        "samples": n,
+        "two_object_samples": sum(v == 2 for v in n_shown),
         "times_per_clip": times_per_clip,
         "mode": mode,
         "map_size": sorted(map_sizes)[0] if len(map_sizes) == 1 else sorted(map_sizes),
@@ -409,6 +644,12 @@ def evaluate_localization(
                 else "centre crop of training, 0 outside it"
             )
             + "; bilinearly upsampled to the frame",
+            "pixel_ap": "average precision of the frame's pixels ranked by the heatmap against "
+            "the box mask (threshold-free; ties enter together), mean over samples; best 1",
+            "best_threshold_iou": "IoU of the min-max normalised heatmap > thr against the box, "
+            "thr in 0, 0.01, .., 0.99: mean_iou at the one threshold best for the whole data "
+            "set (per method; chosen on these samples), per_image_best = mean of each "
+            "sample's best (an upper bound); best 1",
             "ciou_binarization": f"{threshold}: {thr_text}; a constant map predicts every pixel",
             "fixed_0.5_binarization": "pixels of the min-max normalised heatmap above 0.5",
             "ciou": "|pred & gt| / (|gt| + |pred & ~gt|); ciou@0.5 = share >= 0.5; auc over "
@@ -416,13 +657,25 @@ def evaluate_localization(
             "pointing": "heatmap argmax inside the sounding object's box",
             "two_object_accuracy": "two-object samples: mean heatmap higher in the sounding "
             "object's box than in the silent one's (ties: first object); chance 0.5",
+            "by_size": "size = sqrt(box area / frame area) of the sounding object: "
+            + ", ".join(f"{k} [{lo}, {hi})" for k, (lo, hi) in SIZE_BINS.items()),
+            "by_distance": "distance of the box centre from the frame centre, max(|dx| / "
+            "(W/2), |dy| / (H/2)), 0 centre .. 1 border: "
+            + ", ".join(f"{k} [{lo}, {hi})" for k, (lo, hi) in DISTANCE_BINS.items()),
         },
         "avol": summary("avol"),
-        "baselines": {m: summary(m) for m in METHODS if m != "avol"},
+        "baselines": base_summ,
         "chance": {"two_object_accuracy": 0.5},
+        "ceilings": {"pixel_ap": 1.0, "best_threshold_iou": 1.0},
         # the same metrics on the samples that show one object / two objects (where a
         # silent object competes with the sounding one and the centre prior has no edge)
-        "by_objects": {"one": subset(1), "two": subset(2)},
+        "by_objects": {
+            "one": subset([i for i, v in enumerate(n_shown) if v == 1]),
+            "two": subset([i for i, v in enumerate(n_shown) if v == 2]),
+        },
+        "by_size": by_size,
+        "by_distance": by_distance,
+        "avol_minus_best_baseline": versus,
     }
     if threshold in ("median", "lvs"):
         c = np.asarray(ceiling)
@@ -432,56 +685,150 @@ def evaluate_localization(
             "ciou@0.5": float(np.mean(c >= 0.5)),
             "mean_ciou": float(c.mean()),
         }
-    # is AVOL-Net's margin over the strongest trivial baseline more than luck?
-    result["avol_minus_centre_prior"] = _versus("centre_prior", prim, point, sample_clip)
+    if negatives:
+        result["negative_audio"] = _negative_audio(
+            model, data, samples, maps, mode, batch_size, seed, compare, device
+        )
     if skipped_clips:
         result["skipped_clips"] = skipped_clips
     if png_dir is not None:
-        result["overlays"] = _write_overlays(Path(png_dir), shown, png_count)
+        shown = []
+        for s in samples:  # one sample per clip
+            if not shown or shown[-1]["clip"] != s["clip"]:
+                shown.append(s)
+        result["overlays"] = _write_overlays(Path(png_dir), data, shown, png_count)
+        if negatives:
+            result["negative_overlays"] = _write_negative_strips(
+                Path(png_dir), data, shown, cfg, mode, max(1, png_count // 2)
+            )
     return result
 
 
-def _versus(
-    baseline: str,
-    cious: dict[str, list[float]],
-    point: dict[str, list[bool]],
-    clips: list[int],
+def _negative_audio(
+    model, data: Path, samples, maps, mode: str, batch_size: int, seed: int, compare, device
 ) -> dict[str, Any]:
-    """AVOL-Net minus a baseline per metric, with a 95 % paired bootstrap over clips."""
-    from looklisten.evaluation.metrics import paired_bootstrap
-
-    per_sample = {
-        "ciou@0.5": lambda m: (np.asarray(cious[m]) >= 0.5).astype(np.float64),
-        "mean_ciou": lambda m: np.asarray(cious[m], dtype=np.float64),
-        "pointing": lambda m: np.asarray(point[m], dtype=np.float64),
+    """AVOL-Net's map for negative sounds: does its peak fall when nothing shown sounds?"""
+    n = len(samples)
+    partners = _negative_partners(
+        [s["clip"] for s in samples],
+        [s["label"] for s in samples],
+        [s["shown"] for s in samples],
+        seed,
+    )
+    clips = np.asarray([s["clip"] for s in samples])
+    own_peak = np.asarray([float(np.max(m)) for m in maps])
+    silence = np.zeros_like(samples[0]["wave"])
+    out: dict[str, Any] = {
+        "what": "the peak of AVOL-Net's sigmoid map for the frame with its own sound versus "
+        "with a negative sound: silence (zeros); absent_class, the sound of another clip at a "
+        "time it sounds a class not shown in this frame; other_clip, the sound of another "
+        "clip at any time (other objects; its class can be shown here: share_class_shown). "
+        "roc_auc: how well the peak tells the own sound from the negative (1 perfect, 0.5 "
+        "chance), 95 % interval over clips; detect@0.5: share of maps whose peak is >= 0.5 "
+        "(the map says 'something here sounds'). AVOL-Net's AVC logit is the max of its "
+        "map logits, so its AUC is the same for both.",
+        "own": {
+            "mean_peak": round(float(own_peak.mean()), 4),
+            "detect@0.5": round(float(np.mean(own_peak >= 0.5)), 4),
+        },
     }
-    out: dict[str, Any] = {}
-    for name, values in per_sample.items():
-        b = paired_bootstrap(values("avol"), values(baseline), np.asarray(clips))
-        out["resampled"] = f"{b['groups']} clips, {b['resamples']} times"
-        out[name] = {
-            "difference": round(b["difference"], 4),
-            "ci95": [round(v, 4) for v in b["ci"]],
-            "p_not_better": round(b["p_not_better"], 4),
+    neg_maps: dict[str, dict[int, np.ndarray]] = {}
+    for kind in NEGATIVES:
+        if kind == "silence":
+            idx = np.arange(n)
+            waves = [silence] * n
+        else:
+            idx = np.flatnonzero(partners[kind] >= 0)
+            waves = [samples[int(partners[kind][i])]["wave"] for i in idx]
+        if not len(idx):
+            out[kind] = None
+            continue
+        nm = maps_for(model, [samples[int(i)]["frame"] for i in idx], waves, mode, batch_size)
+        peak = np.asarray([float(np.max(m)) for m in nm])
+        neg_maps[kind] = {int(i): m for i, m in zip(idx, nm, strict=True)}
+        entry = {
+            **_auc_with_interval(own_peak[idx], peak, clips[idx], seed=seed),
+            "mean_peak": round(float(peak.mean()), 4),
+            "detect@0.5": round(float(np.mean(peak >= 0.5)), 4),
         }
+        if kind == "other_clip":
+            shown = [
+                samples[int(partners[kind][i])]["label"] in samples[int(i)]["shown"] for i in idx
+            ]
+            entry["share_class_shown"] = round(float(np.mean(shown)), 4)
+        out[kind] = entry
+    if compare:
+        out["compare"] = [
+            _correspondence_scores(c, data, samples, partners, batch_size, device) for c in compare
+        ]
+    for i, s in enumerate(samples):
+        s["negative_maps"] = {k: v[i] for k, v in neg_maps.items() if i in v}
     return out
 
 
-def _write_overlays(png_dir: Path, shown: list[dict[str, Any]], count: int) -> list[str]:
+def _display_frame(data: Path, s: dict[str, Any]) -> np.ndarray:
+    frame = s["frame"]
+    return frame if frame.shape[:2] == s["size"] else _full_frame(data / s["name"], s["t"])
+
+
+def _boxed(img: np.ndarray, s: dict[str, Any]) -> np.ndarray:
+    from looklisten.media.overlay import draw_box
+
+    for k, box in enumerate(s["boxes"]):
+        if k != s["obj"]:
+            draw_box(img, box, (255, 0, 0), 2)
+    draw_box(img, s["boxes"][s["obj"]], (0, 255, 0), 2)
+    return img
+
+
+def _write_overlays(
+    png_dir: Path, data: Path, shown: list[dict[str, Any]], count: int
+) -> list[str]:
     from looklisten.core.fileio import atomic_write_bytes
-    from looklisten.media.overlay import draw_box, encode_png, overlay
+    from looklisten.media.overlay import encode_png, overlay
 
     # Two-object samples first: they show whether the map picks the right object.
     shown = sorted(shown, key=lambda s: (len(s["boxes"]) != 2, s["clip"]))[: max(0, count)]
     written = []
     for s in shown:
-        img = overlay(s["frame"], s["heat"], alpha=0.5)
-        for k, box in enumerate(s["boxes"]):
-            if k != s["obj"]:
-                draw_box(img, box, (255, 0, 0), 2)
-        draw_box(img, s["boxes"][s["obj"]], (0, 255, 0), 2)
-        stem = Path(s["name"]).stem
-        path = png_dir / f"{stem}_t{s['t']:.2f}_{s['label']}.png"
+        img = _boxed(overlay(_display_frame(data, s), s["heat"], alpha=0.5), s)
+        path = png_dir / f"{Path(s['name']).stem}_t{s['t']:.2f}_{s['label']}.png"
         atomic_write_bytes(path, encode_png(img))
         written.append(str(path))
+    return written
+
+
+def _write_negative_strips(
+    png_dir: Path, data: Path, shown: list[dict[str, Any]], cfg, mode: str, count: int
+) -> list[dict[str, Any]]:
+    """PNG strips: the map for the frame's own sound, then for each negative sound.
+
+    The maps are drawn with calibrated intensity (the overlay fades where the map is
+    low), so a map that says "nothing here sounds" leaves the frame visible.
+    """
+    from looklisten.core.fileio import atomic_write_bytes
+    from looklisten.media.overlay import encode_png, overlay
+
+    shown = [s for s in shown if s.get("negative_maps")]
+    shown = sorted(shown, key=lambda s: (len(s["boxes"]) != 1, s["clip"]))[: max(0, count)]
+    written = []
+    for s in shown:
+        frame = _display_frame(data, s)
+        panels = [("own sound", s["heat"], float(np.max(s["heat"])))]
+        for kind in NEGATIVES:
+            m = s["negative_maps"].get(kind)
+            if m is not None:
+                panels.append((kind, heatmap_to_frame(m, s["size"], cfg, mode), float(np.max(m))))
+        imgs = [_boxed(overlay(frame, h, alpha=0.6), s) for _, h, _ in panels]
+        gap = np.full((frame.shape[0], 4, 3), 255, np.uint8)
+        strip = np.concatenate([x for img in imgs for x in (img, gap)][:-1], axis=1)
+        path = png_dir / f"{Path(s['name']).stem}_t{s['t']:.2f}_negatives.png"
+        atomic_write_bytes(path, encode_png(strip))
+        written.append(
+            {
+                "png": str(path),
+                "label": s["label"],
+                "panels": [{"sound": k, "peak": round(p, 4)} for k, _, p in panels],
+            }
+        )
     return written

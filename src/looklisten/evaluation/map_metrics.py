@@ -24,6 +24,11 @@ Metrics
   protocol, which drives the numbers.
 * :func:`pointing_hit`: pointing game (is the heatmap's maximum in the box).
 * :func:`two_object_choice`: which of two boxes a heatmap favours.
+* :func:`pixel_scores`: metrics whose best value is 1 for any box: the pixel
+  average precision of the map against the box mask (threshold-free, as in
+  DenseAV, Hamilton et al. 2024) and the IoU of the map binarised at each of
+  :data:`IOU_THRESHOLDS`, from which :func:`best_threshold_iou` takes the
+  IoU at the best single threshold of a data set and at each image's own best.
 
 Baselines
 ---------
@@ -43,6 +48,9 @@ Box = Sequence[float]
 
 #: Thresholds of the success-rate curve whose area is :func:`ciou_summary`'s ``auc``.
 AUC_THRESHOLDS = np.linspace(0.0, 1.0, 21)
+#: Thresholds on the min-max normalised map at which :func:`pixel_scores` gives the IoU
+#: (a pixel is predicted when its normalised value is strictly above the threshold).
+IOU_THRESHOLDS = np.round(np.arange(0.0, 1.0, 0.01), 2)
 
 
 def _as_box(box: Box) -> tuple[float, float, float, float]:
@@ -324,6 +332,107 @@ def two_object_choice(
             raise ValueError(f"{name} {box!r} contains no pixel centre of a {h.shape} map")
         means.append(float(h[m].mean()))
     return 0 if means[0] >= means[1] else 1
+
+
+def pixel_scores(
+    heatmap: np.ndarray, gt_mask: np.ndarray, thresholds: np.ndarray = IOU_THRESHOLDS
+) -> tuple[float, np.ndarray]:
+    """Pixel average precision and the IoU at each threshold: metrics with a ceiling of 1.
+
+    Unlike cIoU under the median rule, which always predicts half of the image,
+    both reach 1 for a map that is high exactly on the box, whatever its size.
+
+    * **Average precision** of the pixels ranked by the map against the
+      ground-truth mask, ``sum_n (R_n - R_{n-1}) P_n`` over the map's distinct
+      values from high to low (``sklearn.metrics.average_precision_score``;
+      tied pixels enter together). Threshold-free and invariant to any
+      increasing transform of the map. A constant map scores the box's share
+      of the image (the AP of a random ranking).
+    * **IoU** ``|pred & gt| / |pred | gt|`` of ``pred = normalised > thr`` for
+      each ``thr`` in ``thresholds``, ``normalised`` being the min-max
+      normalised map (as for :func:`ciou`). A constant map predicts every pixel
+      at every threshold (IoU = the box's share).
+
+    Parameters
+    ----------
+    heatmap : np.ndarray, shape (h, w) or (H, W)
+        Heatmap; upsampled to ``gt_mask``'s size if smaller (as :func:`ciou`).
+    gt_mask : np.ndarray, shape (H, W), bool
+        Ground truth; must not be empty.
+    thresholds : np.ndarray, shape (T,)
+        Thresholds in [0, 1) on the normalised map.
+
+    Returns
+    -------
+    (ap, iou) : (float, np.ndarray of shape (T,))
+    """
+    gt = np.asarray(gt_mask).astype(bool)
+    if gt.ndim != 2:
+        raise ValueError(f"gt_mask must be 2-D (H, W), got shape {gt.shape}")
+    n_gt = int(gt.sum())
+    if n_gt == 0:
+        raise ValueError("gt_mask is empty: the pixel scores are undefined")
+    h = _as_heatmap(heatmap)
+    if h.shape != gt.shape:
+        if h.shape[0] > gt.shape[0] or h.shape[1] > gt.shape[1]:
+            raise ValueError(
+                f"heatmap {h.shape} is larger than gt_mask {gt.shape}; resize it first"
+            )
+        h = upsample_heatmap(h, gt.shape)
+    thr = np.asarray(thresholds, dtype=np.float64)
+    norm = _minmax(h)
+    if norm is None:
+        share = n_gt / gt.size
+        return share, np.full(thr.shape, share)
+    v, y = norm.reshape(-1), gt.reshape(-1)
+    # average precision over the map's distinct values, high to low
+    raw = h.reshape(-1)
+    order = np.argsort(-raw, kind="stable")
+    s, ys = raw[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # end of each run of ties
+    tp = np.cumsum(ys)[last].astype(np.float64)
+    precision = tp / (last + 1)
+    recall = tp / n_gt
+    ap = float(np.sum(np.diff(recall, prepend=0.0) * precision))
+    # IoU at each threshold from the sorted values inside and outside the box
+    inside = np.sort(v[y])
+    above_in = n_gt - np.searchsorted(inside, thr, side="right")
+    above_all = v.size - np.searchsorted(np.sort(v), thr, side="right")
+    iou = above_in / (n_gt + above_all - above_in)
+    return ap, iou.astype(np.float64)
+
+
+def best_threshold_iou(
+    ious: np.ndarray, thresholds: np.ndarray = IOU_THRESHOLDS
+) -> dict[str, float]:
+    """IoU at the best single threshold of a data set, and at each image's own best.
+
+    Parameters
+    ----------
+    ious : np.ndarray, shape (N, T)
+        :func:`pixel_scores`' IoU curves of N images.
+    thresholds : np.ndarray, shape (T,)
+
+    Returns
+    -------
+    dict
+        ``"threshold"``: the threshold with the highest mean IoU over the images
+        (the lowest on ties); ``"mean_iou"``: that mean (the data set's
+        best-threshold IoU, chosen on the evaluated images themselves, so
+        slightly optimistic for every method alike); ``"per_image_best"``: the
+        mean over images of each image's best IoU (an upper bound no single
+        threshold reaches).
+    """
+    m = np.asarray(ious, dtype=np.float64)
+    if m.ndim != 2 or m.shape[1] != len(thresholds) or not len(m):
+        raise ValueError(f"ious must be (N, {len(thresholds)}) with N >= 1, got {m.shape}")
+    mean = m.mean(axis=0)
+    k = int(np.argmax(mean))
+    return {
+        "threshold": float(thresholds[k]),
+        "mean_iou": float(mean[k]),
+        "per_image_best": float(m.max(axis=1).mean()),
+    }
 
 
 # ---------------------------------------------------------------------------

@@ -818,28 +818,40 @@ def _margin_table(rows: Sequence[tuple[str, dict[str, Any]]]) -> str:
     return _table(["", "difference", "95 % interval", "P(not ahead)", "reading"], body)
 
 
+def _btiou(m: dict[str, Any]) -> Any:
+    b = m.get("best_threshold_iou")
+    return b.get("mean_iou") if isinstance(b, dict) else b
+
+
 def _eval_localization(res: dict[str, Any]) -> str:
     methods = [("AVOL-Net", res.get("avol"))] + [
         (name.replace("_", " "), v) for name, v in (res.get("baselines") or {}).items()
     ]
-    cols = ["ciou@0.5", "auc", "mean_ciou", "pointing", "two_object_accuracy"]
+    cols = ["pixel_ap", "ciou@0.5", "auc", "mean_ciou", "pointing", "two_object_accuracy"]
     rows = []
     for name, m in methods:
         if m:
             fixed = m.get("fixed_0.5") or {}
             rows.append(
-                [e(name), *[m.get(c) for c in cols], fixed.get("ciou@0.5"), fixed.get("auc")]
+                [e(name), m.get("pixel_ap"), _btiou(m), *[m.get(c) for c in cols[1:]]]
+                + [fixed.get("ciou@0.5")]
             )
-    out = _table(["", *cols, "cIoU@0.5 (fixed 0.5)", "AUC (fixed 0.5)"], rows)
+    out = _table(["", "pixel AP", "IoU, best threshold", *cols[1:], "cIoU@0.5 (fixed 0.5)"], rows)
     out += (
         f"<p class='meta'>{_fmt(res.get('samples'))} samples from {_fmt(res.get('clips'))} clips "
-        f"({e(str(res.get('split', '')))}), mode {e(str(res.get('mode', '')))}; chance of the "
-        "two-object choice: 0.5.</p>"
+        f"({e(str(res.get('split', '')))}), mode {e(str(res.get('mode', '')))}. Pixel AP and "
+        "the IoU at the data set's best threshold reach 1 for a perfect map whatever the box; "
+        "cIoU's median rule cannot (its ceiling is below). Chance of the two-object choice: "
+        "0.5.</p>"
     )
-    vs = res.get("avol_minus_centre_prior")
+    vs = res.get("avol_minus_best_baseline")
     if vs:
-        rows = [(key, vs[key]) for key in ("pointing", "ciou@0.5", "mean_ciou") if key in vs]
-        out += "<h5>AVOL-Net minus the centre prior</h5>" + _margin_table(rows)
+        rows = [
+            (f"{key} (vs {vs[key].get('baseline', '?').replace('_', ' ')})", vs[key])
+            for key in ("pixel_ap", "best_threshold_iou", "ciou@0.5", "mean_ciou", "pointing")
+            if key in vs
+        ]
+        out += "<h5>AVOL-Net minus the best trivial baseline</h5>" + _margin_table(rows)
     c = res.get("ceiling")
     if c:
         out += _note(
@@ -847,6 +859,74 @@ def _eval_localization(res: dict[str, Any]) -> str:
             f"mean cIoU {_fmt(c.get('mean_ciou'))} for any map: {c.get('what', '')}.",
             kind="info",
         )
+    for key, title in (
+        ("by_size", "By object size"),
+        ("by_distance", "By distance from the centre"),
+    ):
+        parts = res.get(key) or {}
+        body = []
+        for b, part in parts.items():
+            if not part:
+                continue
+            for name in ("avol", *(res.get("baselines") or {})):
+                m = part.get(name) or {}
+                body.append(
+                    [
+                        e(f"{b} ({part.get('samples')})") if name == "avol" else "",
+                        e("AVOL-Net" if name == "avol" else name.replace("_", " ")),
+                        m.get("pixel_ap"),
+                        m.get("best_threshold_iou"),
+                        m.get("ciou@0.5"),
+                        m.get("pointing"),
+                    ]
+                )
+        if body:
+            out += f"<h5>{e(title)}</h5>" + _table(
+                ["bin (samples)", "", "pixel AP", "IoU, best threshold", "cIoU@0.5", "pointing"],
+                body,
+            )
+            out += f"<p class='meta'>{e(str((res.get('protocol') or {}).get(key, '')))}</p>"
+    neg = res.get("negative_audio")
+    if neg:
+        kinds = ("silence", "absent_class", "other_clip")
+        body = [
+            [
+                e("AVOL-Net map peak"),
+                *[(neg.get(k) or {}).get("roc_auc") for k in kinds],
+            ]
+        ]
+        for c in neg.get("compare") or []:
+            body.append(
+                [
+                    e(f"{ARCH_NAMES.get(c.get('arch'), c.get('arch'))} correspondence score"),
+                    *[(c.get(k) or {}).get("roc_auc") for k in kinds],
+                ]
+            )
+        out += "<h5>Negative audio: own sound vs ... (ROC AUC)</h5>" + _table(
+            ["", "silence", "a class not on screen", "another clip's sound"], body
+        )
+        out += f"<p class='meta'>{e(str(neg.get('what', '')))}</p>"
+    strips = res.get("negative_overlays") or []
+    if strips:
+        out += (
+            "<h5>Maps for the true sound and for negative sounds</h5><p class='meta'>Left to "
+            "right: the frame's own sound, silence, a class not on screen, another clip's "
+            "sound; the overlay's opacity is the map's calibrated value (it fades where the "
+            "map says nothing sounds); green box: the object heard.</p>"
+        )
+        for st in strips:
+            uri = _file_uri(Path(st.get("png", "")))
+            peaks = ", ".join(
+                f"{p.get('sound')}: peak {_fmt(p.get('peak'))}" for p in st.get("panels", [])
+            )
+            if uri:
+                out += (
+                    f"<figure><img src='{uri}' alt='negative sounds' style='max-width:100%'>"
+                    f"<figcaption class='meta'>{e(str(st.get('label', '')))} &middot; "
+                    f"{e(peaks)}</figcaption></figure>"
+                )
+            else:
+                out += _note(f"missing: {st.get('png')}", kind="warn")
     return out
 
 
