@@ -156,7 +156,14 @@ def test_localisation_evaluation_feeds_the_reference(setup):
     times = sample_times(ann, 3, setup["cfg"].audio.clip_seconds)
     take(setup)
     evaluate_localization(
-        data, setup["run"], mode="crop", times_per_clip=3, max_clips=1, split="all", device="cpu"
+        data,
+        setup["run"],
+        mode="crop",
+        times_per_clip=3,
+        max_clips=1,
+        split="all",
+        device="cpu",
+        negatives=False,  # the true samples only (the negatives re-use their frames)
     )
     img, wav = take(setup)
     assert len(img) == len(times)
