@@ -181,8 +181,8 @@ def _ci(d) -> str:
 
 def table(results: dict) -> str:
     rows = [
-        "| variant | steps | map | pixel AP | best-thr IoU | cIoU@0.5 | pointing | which of two "
-        "| AUC silence | AUC absent class | AUC other clip |",
+        "| variant | steps | map | pixel AP | best-thr IoU | cIoU@0.5 (median; fixed 0.5) "
+        "| pointing | which of two | AUC silence | AUC absent class | AUC other clip |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     base_row = None
@@ -194,7 +194,8 @@ def table(results: dict) -> str:
         ]
         rows.append(
             f"| {name} | {v['steps']} | {loc['map_size']} | {_f(a['pixel_ap'])} "
-            f"| {_f(a['best_threshold_iou']['mean_iou'])} | {_f(a['ciou@0.5'])} "
+            f"| {_f(a['best_threshold_iou']['mean_iou'])} | {_f(a['ciou@0.5'])}; "
+            f"{_f(a['fixed_0.5']['ciou@0.5'])} "
             f"| {_f(a['pointing'])} | {_f(a['two_object_accuracy'])} | " + " | ".join(auc) + " |"
         )
         base_row = loc
@@ -202,14 +203,17 @@ def table(results: dict) -> str:
     if base_row:
         b = base_row["baselines"]
         out += "\nTrivial baselines on the same samples:\n\n"
-        out += (
-            "| baseline | pixel AP | best-thr IoU | cIoU@0.5 | pointing |\n|---|---|---|---|---|\n"
-        )
+        out += "| baseline | pixel AP | best-thr IoU | cIoU@0.5 | pointing | which of two |\n"
+        out += "|---|---|---|---|---|---|\n"
         for k, m in b.items():
             out += (
                 f"| {k} | {_f(m['pixel_ap'])} | {_f(m['best_threshold_iou']['mean_iou'])} "
-                f"| {_f(m['ciou@0.5'])} | {_f(m['pointing'])} |\n"
+                f"| {_f(m['ciou@0.5'])}; {_f(m['fixed_0.5']['ciou@0.5'])} | {_f(m['pointing'])} "
+                f"| {_f(m['two_object_accuracy'])} |\n"
             )
+        c = base_row.get("ceiling")
+        if c:
+            out += f"\nMedian-rule ceiling of cIoU@0.5 on these boxes: {_f(c['ciou@0.5'])}\n"
         cmp = (base_row.get("negative_audio") or {}).get("compare") or []
         for c in cmp:
             out += (
@@ -229,4 +233,7 @@ def table(results: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--table"]:  # reprint the table of a finished results.json
+        print(table(json.loads(Path(sys.argv[2]).read_text())))
+    else:
+        main()

@@ -62,9 +62,12 @@ DEMO_MODELS = ("l3", "ave", "avol")
 #: "digits" is the held-out-exemplar AVE-Net. See the README for what they cost.
 DEMO_STEPS = {"l3": 400, "ave": 400, "avol": 200, "digits": 400}
 DEMO_EPOCHS = 4
-#: The demo's objectives: the contrastive ones, which learned far faster than the
-#: papers' AVC loss on the same budget (benchmarks/compare_objectives.py, README).
-DEMO_OBJECTIVES = {"ave": "infonce", "avol": "mil"}
+#: The demo's objectives. AVE-Net: InfoNCE, which learned far faster than the papers'
+#: AVC loss on the same budget (benchmarks/compare_objectives.py). AVOL-Net, warm-started
+#: from the AVE-Net: the papers' AVC loss, which beat MIL on a test set with objects
+#: anywhere in pixel AP, pointing and above all silence (benchmarks/compare_maps.py:
+#: the MIL-trained map lights up *more* for silence than for the true sound).
+DEMO_OBJECTIVES = {"ave": "infonce", "avol": "avc"}
 OVERLAY_PNGS = 8
 #: Clips in the demo's test set. The 15 % held out of DATA (36 clips) measure AVC
 #: accuracy during training but are too few to rank retrieval methods: AVE-Net
