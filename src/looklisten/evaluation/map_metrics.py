@@ -147,6 +147,26 @@ def binarize(heatmap: np.ndarray, threshold: str | float = "median") -> np.ndarr
     return norm > thr
 
 
+def _map_and_mask(
+    heatmap: np.ndarray, gt_mask: np.ndarray, what: str
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(heatmap at the mask's size, boolean mask, its pixel count), checked."""
+    gt = np.asarray(gt_mask).astype(bool)
+    if gt.ndim != 2:
+        raise ValueError(f"gt_mask must be 2-D (H, W), got shape {gt.shape}")
+    n_gt = int(gt.sum())
+    if n_gt == 0:
+        raise ValueError(f"gt_mask is empty: {what} undefined")
+    h = _as_heatmap(heatmap)
+    if h.shape != gt.shape:
+        if h.shape[0] > gt.shape[0] or h.shape[1] > gt.shape[1]:
+            raise ValueError(
+                f"heatmap {h.shape} is larger than gt_mask {gt.shape}; resize it first"
+            )
+        h = upsample_heatmap(h, gt.shape)
+    return h, gt, n_gt
+
+
 def ciou(
     heatmap: np.ndarray,
     gt_mask: np.ndarray,
@@ -214,19 +234,7 @@ def ciou(
     float
         cIoU in [0, 1].
     """
-    gt = np.asarray(gt_mask).astype(bool)
-    if gt.ndim != 2:
-        raise ValueError(f"gt_mask must be 2-D (H, W), got shape {gt.shape}")
-    n_gt = int(gt.sum())
-    if n_gt == 0:
-        raise ValueError("gt_mask is empty: cIoU is undefined")
-    h = _as_heatmap(heatmap)
-    if h.shape != gt.shape:
-        if h.shape[0] > gt.shape[0] or h.shape[1] > gt.shape[1]:
-            raise ValueError(
-                f"heatmap {h.shape} is larger than gt_mask {gt.shape}; resize it first"
-            )
-        h = upsample_heatmap(h, gt.shape)
+    h, gt, n_gt = _map_and_mask(heatmap, gt_mask, "cIoU is")
     pred = binarize(h, threshold)
     inter = int(np.count_nonzero(pred & gt))
     false_pos = int(np.count_nonzero(pred & ~gt))
@@ -366,19 +374,7 @@ def pixel_scores(
     -------
     (ap, iou) : (float, np.ndarray of shape (T,))
     """
-    gt = np.asarray(gt_mask).astype(bool)
-    if gt.ndim != 2:
-        raise ValueError(f"gt_mask must be 2-D (H, W), got shape {gt.shape}")
-    n_gt = int(gt.sum())
-    if n_gt == 0:
-        raise ValueError("gt_mask is empty: the pixel scores are undefined")
-    h = _as_heatmap(heatmap)
-    if h.shape != gt.shape:
-        if h.shape[0] > gt.shape[0] or h.shape[1] > gt.shape[1]:
-            raise ValueError(
-                f"heatmap {h.shape} is larger than gt_mask {gt.shape}; resize it first"
-            )
-        h = upsample_heatmap(h, gt.shape)
+    h, gt, n_gt = _map_and_mask(heatmap, gt_mask, "the pixel scores are")
     thr = np.asarray(thresholds, dtype=np.float64)
     norm = _minmax(h)
     if norm is None:
