@@ -47,6 +47,9 @@ from looklisten.core.config import get_config
 from looklisten.core.fileio import atomic_write_json, atomic_write_text
 from looklisten.data.demo_data import make_demo_data
 
+sys.path.insert(0, str(Path(__file__).parent))
+from compare_objectives import TEST_SEED, step_seconds  # noqa: E402
+
 #: (name, objective, atrous)
 VARIANTS = (
     ("avc", "avc", False),
@@ -54,7 +57,6 @@ VARIANTS = (
     ("avc-atrous", "avc", True),
     ("mil-atrous", "mil", True),
 )
-TEST_SEED = 1000
 
 
 def build_data(root: Path, videos: int, test_videos: int, workers: int) -> tuple[Path, Path]:
@@ -95,9 +97,6 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--only", help="comma-separated variant names")
     ap.add_argument("--retrain", action="store_true")
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).parent))
-    from compare_objectives import step_seconds
-
     from looklisten.evaluation.localization import evaluate_localization
 
     torch.set_num_threads(max(1, torch.get_num_threads()))

@@ -232,3 +232,36 @@ def test_eval_localization_without_negatives(runs, anywhere, capsys):
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "negative_audio" not in json.loads(captured.out)
+
+
+def test_auc_with_interval_by_hand():
+    from looklisten.evaluation.localization import _auc_with_interval
+
+    clips = np.array([0, 0, 1, 1, 2, 2])
+    pos, neg = np.array([0.9, 0.8, 0.7, 0.9, 0.6, 0.95]), np.zeros(6)
+    r = _auc_with_interval(pos, neg, clips)
+    assert r["roc_auc"] == 1.0 and r["ci95"] == [1.0, 1.0] and r["samples"] == 6
+    assert _auc_with_interval(neg, pos, clips)["roc_auc"] == 0.0  # the direction matters
+    # pairs (own, negative): 1 > .5, 1 > 0, .5 = .5 (a tie counts 1/2), .5 > 0
+    r = _auc_with_interval(np.array([1.0, 0.5]), np.array([0.5, 0.0]), np.array([0, 1]))
+    assert r["roc_auc"] == pytest.approx((1 + 1 + 0.5 + 1) / 4)
+
+
+def test_negative_maps_are_made_from_the_partners_sound(runs, anywhere, monkeypatch):
+    """A stand-in map whose level is the sound's loudness: silence must score 0, and the
+    negatives must be the partner's own windows (so the AUCs measure the map, not plumbing)."""
+    import looklisten.evaluation.localization as loc
+
+    real = loc.maps_for
+
+    def loudness_maps(model, frames, waves, mode, batch_size):
+        maps = real(model, frames, waves, mode, batch_size)
+        return [np.full_like(m, float(np.sqrt(np.mean(np.square(w))))) for m, w in zip(maps, waves)]
+
+    monkeypatch.setattr(loc, "maps_for", loudness_maps)
+    res = loc.evaluate_localization(anywhere, runs["avol"], times_per_clip=2, device="cpu")
+    neg = res["negative_audio"]
+    assert neg["silence"]["roc_auc"] == 1.0 and neg["silence"]["mean_peak"] == 0.0
+    # the other-clip negatives are the same windows as the own sounds, shuffled:
+    # their mean loudness is that of the own sounds' drawn partners, within the range
+    assert 0.0 < neg["other_clip"]["mean_peak"] <= 2 * neg["own"]["mean_peak"]

@@ -531,7 +531,8 @@ def evaluate_localization(
             "whole_image": whole_image(H, W),
             "random_map": random_map(gh, gw, np.random.default_rng([seed, i]), size=(H, W)),
         }
-        s["heat"] = heat["avol"]
+        if png_dir is not None:  # kept for the pictures only
+            s["heat"] = heat["avol"]
         for m, hm in heat.items():
             r = rec[m]
             r["ciou"].append(ciou(hm, gt, threshold))
