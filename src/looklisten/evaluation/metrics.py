@@ -3,9 +3,10 @@
 This follows the cross-modal retrieval evaluation of *Objects that Sound*
 (Arandjelović & Zisserman, 2018): every item (one frame and its 1 s of audio)
 queries a database of items of the same or the other modality; an item is
-relevant if it has the query's (flat) label; items from the query's own video
-are removed from its database; the score is nDCG@30, alongside the recall@k
-usual in retrieval papers. Random embeddings give the "random" row, and an
+relevant if it has the query's (flat) label, or graded (``relevance``: a
+label-by-label matrix of relevances in [0, 1], e.g. from the AudioSet
+ontology); items from the query's own video are removed from its database; the
+score is nDCG@30, alongside the recall@k usual in retrieval papers. Random embeddings give the "random" row, and an
 L3-Net + CCA baseline is fitted with :func:`cca_align`.
 
 Also here: generic classification accuracy (:func:`accuracy`,
@@ -158,6 +159,75 @@ def _codes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inv[: len(a)], inv[len(a) :]
 
 
+def _check_relevance(relevance, q_lab: np.ndarray, db_lab: np.ndarray) -> np.ndarray:
+    """Validate a graded relevance matrix and the integer labels that index it."""
+    rel = np.asarray(_to_numpy(relevance), dtype=np.float64)
+    if rel.ndim != 2:
+        raise ValueError(f"relevance must be a (Lq, Ld) matrix, got shape {rel.shape}")
+    if not np.isfinite(rel).all() or (rel < 0).any() or (rel > 1).any():
+        raise ValueError("relevance values must lie in [0, 1]")
+    for what, lab, n in (("query", q_lab, rel.shape[0]), ("database", db_lab, rel.shape[1])):
+        if len(lab) and (
+            not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0 or lab.max() >= n
+        ):
+            raise ValueError(f"with relevance, {what} labels must be integers in [0, {n})")
+    return rel
+
+
+def _rank_top(sims: np.ndarray, k_eff: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and scores of the ``k_eff`` best database items per row, best first.
+
+    Partial selection then sort; ties are broken by database index.
+
+    Returns
+    -------
+    tuple of np.ndarray, shapes (b, k_eff) and (b, k_eff)
+    """
+    b, n_db = sims.shape
+    if k_eff < n_db:
+        part = np.argpartition(-sims, k_eff - 1, axis=1)[:, :k_eff]
+    else:
+        part = np.broadcast_to(np.arange(n_db), (b, n_db))
+    part_s = np.take_along_axis(sims, part, axis=1)
+    order = np.lexsort((part, -part_s), axis=1)
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_s, order, axis=1)
+
+
+def _graded_block(
+    relevance: np.ndarray,
+    q_lab: np.ndarray,
+    db_lab: np.ndarray,
+    excluded: np.ndarray | None,
+    top: np.ndarray,
+    top_s: np.ndarray,
+    ks: tuple[int, int, tuple[int, ...]],
+    ndcg_out: np.ndarray,
+    hits_out: dict[int, np.ndarray],
+) -> None:
+    """nDCG and recall hits of one block of queries under graded relevance (in place).
+
+    ``relevance`` (Lq, Ld); ``q_lab`` (b,); ``db_lab`` (N,); ``excluded`` (b, N)
+    bool or None; ``top`` / ``top_s`` (b, k_eff) ranked indices and scores;
+    ``ks`` = (k_ndcg, k_max, recall_ks); ``ndcg_out`` (b,) and each
+    ``hits_out[r]`` (b,) are written.
+    """
+    k_ndcg, k_max, recall_ks = ks
+    gains = relevance[q_lab][:, db_lab]  # (b, N): the whole database's relevances
+    if excluded is not None:
+        gains[excluded] = 0.0
+    rel = np.take_along_axis(gains, top, axis=1) * np.isfinite(top_s)
+    if rel.shape[1] < k_max:  # database smaller than k: pad the ranking with nothing
+        rel = np.concatenate([rel, np.zeros((len(rel), k_max - rel.shape[1]))], axis=1)
+    # the ideal ranking: the k largest relevances of the database (partial selection)
+    k_i = min(k_ndcg, gains.shape[1])
+    ideal = -np.partition(-gains, k_i - 1, axis=1)[:, :k_i] if k_i else gains[:, :0]
+    ndcg_out[:] = ndcg_at_k(rel, k=k_ndcg, ideal=ideal)
+    full = gains >= 1.0  # full matches (relevance 1)
+    has_full = full.any(axis=1)
+    for r in recall_ks:
+        hits_out[r][:] = np.where(has_full, (rel[:, :r] >= 1.0).any(axis=1), np.nan)
+
+
 def retrieval_scores(
     query_emb: np.ndarray,
     query_labels: np.ndarray,
@@ -171,6 +241,7 @@ def retrieval_scores(
     *,
     block_size: int = 1024,
     return_per_query: bool = False,
+    relevance: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """nDCG@k and recall@k of label-based retrieval.
 
@@ -187,6 +258,19 @@ def retrieval_scores(
     Queries with no relevant item left in their database have no defined
     nDCG or recall: they are excluded from the averages (per-query values are
     NaN) and counted in ``n_queries - n_evaluated``.
+
+    **Graded relevance** (``relevance`` given): the labels are integer indices
+    (e.g. of label sets) and ``relevance[query_label, db_label]`` in [0, 1] is
+    the gain of a database item. nDCG@k divides the DCG of the ranking by the
+    DCG of the best ranking of the query's whole database (its graded
+    relevances sorted in decreasing order, excluded items removed); a query
+    whose database is all 0 has no nDCG. recall@k then counts a hit when an
+    item of relevance 1 (a full match: for label sets graded by
+    :func:`looklisten.evaluation.retrieval.ontology_relevance`, an item that
+    has every label of the query) is in the top ``k``; queries with no such
+    item in their database have no recall (NaN; their number is
+    ``n_queries - n_evaluated_recall``). The identity matrix gives the flat
+    scores.
 
     Parameters
     ----------
@@ -208,16 +292,21 @@ def retrieval_scores(
         are removed for that query (the paper removes the query's own video).
         Give both or neither.
     block_size : int
-        Queries scored at a time (memory ~ ``block_size * N`` floats).
+        Queries scored at a time (memory ~ ``block_size * N`` floats; three
+        times that with ``relevance``).
     return_per_query : bool
         Also return ``"per_query"``: ``{"ndcg": (Q,), "recall@k": (Q,), ...}``.
+    relevance : np.ndarray, shape (Lq, Ld), optional
+        Graded relevance of database label ``j`` to query label ``i`` (values
+        in [0, 1]); the labels must then be integers in ``[0, Lq)`` and
+        ``[0, Ld)``.
 
     Returns
     -------
     dict
         ``"ndcg@{k_ndcg}"`` and ``"recall@{k}"`` (floats, means over evaluated
-        queries), ``"n_queries"``, ``"n_evaluated"`` and optionally
-        ``"per_query"``.
+        queries), ``"n_queries"``, ``"n_evaluated"``, with ``relevance`` also
+        ``"n_evaluated_recall"``, and optionally ``"per_query"``.
     """
     q = _l2_normalise(_to_numpy(query_emb))
     db = _l2_normalise(_to_numpy(db_emb))
@@ -232,7 +321,11 @@ def retrieval_scores(
     recall_ks = tuple(int(r) for r in recall_ks)
     if k_ndcg < 1 or any(r < 1 for r in recall_ks):
         raise ValueError("k_ndcg and recall_ks must be >= 1")
-    q_lab, db_lab = _codes(q_lab, db_lab)
+    if relevance is not None:
+        relevance = _check_relevance(relevance, q_lab, db_lab)
+        q_lab, db_lab = q_lab.astype(np.int64), db_lab.astype(np.int64)
+    else:
+        q_lab, db_lab = _codes(q_lab, db_lab)
 
     if (query_groups is None) != (db_groups is None):
         raise ValueError("give both query_groups and db_groups, or neither")
@@ -278,17 +371,23 @@ def retrieval_scores(
             excluded[rows, self_idx[start:stop][rows]] = True
         if excluded is not None:
             sims[excluded] = -np.inf
-            same = db_lab[None, :] == q_lab[start:stop, None]
-            n_rel -= (excluded & same).sum(axis=1)
-        # top-k_eff per row: partial selection then sort (ties broken by index)
-        if k_eff < n_db:
-            part = np.argpartition(-sims, k_eff - 1, axis=1)[:, :k_eff]
-        else:
-            part = np.broadcast_to(np.arange(n_db), (b, n_db))
-        part_s = np.take_along_axis(sims, part, axis=1)
-        order = np.lexsort((part, -part_s), axis=1)
-        top = np.take_along_axis(part, order, axis=1)
-        top_s = np.take_along_axis(part_s, order, axis=1)
+            if relevance is None:
+                same = db_lab[None, :] == q_lab[start:stop, None]
+                n_rel -= (excluded & same).sum(axis=1)
+        top, top_s = _rank_top(sims, k_eff)
+        if relevance is not None:
+            _graded_block(
+                relevance,
+                q_lab[start:stop],
+                db_lab,
+                excluded,
+                top,
+                top_s,
+                (k_ndcg, k_max, recall_ks),
+                ndcg[start:stop],
+                {r: h[start:stop] for r, h in hits_at.items()},
+            )
+            continue
         rel = (db_lab[top] == q_lab[start:stop, None]) & np.isfinite(top_s)
         if k_eff < k_max:  # database smaller than k: pad the ranking with nothing
             rel = np.concatenate([rel, np.zeros((b, k_max - k_eff), dtype=bool)], axis=1)
@@ -308,6 +407,8 @@ def retrieval_scores(
             out[f"recall@{r}"] = float(np.nanmean(hits_at[r])) if n_q else float("nan")
     out["n_queries"] = n_q
     out["n_evaluated"] = n_eval
+    if relevance is not None:
+        out["n_evaluated_recall"] = int(np.isfinite(hits_at[recall_ks[0]]).sum())
     if return_per_query:
         out["per_query"] = {"ndcg": ndcg, **{f"recall@{r}": hits_at[r] for r in recall_ks}}
     return out
@@ -323,6 +424,7 @@ def cross_modal_eval(
     *,
     block_size: int = 1024,
     return_per_query: bool = False,
+    relevance: np.ndarray | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Within- and cross-modal retrieval in the four directions of the paper.
 
@@ -344,6 +446,9 @@ def cross_modal_eval(
     recall_ks : sequence of int
     return_per_query : bool
         Also return each direction's per-query values (see :func:`retrieval_scores`).
+    relevance : np.ndarray, shape (L, L), optional
+        Graded relevance between labels, which are then integers in ``[0, L)``
+        (see :func:`retrieval_scores`).
 
     Returns
     -------
@@ -375,6 +480,7 @@ def cross_modal_eval(
             db_groups=groups,
             block_size=block_size,
             return_per_query=return_per_query,
+            relevance=relevance,
         )
     return out
 
@@ -454,6 +560,7 @@ def random_baseline(
     *,
     seed: int = 0,
     n_repeats: int = 1,
+    relevance: np.ndarray | None = None,
 ) -> dict[str, dict[str, Any]]:
     """:func:`cross_modal_eval` of random unit vectors: the "random" row.
 
@@ -469,6 +576,9 @@ def random_baseline(
         Seed of the random embeddings.
     n_repeats : int
         Average the scores over this many independent draws.
+    relevance : np.ndarray, shape (L, L), optional
+        Graded relevance between labels (as in :func:`cross_modal_eval`): the
+        baseline is then measured with the same grading as the model.
 
     Returns
     -------
@@ -481,12 +591,17 @@ def random_baseline(
     for _ in range(max(1, int(n_repeats))):
         img = rng.standard_normal((len(labels), dim)).astype(np.float32)
         aud = rng.standard_normal((len(labels), dim)).astype(np.float32)
-        runs.append(cross_modal_eval(img, aud, labels, groups, k=k, recall_ks=recall_ks))
+        runs.append(
+            cross_modal_eval(
+                img, aud, labels, groups, k=k, recall_ks=recall_ks, relevance=relevance
+            )
+        )
     out = {}
     for name in DIRECTIONS:
         out[name] = {key: float(np.mean([r[name][key] for r in runs])) for key in runs[0][name]}
-        for key in ("n_queries", "n_evaluated"):
-            out[name][key] = runs[0][name][key]
+        for key in ("n_queries", "n_evaluated", "n_evaluated_recall"):
+            if key in runs[0][name]:
+                out[name][key] = runs[0][name][key]
     return out
 
 
