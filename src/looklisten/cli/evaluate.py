@@ -27,6 +27,17 @@ evaluated and CCA is fitted on its training videos.
 cross_modal_ndcg sums up im2aud and aud2im; its minus_l3_cca is the model's nDCG
 minus L3+CCA's with a 95% paired bootstrap interval over videos (an interval
 that spans 0 is a tie).
+
+Graded relevance (--ontology ontology.json, AudioSet's class graph): each item's
+label is a set of AudioSet classes (--labels: an AudioSet segment CSV such as
+eval_segments.csv, matched by the YouTube id the file name starts with, or a
+file,labels CSV of class ids or names separated by ';'), and relevance between
+classes is max(0, 20 - d) / 20 with d their tree distance in the ontology; an
+item's relevance to a query is the mean over the query's classes of the best
+match among the item's; recall@k counts items of relevance 1. Every score, the
+random and L3 baselines and the bootstrap use it; the JSON's 'relevance' says
+which rule was used and 'published' gives Objects that Sound's figures (on
+AudioSet-Instruments). Without --ontology: flat relevance (the same label).
 """
 
 
@@ -61,6 +72,12 @@ def add_retrieval_cli(eval_subparsers) -> None:
     )
     sp.add_argument("--k", type=int, default=30, help="nDCG cut-off (30)")
     sp.add_argument("--cca-dim", type=int, help="CCA dimension (default: the model's)")
+    sp.add_argument(
+        "--ontology",
+        metavar="FILE",
+        help="AudioSet ontology.json: grade relevance between label sets by the ontology "
+        "(default: flat, the same label)",
+    )
     sp.add_argument("--out", metavar="FILE.json", help="also write the JSON here")
 
 
@@ -168,12 +185,37 @@ pool3 conv4_1 conv4_2.
 
 Labels: DATA/annotations.jsonl (demo data: the object heard at the item's time),
 --labels FILE (file,label), DATA/labels.csv, or the sub-folder name.
+
+Published benchmarks: --dataset esc50 (DATA/meta/esc50.csv, DATA/audio/; --esc10 for
+its ESC-10 subset) or urbansound8k (DATA/metadata/UrbanSound8K.csv,
+DATA/audio/fold<k>/) reads DATA as the data set's authors publish it and runs
+L3-Net's audio transfer protocol (Arandjelovic & Zisserman 2017): conv4_2 features of
+every 1 s window every --hop s of each clip (a clip shorter than 1 s: one
+zero-padded window), the classifier trained on the windows of the other official
+folds, each clip's class from its windows' scores averaged, leave one official fold
+out (5 for ESC-50, 10 for UrbanSound8K; --folds and --labels do not apply). The JSON
+adds per-fold accuracies of the model and every baseline, the margin over the best
+baseline with a 95% paired bootstrap interval over clips, and (ESC-50) the published
+figures. Saved to RUN/eval/probe_<dataset>.json (probe_esc10.json with --esc10).
 """
 
 
 def cmd_eval_probe(args) -> int:
     from looklisten.evaluation.probe import evaluate_probe
 
+    if args.esc10 and args.dataset not in (None, "esc50"):
+        raise ValueError("--esc10 is a subset of ESC-50: use it with --dataset esc50")
+    if args.esc10 and args.dataset is None:
+        args.dataset = "esc50"
+    if args.dataset is not None:
+        if args.modality not in (None, "audio"):
+            raise ValueError(f"--dataset {args.dataset} is a sound data set: --modality audio")
+        args.modality = "audio"
+        result = call(evaluate_probe, args, progress=show_progress(args))
+        name = "esc10" if args.esc10 else args.dataset
+        return finish_eval(args, result, f"probe_{name}.json")
+    if args.modality is None:
+        raise ValueError("--modality audio|image is required (unless --dataset is given)")
     result = call(evaluate_probe, args, progress=show_progress(args))
     return finish_eval(args, result, f"probe_{args.modality}.json")
 
@@ -188,11 +230,21 @@ def add_probe_cli(eval_subparsers) -> None:
         help="linear probe (SVM / logistic regression) on a layer's features, with baselines (JSON)",
         description=PROBE_HELP,
         data_help="folder of labelled media",
-        saves="RUN/eval/probe_MODALITY.json",
+        saves="RUN/eval/probe_MODALITY.json (probe_DATASET.json)",
         hop=1.0,
         labels=True,
     )
-    sp.add_argument("--modality", choices=("audio", "image"), required=True)
+    from looklisten.data.audio_benchmarks import DATASETS
+
+    sp.add_argument(
+        "--modality", choices=("audio", "image"), help="required unless --dataset (audio)"
+    )
+    sp.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        help="DATA is this published benchmark: its official folds, L3-Net's protocol",
+    )
+    sp.add_argument("--esc10", action="store_true", help="ESC-50's ESC-10 subset (esc10 True)")
     sp.add_argument("--layer", metavar="NAME", help="layer name (default conv4_2; see above)")
     sp.add_argument("--classifier", choices=CLASSIFIERS, default="svm", help="(svm)")
     sp.add_argument("--folds", type=int, default=5, help="cross-validation folds (5)")
