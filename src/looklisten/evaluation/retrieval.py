@@ -119,16 +119,20 @@ PUBLISHED = {
 class OntologyLabels:
     """Label sets of media files as ontology classes, as one string per item.
 
-    A CSV ``source`` is read by :class:`looklisten.data.ontology.LabelSets`
-    (AudioSet segments or ``file,labels``); anything else (demo annotations,
-    sub-folder names) by :class:`Labels`, each label mapped to the class of
-    that id or name. A label set is returned as its sorted ids joined by ``;``
+    A CSV ``source`` (default: ``root/labels.csv`` when there is no
+    ``root/annotations.jsonl``) is read by
+    :class:`looklisten.data.ontology.LabelSets` (AudioSet segments or
+    ``file,labels``); anything else (demo annotations, sub-folder names) by
+    :class:`Labels`, each label mapped to the class of that id or name. A label set is returned as its sorted ids joined by ``;``
     (``None`` for an unlabelled file).
     """
 
     def __init__(self, root, source, onto: Ontology):
         self.onto = onto
         src = Path(source) if source is not None else None
+        root = Path(root)
+        if src is None and not (root / "annotations.jsonl").is_file():
+            src = root / "labels.csv" if (root / "labels.csv").is_file() else None
         if src is not None and src.suffix.lower() == ".csv":
             self._sets: LabelSets | None = LabelSets(root, src, onto)
             self._flat = None
