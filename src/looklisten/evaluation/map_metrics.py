@@ -18,10 +18,15 @@ evaluation code.
 Metrics
 -------
 * :func:`ciou` / :func:`ciou_summary`: consensus IoU of Senocak et al. (2018)
-  with a single annotation, summarised as ``ciou@0.5`` and the AUC of the
-  success-rate curve, following the LVS (Chen et al. 2021) and EZ-VSL (Mo &
-  Morgado 2022) evaluation scripts. See :func:`ciou` for the binarisation
-  protocol, which drives the numbers.
+  with a single binary annotation, summarised as ``ciou@0.5`` and the AUC of
+  the success-rate curve, after the LVS (Chen et al. 2021) and EZ-VSL (Mo &
+  Morgado 2022) evaluation scripts (the demo evaluation's rules; see
+  :func:`ciou` for where they differ from each script).
+* :func:`reference_upsample`, :func:`consensus_map`, :func:`union_map`,
+  :func:`reference_ciou`, :func:`auc_21`, :func:`reference_summary`: the
+  EZ-VSL test code's rules, literally, for the Flickr-SoundNet and VGG-SS
+  benchmarks (soft consensus ground truth, ``>=`` the median, 0.05 * i
+  thresholds).
 * :func:`pointing_hit`: pointing game (is the heatmap's maximum in the box).
 * :func:`two_object_choice`: which of two boxes a heatmap favours.
 * :func:`pixel_scores`: metrics whose best value is 1 for any box: the pixel
@@ -175,12 +180,15 @@ def ciou(
     """Consensus IoU (cIoU) of one heatmap against one ground-truth mask.
 
     The protocol of the sound-source localisation literature (Senocak et al.,
-    CVPR 2018, with a single annotation, as implemented in the LVS and EZ-VSL
-    evaluation code):
+    CVPR 2018) with a single binary annotation, after the LVS and EZ-VSL
+    evaluation code; the demo evaluation uses it. For the benchmarks
+    themselves use :func:`reference_ciou`, which follows EZ-VSL's code
+    literally (soft consensus ground truth, ``>=``, ``align_corners=True``).
 
     1. **Resize.** If ``heatmap`` is smaller than ``gt_mask`` it is first
        upsampled to ``gt_mask.shape`` with :func:`upsample_heatmap` (bilinear,
-       ``align_corners=False``). Pass a heatmap already at the image
+       ``align_corners=False``, as LVS's ``cv2.resize``; EZ-VSL uses
+       ``align_corners=True``). Pass a heatmap already at the image
        resolution to control this yourself.
     2. **Min-max normalise** it to [0, 1]: ``(h - min) / (max - min)``.
     3. **Binarise** it. The prediction is the set of pixels *strictly above*
@@ -193,7 +201,7 @@ def ciou(
        * ``"median"`` (default): ``thr = np.median(normalised)``. With distinct
          values this keeps exactly the top half of the pixels; it is the
          "keep the top 50 %" rule of the literature.
-       * ``"lvs"``: ``thr = sort(normalised)[H * W // 2]``, literally what the
+       * ``"lvs"``: ``thr = sort(normalised)[H * W // 2]``, the threshold the
          LVS / EZ-VSL scripts compute. For an even pixel count with distinct
          values it keeps one pixel fewer than ``"median"`` (immaterial at
          224x224), but the two differ on maps with ties: a map that is 1 on
@@ -205,7 +213,10 @@ def ciou(
        Pixels *equal* to the threshold are not predicted, so a map with a
        large plateau at its top can predict fewer than half of the pixels
        (a map that is 1 on 75 % of the image predicts nothing under
-       ``"median"``). This follows the reference code.
+       ``"median"``). LVS's ``test.py`` does the same (``pred > threshold``);
+       EZ-VSL's ``Evaluator.cal_CIOU`` predicts the pixels ``>=`` the
+       threshold, which keeps at least half of the pixels
+       (:func:`reference_ciou`).
 
        **Constant maps.** Min-max normalisation is undefined when
        ``max == min``, and a literal "strictly above the median" would predict
@@ -217,7 +228,8 @@ def ciou(
            ciou = |pred & gt| / (|gt| + |pred & ~gt|)
 
        which, for a binary ground truth, is the ordinary IoU
-       ``|pred & gt| / |pred | gt|``.
+       ``|pred & gt| / |pred | gt|``. (On Flickr-SoundNet the reference code
+       scores a *soft* consensus map instead, :func:`consensus_map`.)
 
     Parameters
     ----------
@@ -271,6 +283,240 @@ def ciou_summary(cious: np.ndarray | Sequence[float]) -> dict[str, float]:
         "auc": float(np.trapezoid(success, AUC_THRESHOLDS)),
         "mean_ciou": float(c.mean()),
         "n": float(c.size),
+    }
+
+
+# ---------------------------------------------------------------------------
+# The benchmarks' reference rules (EZ-VSL's test code, literally)
+# ---------------------------------------------------------------------------
+
+#: Side of the benchmarks' ground-truth maps (LVS / EZ-VSL: 224 x 224).
+REFERENCE_SIZE = 224
+#: Success-rate thresholds of the reference AUC: ``0.05 * i`` for i = 0..20, as the
+#: reference code writes them (0.05 * 3 = 0.15000000000000002, not 0.15).
+REFERENCE_AUC_THRESHOLDS = tuple(0.05 * i for i in range(21))
+
+
+def _box_slices(box: Sequence[int]) -> tuple[slice, slice]:
+    """``(rows, cols)`` of ``gt[ymin:ymax, xmin:xmax]``; negative ends clamped to 0."""
+    if len(box) != 4:
+        raise ValueError(f"box must be (xmin, ymin, xmax, ymax), got {box!r}")
+    x0, y0, x1, y1 = (max(0, int(v)) for v in box)
+    return slice(y0, y1), slice(x0, x1)
+
+
+def box_count_map(boxes: Sequence[Sequence[int]], size: int = REFERENCE_SIZE) -> np.ndarray:
+    """How many boxes cover each pixel: ``gt[ymin:ymax, xmin:xmax] += 1`` per box.
+
+    Parameters
+    ----------
+    boxes : sequence of (xmin, ymin, xmax, ymax), int
+        Integer pixel coordinates on the ``size x size`` frame (numpy slice
+        rules: ``xmax`` excluded, ends past the frame cut off; an empty or
+        inverted box adds nothing). A negative coordinate counts as 0 (the
+        reference code's slice would wrap around from the far side instead).
+    size : int
+        Map side.
+
+    Returns
+    -------
+    np.ndarray, shape (size, size), float64
+    """
+    gt = np.zeros((size, size), dtype=np.float64)
+    for box in boxes:
+        rows, cols = _box_slices(box)
+        gt[rows, cols] += 1
+    return gt
+
+
+def consensus_map(boxes: Sequence[Sequence[int]], size: int = REFERENCE_SIZE) -> np.ndarray:
+    """Flickr-SoundNet's soft ground truth: the annotators' boxes, summed, / 2, capped at 1.
+
+    EZ-VSL's ``bbox2gtmap(..., format='flickr')`` and LVS's ``testset_gt``:
+    every box adds 1 inside it (:func:`box_count_map`), the sum is divided by
+    2 and clipped at 1, so a pixel inside one annotator's box is worth 0.5 and
+    a pixel inside two or more is worth 1 (the consensus of Senocak et al. 2018).
+
+    Parameters
+    ----------
+    boxes : sequence of (xmin, ymin, xmax, ymax), int
+        All annotators' boxes on the ``size x size`` frame.
+    size : int
+
+    Returns
+    -------
+    np.ndarray, shape (size, size), float64
+        Values in {0, 0.5, 1}.
+    """
+    return np.minimum(box_count_map(boxes, size) / 2, 1.0)
+
+
+def union_map(boxes: Sequence[Sequence[int]], size: int = REFERENCE_SIZE) -> np.ndarray:
+    """VGG-SS's binary ground truth: 1 inside any box (LVS / EZ-VSL ``format='vggss'``).
+
+    Returns
+    -------
+    np.ndarray, shape (size, size), float64
+        Values in {0, 1}.
+    """
+    return (box_count_map(boxes, size) > 0).astype(np.float64)
+
+
+def reference_upsample(heatmap: np.ndarray, size: int = REFERENCE_SIZE) -> np.ndarray:
+    """A model map at ``size x size``: bilinear with ``align_corners=True``, as EZ-VSL's test.
+
+    EZ-VSL's ``validate``: ``F.interpolate(heatmap, size=(224, 224),
+    mode='bilinear', align_corners=True)`` (corner cells pinned to the
+    frame's corner pixels; :func:`upsample_heatmap` and LVS's ``cv2.resize``
+    use ``align_corners=False``).
+
+    Parameters
+    ----------
+    heatmap : np.ndarray, shape (h, w)
+    size : int
+
+    Returns
+    -------
+    np.ndarray, shape (size, size), float32
+    """
+    import torch
+    import torch.nn.functional as F
+
+    h = _as_heatmap(heatmap)
+    t = torch.from_numpy(np.ascontiguousarray(h, dtype=np.float32))[None, None]
+    out = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=True)
+    return out[0, 0].numpy()
+
+
+def reference_normalise(heatmap: np.ndarray) -> np.ndarray:
+    """Min-max normalisation to [0, 1]; a constant map is returned as it is.
+
+    The reference code's ``normalize_img`` (LVS and EZ-VSL ``utils.py``).
+
+    Parameters
+    ----------
+    heatmap : np.ndarray, shape (H, W)
+
+    Returns
+    -------
+    np.ndarray, shape (H, W)
+    """
+    h = _as_heatmap(heatmap)
+    lo, hi = h.min(), h.max()
+    return (h - lo) / (hi - lo) if hi - lo != 0 else h
+
+
+def reference_prediction(heatmap: np.ndarray) -> np.ndarray:
+    """The binary prediction of EZ-VSL's test: normalised map ``>=`` its median-rank value.
+
+    ``thr = np.sort(pred.flatten())[int(H * W * 0.5)]`` and ``pred >= thr``
+    (EZ-VSL ``test.py`` and ``Evaluator.cal_CIOU``). With distinct values it
+    keeps the top ``H * W - int(H * W * 0.5)`` pixels (half); ties at the
+    threshold are all kept, so a constant map predicts every pixel (the
+    whole-image baseline).
+
+    Parameters
+    ----------
+    heatmap : np.ndarray, shape (H, W)
+        Map at the ground truth's resolution (:func:`reference_upsample`).
+
+    Returns
+    -------
+    np.ndarray, shape (H, W), bool
+    """
+    pred = reference_normalise(heatmap)
+    thr = np.sort(pred.flatten())[int(pred.shape[0] * pred.shape[1] * 0.5)]
+    return pred >= thr
+
+
+def reference_ciou(heatmap: np.ndarray, gt_map: np.ndarray) -> float:
+    """cIoU exactly as EZ-VSL's ``Evaluator.cal_CIOU`` computes it.
+
+    ``pred = reference_prediction(heatmap)`` (0/1) and::
+
+        ciou = sum(pred * gt) / (sum(gt) + sum(pred * (gt == 0)))
+
+    with the *soft* ground truth of Flickr-SoundNet (:func:`consensus_map`:
+    a predicted pixel in one annotator's box earns 0.5, a missed one costs
+    0.5) or VGG-SS's binary one (:func:`union_map`). An empty ground truth
+    gives 0 (the prediction is never empty).
+
+    Parameters
+    ----------
+    heatmap : np.ndarray, shape (H, W)
+        Map at the ground truth's resolution.
+    gt_map : np.ndarray, shape (H, W), float
+        Ground truth in [0, 1].
+
+    Returns
+    -------
+    float
+        In [0, 1]. A constant map scores ``sum(gt) / (sum(gt) + #(gt == 0))``,
+        i.e. ``sum(gt) / (H * W)`` for a binary ground truth.
+    """
+    gt = np.asarray(gt_map, dtype=np.float64)
+    h = _as_heatmap(heatmap)
+    if h.shape != gt.shape:
+        raise ValueError(f"heatmap {h.shape} and gt_map {gt.shape} differ; upsample the map first")
+    pred = reference_prediction(h).astype(np.float64)
+    return float(np.sum(pred * gt) / (np.sum(gt) + np.sum(pred * (gt == 0))))
+
+
+def auc_21(cious: np.ndarray | Sequence[float]) -> float:
+    """Area under the success-rate curve, as the reference code computes it.
+
+    ``sklearn.metrics.auc(x, y)`` (trapezoid rule) with ``x = [0.05 * i for i
+    in range(21)]`` (:data:`REFERENCE_AUC_THRESHOLDS`) and ``y[i] = share of
+    images with cIoU >= x[i]`` (LVS ``test.py``, EZ-VSL
+    ``Evaluator.finalize_AUC``). The AUC is linear in ``y``, so it is also the
+    mean of the images' own AUCs (``auc_21([c])``).
+
+    Parameters
+    ----------
+    cious : array-like, shape (N,)
+
+    Returns
+    -------
+    float
+        In [0, 1].
+    """
+    from sklearn.metrics import auc
+
+    c = _check_cious(cious)
+    x = list(REFERENCE_AUC_THRESHOLDS)
+    return float(auc(x, [np.sum(c >= t) / len(c) for t in x]))
+
+
+def _check_cious(cious) -> np.ndarray:
+    c = np.asarray(cious, dtype=np.float64).reshape(-1)
+    if c.size == 0:
+        raise ValueError("no cIoU values to summarise")
+    if not np.all(np.isfinite(c)):
+        raise ValueError("cIoU values must be finite")
+    return c
+
+
+def reference_summary(cious: np.ndarray | Sequence[float]) -> dict[str, float]:
+    """The benchmarks' table entries: ``ciou@0.5``, ``auc`` and ``mean_ciou``.
+
+    EZ-VSL's ``finalize_AP50`` (``mean(ciou >= 0.5)``), ``finalize_AUC``
+    (:func:`auc_21`) and ``finalize_cIoU`` (mean).
+
+    Parameters
+    ----------
+    cious : array-like, shape (N,)
+        :func:`reference_ciou` of each image.
+
+    Returns
+    -------
+    dict
+        ``{"ciou@0.5": float, "auc": float, "mean_ciou": float}``.
+    """
+    c = _check_cious(cious)
+    return {
+        "ciou@0.5": float(np.mean(c >= 0.5)),
+        "auc": auc_21(c),
+        "mean_ciou": float(c.mean()),
     }
 
 

@@ -51,6 +51,15 @@ the centre square is cut (:func:`centre_square`), then
 evaluation) and normalises. AVOL-Net can also see the whole frame
 (:func:`image_input` ``mode="full"``).
 
+Benchmark pictures and sounds
+-----------------------------
+The sound-source localisation benchmarks (Flickr-SoundNet, VGG-SS) follow the
+LVS / EZ-VSL test code: the whole picture resized to 224x224, bicubic
+(:func:`benchmark_frame`), and the model's window from the middle of the sound
+file, clipped to [-1, 1] and tiled (repeated) when the file is shorter than the
+window (:func:`middle_window` of the track :func:`load_audio` decodes at the
+model's rate: mono, resampled with libswresample).
+
 Files
 -----
 A file's kind (video, image or audio) is decided by its content
@@ -680,6 +689,73 @@ def image_input(image, cfg: Config, mode: str = "full") -> Tensor:
     if mode == "full":
         return _normalise(_resize(img, full_input_size(H, W, cfg)), cfg)
     return VisionTransform(cfg.vision)(centre_square(img, cfg)[None], train=False)[0]
+
+
+# ---------------------------------------------------------------------------
+# Benchmark inputs: the LVS / EZ-VSL localisation protocol
+# ---------------------------------------------------------------------------
+
+#: Side of the square frame (and ground-truth map) of the Flickr-SoundNet and
+#: VGG-SS evaluation code of LVS (Chen et al. 2021) and EZ-VSL (Mo & Morgado 2022).
+BENCHMARK_SIZE = 224
+
+
+def benchmark_frame(path: str | os.PathLike, size: int = BENCHMARK_SIZE) -> np.ndarray:
+    """A benchmark picture as the LVS / EZ-VSL test code sees it: ``size x size`` RGB.
+
+    The whole picture (no crop, aspect ratio not kept) is resized to
+    ``size x size`` with PIL's bicubic filter, as EZ-VSL's ``get_test_dataset``
+    (``transforms.Resize((224, 224), Image.BICUBIC)``) does; the ground-truth
+    boxes are defined on this square frame. The file is decoded by
+    :func:`load_image` (FFmpeg) rather than PIL: JPEG decoders may differ by a
+    rounding step on some pixels.
+
+    Parameters
+    ----------
+    path : path-like
+        Image file (any format :func:`load_image` reads).
+    size : int
+        Output side (224 in the reference code).
+
+    Returns
+    -------
+    np.ndarray, shape (size, size, 3), uint8
+    """
+    from PIL import Image  # a dependency of matplotlib, which is pinned
+
+    img = Image.fromarray(np.ascontiguousarray(load_image(path)))
+    return np.asarray(img.resize((size, size), Image.BICUBIC), dtype=np.uint8)
+
+
+def middle_window(track: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` samples in the middle of a track, clipped to [-1, 1], tiled when short.
+
+    EZ-VSL's ``load_spectrogram`` rule, with the model's window (``n =
+    cfg.audio.clip_samples``, 1 s) in place of its 3 s: the window starts at
+    ``(N - n) // 2`` (centred on the middle of the file); samples are clipped
+    to [-1, 1]; a track shorter than the window is repeated from its start
+    (``np.tile``) and cut to ``n`` samples, as EZ-VSL (and LVS) do, rather than
+    zero-padded like :func:`audio_windows`.
+
+    Parameters
+    ----------
+    track : np.ndarray, shape (N,), float
+        Mono samples (N >= 1).
+    n : int
+        Window length in samples.
+
+    Returns
+    -------
+    np.ndarray, shape (n,), float32
+    """
+    x = np.clip(np.asarray(track, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    N = len(x)
+    if N == 0:
+        raise ValueError("audio is empty")
+    if N < n:
+        return np.tile(x, n // N + 1)[:n]
+    start = (N - n) // 2
+    return np.ascontiguousarray(x[start : start + n])
 
 
 # ---------------------------------------------------------------------------
