@@ -92,13 +92,60 @@ screen, another clip's sound: how well the map's peak tells them from the
 frame's own sound; --compare adds L3 / AVE correspondence scores). Uses the
 run's held-out clips when DATA is its training folder, else all clips. Prints
 one JSON object (its 'protocol' field says how each metric is computed).
+
+Benchmarks (--dataset flickr or vggss): DATA is a copy of Flickr-SoundNet or
+VGG-SS laid out as the LVS / EZ-VSL code expects (DATA/frames/<id>.jpg,
+DATA/audio/<id>.wav, and DATA/Annotations/<id>.xml for Flickr or
+DATA/vggss.json for VGG-SS; --gt-path points elsewhere; --test-list takes
+flickr_test.csv / vggss_test.csv). cIoU@0.5, AUC and mean cIoU are computed as
+EZ-VSL's test code does (224x224 frame, soft consensus ground truth on Flickr,
+map >= its median), beside the whole-image, centre-prior and random-map
+baselines, pixel AP, best-threshold IoU, pointing, AVOL-Net minus the best
+baseline with 95 % intervals over images, and the published EZ-VSL figures.
+Unreadable items are listed under 'failed'. Saved as
+RUN/eval/localization_<dataset>.json. The demo-clip options (--split, --times,
+--mode, --threshold, --max-clips, --no-negatives, --compare, --png-*) do not
+apply to it.
 """
+
+#: Options of the demo-clip evaluation that --dataset refuses (dest: flag).
+DEMO_ONLY_OPTIONS = {
+    "split": "--split",
+    "times_per_clip": "--times",
+    "mode": "--mode",
+    "threshold": "--threshold",
+    "max_clips": "--max-clips",
+    "negatives": "--no-negatives",
+    "compare": "--compare",
+    "png_dir": "--png-dir",
+    "png_count": "--png-count",
+}
+
+
+def cmd_eval_benchmark_localization(args) -> int:
+    """``looklisten eval localization --dataset``: print :func:`evaluate_benchmark_localization`."""
+    from looklisten.evaluation.benchmark_localization import evaluate_benchmark_localization
+
+    given = [
+        flag
+        for dest, flag in DEMO_ONLY_OPTIONS.items()
+        if getattr(args, dest) != args.demo_defaults[dest]
+    ]
+    if given:
+        verb = "does" if len(given) == 1 else "do"
+        raise ValueError(f"{', '.join(given)} {verb} not apply with --dataset {args.dataset}")
+    result = call(evaluate_benchmark_localization, args, progress=show_progress(args))
+    return finish_eval(args, result, f"localization_{args.dataset}.json")
 
 
 def cmd_eval_localization(args) -> int:
     """``looklisten eval localization``: print the JSON of :func:`evaluate_localization`."""
     from looklisten.evaluation.localization import evaluate_localization
 
+    if args.dataset:
+        return cmd_eval_benchmark_localization(args)
+    if args.gt_path or args.test_list:
+        raise ValueError("--gt-path and --test-list need --dataset flickr or vggss")
     threshold: str | float = args.threshold
     if threshold not in ("median", "lvs"):
         try:
@@ -118,11 +165,13 @@ def add_localization_cli(eval_subparsers) -> None:
         eval_subparsers,
         "localization",
         func=cmd_eval_localization,
-        help="AVOL-Net localisation on annotated demo clips vs trivial baselines (JSON)",
+        help="AVOL-Net localisation on annotated demo clips, or on Flickr-SoundNet / VGG-SS "
+        "(--dataset), vs trivial baselines (JSON)",
         description=LOCALIZATION_HELP,
-        data_help="folder with clips and annotations.jsonl",
+        data_help="folder with clips and annotations.jsonl (with --dataset: the benchmark's "
+        "folder, frames/ and audio/)",
         checkpoint_help="AVOL-Net run or checkpoint",
-        saves="RUN/eval/localization.json (the report's)",
+        saves="RUN/eval/localization.json (the report's; --dataset: localization_<dataset>.json)",
         batch_size=32,
     )
     sp.add_argument(
@@ -166,6 +215,25 @@ def add_localization_cli(eval_subparsers) -> None:
         "sound beside the maps for the negative sounds",
     )
     sp.add_argument("--png-count", type=int, default=12, help="how many overlays (default 12)")
+    sp.add_argument(
+        "--dataset",
+        choices=["flickr", "vggss"],
+        help="evaluate on a copy of the Flickr-SoundNet or VGG-SS benchmark in DATA, "
+        "as the LVS / EZ-VSL code does (see above)",
+    )
+    sp.add_argument(
+        "--gt-path",
+        metavar="PATH",
+        help="with --dataset: the Flickr XML folder (default DATA/Annotations) or the VGG-SS "
+        "JSON (default DATA/vggss.json)",
+    )
+    sp.add_argument(
+        "--test-list",
+        metavar="CSV",
+        help="with --dataset: the test ids (first column), e.g. flickr_test.csv; default: "
+        "every annotated item with a frame and a sound",
+    )
+    sp.set_defaults(demo_defaults={d: sp.get_default(d) for d in DEMO_ONLY_OPTIONS})
 
 
 # ---------------------------------------------------------------------------
