@@ -374,6 +374,16 @@ def test_cli_eval_retrieval_with_ontology(clips, onto_file, tmp_path, capsys):
         assert row["published"]["ave_net"] == PUBLISHED["ave_net"][d]
         diff = row["minus_l3_cca"]
         assert diff["difference"] == pytest.approx(row["model"] - row["l3_cca"], abs=2e-4)
+    # a smaller C grades the same rankings more steeply: the random baseline drops
+    assert (
+        main(
+            args + ["--labels", str(labels), "--ontology", str(onto_file)] + ["--relevance-c", "3"]
+        )
+        == 0
+    )
+    steep = json.loads(capsys.readouterr().out)
+    assert steep["relevance"]["c"] == 3 and "C = 3" in steep["relevance"]["rule"]
+    assert steep["random"]["im2aud"]["ndcg@30"] < res["random"]["im2aud"]["ndcg@30"]
     # flat mode on the same videos (first labels): relevance says so, no published figures
     assert main(args + ["--labels", str(clips.parent / f"{clips.name}_flat.csv")]) == 0
     flat = json.loads(capsys.readouterr().out)

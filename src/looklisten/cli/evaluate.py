@@ -32,7 +32,8 @@ Graded relevance (--ontology ontology.json, AudioSet's class graph): each item's
 label is a set of AudioSet classes (--labels: an AudioSet segment CSV such as
 eval_segments.csv, matched by the YouTube id the file name starts with, or a
 file,labels CSV of class ids or names separated by ';'), and relevance between
-classes is max(0, 20 - d) / 20 with d their tree distance in the ontology; an
+classes is max(0, C - d) / C with d their tree distance in the ontology and C = 20
+(--relevance-c); an
 item's relevance to a query is the mean over the query's classes of the best
 match among the item's; recall@k counts items of relevance 1. Every score, the
 random and L3 baselines and the bootstrap use it; the JSON's 'relevance' says
@@ -77,6 +78,14 @@ def add_retrieval_cli(eval_subparsers) -> None:
         metavar="FILE",
         help="AudioSet ontology.json: grade relevance between label sets by the ontology "
         "(default: flat, the same label)",
+    )
+    sp.add_argument(
+        "--relevance-c",
+        type=float,
+        default=20.0,
+        metavar="C",
+        help="with --ontology: relevance between classes is max(0, C - d) / C for tree "
+        "distance d (default 20)",
     )
     sp.add_argument("--out", metavar="FILE.json", help="also write the JSON here")
 

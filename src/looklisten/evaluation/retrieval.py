@@ -180,6 +180,8 @@ def ontology_relevance(
         ``R[i, j]``: relevance of an item with set ``j`` to a query with set
         ``i``, in [0, 1]; 1 when set ``j`` holds every class of set ``i``.
     """
+    if not c > 0:
+        raise ValueError(f"the relevance constant C must be > 0, got {c}")
     classes = sorted({a for s in label_sets for a in s})
     index = {a: i for i, a in enumerate(classes)}
     n = len(classes)
@@ -338,7 +340,9 @@ def _clean(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     }
 
 
-def _grading(labs: np.ndarray, onto: Ontology | None, path) -> tuple[Any, Any, dict]:
+def _grading(
+    labs: np.ndarray, onto: Ontology | None, path, c: float = RELEVANCE_C
+) -> tuple[Any, Any, dict]:
     """Labels to score with, the graded relevance matrix (or None) and the JSON's ``relevance``.
 
     ``labs`` (N,) str: flat labels, or label sets as ids joined by ``;``.
@@ -346,11 +350,11 @@ def _grading(labs: np.ndarray, onto: Ontology | None, path) -> tuple[Any, Any, d
     if onto is None:
         return labs, None, {"kind": "flat", "rule": "1 for the same label, 0 otherwise"}
     sets, codes = np.unique(labs, return_inverse=True)
-    grading = ontology_relevance(onto, [x.split(";") for x in sets.tolist()])
+    grading = ontology_relevance(onto, [x.split(";") for x in sets.tolist()], c=c)
     info = {
         "kind": "ontology",
-        "rule": RELEVANCE_RULE.format(c=RELEVANCE_C),
-        "c": RELEVANCE_C,
+        "rule": RELEVANCE_RULE.format(c=c),
+        "c": c,
         "ontology": str(path),
         "classes": len(onto),
         "label_sets": int(len(sets)),
@@ -378,6 +382,7 @@ def evaluate_retrieval(
     device: str | None = None,
     progress: bool = False,
     ontology: str | os.PathLike | None = None,
+    relevance_c: float = RELEVANCE_C,
 ) -> dict[str, Any]:
     """Retrieval scores of a model and of the baselines, on the same items.
 
@@ -405,6 +410,9 @@ def evaluate_retrieval(
         AudioSet ``ontology.json``: relevance graded by the ontology between
         label sets (see the module docstring); every score, the baselines and
         the bootstrap use it. Default: flat relevance (same label).
+    relevance_c : float
+        The ``C`` of the graded relevance ``max(0, C - d) / C`` (20); used
+        with ``ontology`` only.
 
     Returns
     -------
@@ -439,7 +447,7 @@ def evaluate_retrieval(
     labs, groups = items["labels"].astype(str), items["groups"]
     dim = items["image"].shape[1]
     # flat: the labels themselves; graded: label-set indices into `grading`
-    codes, grading, relevance = _grading(labs, onto, ontology)
+    codes, grading, relevance = _grading(labs, onto, ontology, relevance_c)
     scores = cross_modal_eval(
         items["image"],
         items["audio"],
