@@ -384,6 +384,9 @@ def test_cli_eval_retrieval_with_ontology(clips, onto_file, tmp_path, capsys):
     steep = json.loads(capsys.readouterr().out)
     assert steep["relevance"]["c"] == 3 and "C = 3" in steep["relevance"]["rule"]
     assert steep["random"]["im2aud"]["ndcg@30"] < res["random"]["im2aud"]["ndcg@30"]
+    # C without an ontology would be ignored: refused in one line instead
+    assert main(args + ["--relevance-c", "3"]) == 2
+    assert "--ontology" in capsys.readouterr().err
     # flat mode on the same videos (first labels): relevance says so, no published figures
     assert main(args + ["--labels", str(clips.parent / f"{clips.name}_flat.csv")]) == 0
     flat = json.loads(capsys.readouterr().out)

@@ -428,6 +428,8 @@ def evaluate_retrieval(
     )
     from looklisten.models.checkpoint import get_model
 
+    if ontology is None and relevance_c != RELEVANCE_C:
+        raise ValueError("--relevance-c grades relevance by the ontology: give --ontology too")
     data = Path(data)
     if not data.is_dir():
         raise NotADirectoryError(f"{data}: not a folder")
