@@ -339,7 +339,7 @@ def evaluate_benchmark_localization(
         "data": str(data),
         "annotations": str(bench.annotations),
         "test_list": None if test_list is None else str(test_list),
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(getattr(model, "checkpoint_path", checkpoint)),
         "n": len(ids),
         "map_size": sorted(map_sizes)[0] if len(map_sizes) == 1 else sorted(map_sizes),
         "avol": summ["avol"],
