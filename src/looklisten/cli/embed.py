@@ -23,7 +23,10 @@ image, or 'audio_embedding' and 'image_embedding' (T, D) for a video, and
 'checkpoint', 'source', 'hop', 'center'. Read with numpy.load(path).
 
 A bad input (missing, empty, corrupt, unsupported) prints one line naming the file
-and the reason; the others are still processed, and the exit code is 1.
+and the reason; the others are still processed, and the exit code is 1. So does an
+output that cannot be written (a full disk): nothing partial is left, and the next
+file is still tried. An OUT that is read-only or forbidden is refused before any
+file is embedded (exit code 74).
 """
 
 
@@ -55,7 +58,7 @@ def cmd_embed(args) -> int:
     """Run ``looklisten embed``; return the exit code (1 if any input failed)."""
     from tqdm.auto import tqdm
 
-    from looklisten.core.fileio import atomic_write_bytes
+    from looklisten.core.fileio import WriteError, atomic_write_bytes, check_writable
     from looklisten.inputs.prepare import check_hop, find_media
     from looklisten.media.video import MediaError
     from looklisten.models.checkpoint import get_model
@@ -63,6 +66,7 @@ def cmd_embed(args) -> int:
 
     check_hop(args.hop)  # before any file is read
     model = get_model(args.checkpoint, args.device)
+    check_writable(args.out)
     ckpt = getattr(model, "checkpoint_path", str(args.checkpoint))
     files = find_media(args.inputs)
     out_dir = Path(args.out)
@@ -96,7 +100,11 @@ def cmd_embed(args) -> int:
         else:
             target = out_dir / (str(rel) + ".npz")
             arrays = result_arrays(result, ckpt, str(path), args.hop, args.center)
-            atomic_write_bytes(target, npz_bytes(arrays))
+            try:
+                atomic_write_bytes(target, npz_bytes(arrays))
+            except WriteError as e:  # a full disk: say so, try the next file
+                bar.write(f"error: {path}: {e}", file=sys.stderr)
+                failed += 1
         bar.update()
     bar.close()
     ok = len(files) - failed

@@ -13,6 +13,7 @@ training run starts) removes those whose process is gone.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -31,6 +32,87 @@ log = logging.getLogger(__name__)
 #: A leftover from another machine (shared storage) is removed after this long untouched.
 FOREIGN_LEFTOVER_SECONDS = 24 * 3600
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-")
+
+
+class WriteError(OSError):
+    """A file or folder could not be written: a full disk, a read-only one, no permission.
+
+    One line: the path and the reason (``cannot write RUN/checkpoint: No space left
+    on device [ENOSPC]``). The writers of this module raise it after removing their
+    temporary files, so the previous version (if any) is untouched and nothing
+    partial is left. ``errno`` is the underlying error's, when there is one.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str | BaseException) -> None:
+        self.path = str(path)
+        code = getattr(reason, "errno", None)
+        if isinstance(reason, BaseException):
+            text = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
+        else:
+            text = reason
+        if code is not None and code in errno.errorcode:
+            text = f"{text} [{errno.errorcode[code]}]"
+        super().__init__(code, text)
+        self.reason = text
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.reason}"
+
+    @classmethod
+    def of(cls, path: str | os.PathLike, e: BaseException) -> WriteError:
+        """``e`` as a :class:`WriteError` about ``path`` (itself if it already is one)."""
+        return e if isinstance(e, WriteError) else cls(path, e)
+
+
+#: Errors of a disk that takes no more writes, recognised in other libraries' messages.
+_DISK_ERRNOS = (
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EFBIG,
+    errno.EIO,
+)
+
+
+def disk_error(e: BaseException) -> OSError | None:
+    """``e`` as an OSError when it is one, or when a library reports one in its message.
+
+    safetensors (``... (os error 28)``) and FAISS (``... (No space left on
+    device)``) raise their own exception types for a failed write; this finds
+    the operating system's error in their text. None: not a disk error.
+    """
+    if isinstance(e, OSError):
+        return e
+    text = str(e)
+    m = re.search(r"os error (\d+)", text)
+    codes = [int(m[1])] if m else [c for c in _DISK_ERRNOS if os.strerror(c) in text]
+    if not codes:
+        return None
+    return OSError(codes[0], os.strerror(codes[0]))
+
+
+def check_writable(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and write (then remove) a small file in it.
+
+    For long jobs that write at the end (an index) or per item (embeddings): a
+    read-only, full or forbidden folder is refused before the work starts.
+    Raises :class:`WriteError` naming the folder.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(folder / "probe"), dir=folder)
+        try:
+            os.write(fd, b"looklisten" * 410)  # 4 KiB: one block
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(tmp)
+    except OSError as e:
+        raise WriteError.of(folder, e) from None
+    return folder
 
 
 class DamagedFileError(ValueError):
@@ -148,20 +230,32 @@ def default_file_mode() -> int:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename).
+
+    Raises :class:`WriteError` (the path and the reason) when the disk is full,
+    read-only or forbidden; ``path`` then holds what it held before.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
-        os.fchmod(fd, default_file_mode())
-        with os.fdopen(fd, "wb") as f:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+        f = os.fdopen(fd, "wb")
+        try:
+            os.fchmod(fd, default_file_mode())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        finally:
+            with contextlib.suppress(OSError):  # a failed flush on close: reported above
+                f.close()
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise WriteError.of(path, e) from None
         raise
     fsync_dir(path.parent)
     return path
@@ -190,14 +284,20 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     the old one, so a reader (or a kill) at any moment sees either the complete
     old directory or the complete new one. Every file is fsynced before the
     swap. On an exception the temporary directory is removed and ``path`` is
-    untouched.
+    untouched; an ``OSError`` (a full, read-only or forbidden disk, in the body
+    or in the swap) is raised as :class:`WriteError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean_leftovers(path.parent, path.name)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean_leftovers(path.parent, path.name)
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), dir=path.parent))
+    except OSError as e:
+        raise WriteError.of(path, e) from None
+    link = path.with_name(temp_prefix(path) + "link")
+    aside, swapped = None, False
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
         for p in tmp.rglob("*"):
             if p.is_file():
@@ -206,19 +306,28 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
                     os.fsync(f.fileno())
         fsync_dir(tmp)
         old_target = path.parent / os.readlink(path) if path.is_symlink() else None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        os.symlink(tmp.name, link)
         if path.exists() and not path.is_symlink():
             # A plain directory from elsewhere: move it aside first (not atomic).
             aside = path.with_name(temp_prefix(path) + "old")
             os.replace(path, aside)
             old_target = aside
-        link = path.with_name(temp_prefix(path) + "link")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(link)
-        os.symlink(tmp.name, link)
         os.replace(link, path)
+        aside, swapped = None, True  # the old version may go
         fsync_dir(path.parent)
         if old_target is not None and old_target.exists():
             shutil.rmtree(old_target, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as e:
+        if not swapped:
+            shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.unlink(link)
+        if aside is not None and not os.path.lexists(path):
+            with contextlib.suppress(OSError):
+                os.replace(aside, path)  # put the plain directory back
+        err = disk_error(e) if isinstance(e, Exception) else None
+        if err is not None:
+            raise WriteError.of(path, err) from None
         raise

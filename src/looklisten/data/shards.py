@@ -37,6 +37,7 @@ first copied to ``$LOOKLISTEN_CACHE/shards/`` (default
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -53,9 +54,12 @@ import numpy as np
 
 from looklisten.core.config import DEFAULT_JPEG_QUALITY, DEFAULT_SHARD_SIZE, Config
 from looklisten.core.fileio import (
+    WriteError,
     atomic_write_json,
     atomic_write_text,
+    check_writable,
     clean_leftovers,
+    disk_error,
     file_sha256,
     fsync_dir,
     temp_prefix,
@@ -154,7 +158,10 @@ class _TarWriter:
     def __init__(self, path: Path):
         self.path = path
         self.tmp = path.with_name(temp_prefix(path) + "tar")
-        self.file = open(self.tmp, "wb")
+        try:
+            self.file = open(self.tmp, "wb")
+        except OSError as e:
+            raise WriteError.of(path, e) from None
         self.sha256 = hashlib.sha256()
         self.tar = tarfile.open(fileobj=self, mode="w", format=tarfile.USTAR_FORMAT)
 
@@ -184,7 +191,8 @@ class _TarWriter:
         return size
 
     def abort(self) -> None:
-        self.file.close()
+        with contextlib.suppress(OSError):  # closing flushes: fails again on a full disk
+            self.file.close()
         self.tmp.unlink(missing_ok=True)
 
 
@@ -244,7 +252,7 @@ def shard_folder(
     if not Path(data).is_dir():  # before anything is written
         raise NotADirectoryError(f"{data}: not a folder of videos")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)  # a read-only or full disk is refused before decoding
     settings = _settings(cfg, jpeg_quality)
     manifest = scan_folder(data, min_seconds=cfg.audio.clip_seconds, progress=progress)
     videos = manifest.videos
@@ -307,9 +315,17 @@ def shard_folder(
                 meta_at = writer.add(f"{key}.json", json.dumps(meta).encode())
                 kept.append({"key": key, "entry": asdict(v), "meta": list(meta_at)})
             size = writer.close()
-        except BaseException:
+        except BaseException as e:
             writer.abort()
-            raise
+            err = disk_error(e) if isinstance(e, Exception) else None
+            if err is None:
+                raise
+            done = sum(sh is not None for sh in shards)
+            raise WriteError(
+                out / name,
+                f"{WriteError.of(out / name, err).reason}; {done} of {len(groups)} shards are "
+                "complete: run the same command again to continue",
+            ) from None
         shards[s] = {
             "name": name,
             "bytes": size,

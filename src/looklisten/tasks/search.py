@@ -136,6 +136,7 @@ def build_index(
     """
     from tqdm.auto import tqdm
 
+    from looklisten.core.fileio import check_writable
     from looklisten.data.labels import Labels
     from looklisten.inputs.prepare import MEDIA_EXTENSIONS, find_media
     from looklisten.media.video import MediaError
@@ -146,6 +147,8 @@ def build_index(
     files = find_media(sources, MEDIA_EXTENSIONS | {".npz"})
     if not files:
         raise ValueError(f"no media or .npz files in {', '.join(map(str, sources))}")
+    # the index is written once, at the end: a disk that takes no writes is refused now
+    check_writable(Path(os.path.abspath(out)).parent)
     roots = [Path(s) for s in sources if Path(s).is_dir()]
     label_root = roots[0] if roots else Path(files[0][0]).parent
     label_src = Labels(label_root, labels)
