@@ -83,11 +83,40 @@ def init_from_env(device: torch.device) -> DistEnv:
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         kw = {"device_id": device} if device.type == "cuda" else {}
+        store = _attempt_store(world)
+        if store is not None:
+            kw.update(store=store, rank=rank, world_size=world)
         dist.init_process_group(backend=backend, **kw)
         owns = True
     if dist.get_world_size() != world or dist.get_rank() != rank:
         raise RuntimeError("the process group does not match RANK / WORLD_SIZE")
     return DistEnv(rank, world, local_rank, local_world, owns)
+
+
+def _attempt_store(world: int):
+    """The rendezvous store of this torchrun attempt: torchrun's own, under a fresh prefix.
+
+    torchrun hosts one TCP store for the whole job and its workers connect to it
+    (``TORCHELASTIC_USE_AGENT_STORE``). torch's ``env://`` initialisation uses it
+    without a per-attempt prefix, so after ``--max-restarts`` restarts the ranks,
+    they read the killed attempt's addresses and connect to dead peers (seen with
+    torch 2.13 and gloo: "connectFullMesh failed ... Connection refused", or a
+    hang; ``tests/test_cluster.py``). A prefix per ``TORCHELASTIC_RESTART_COUNT``
+    gives every attempt its own keys. None: not under torchrun's store.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    from torch.distributed.constants import default_pg_timeout
+
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    client = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world,
+        is_master=False,
+        timeout=default_pg_timeout,
+    )
+    return dist.PrefixStore(f"looklisten/attempt_{attempt}/", client)
 
 
 def pick_local_device(device: str | None) -> torch.device:
