@@ -88,16 +88,23 @@ AVC_PAIRS = 2000
 
 
 def _train_or_reuse(data: Path, run: Path, cfg, time_budget: float | None, progress: bool) -> dict:
+    from looklisten.training.preemption import Preempted
     from looklisten.training.trainer import train
 
     summary_path = run / "metrics.json"
+    resume = False
     if summary_path.is_file() and (run / "checkpoint").exists():
         summary = json.loads(summary_path.read_text())
         if summary.get("model") == cfg.model.arch and summary.get("preset") == cfg.preset:
-            print(f"reusing {run} (delete it to retrain)")
-            return summary
-    print(f"training {cfg.model.arch} ({cfg.preset}) -> {run}")
-    return train(data, run, cfg, progress=progress, time_budget=time_budget)
+            if not summary.get("preempted"):
+                print(f"reusing {run} (delete it to retrain)")
+                return summary
+            resume = True  # stopped by a signal last time: continue it
+    print(f"{'resuming' if resume else 'training'} {cfg.model.arch} ({cfg.preset}) -> {run}")
+    summary = train(data, run, cfg, progress=progress, time_budget=time_budget, resume=resume)
+    if summary.get("preempted"):
+        raise Preempted(str(run), summary)
+    return summary
 
 
 def _overlay_video(data: Path, run: Path, out_dir: Path) -> Path | None:

@@ -13,7 +13,21 @@ looklisten: learn what things look like and sound like from unlabelled video
 (Look, Listen and Learn: L3-Net; Objects that Sound: AVE-Net, AVOL-Net).
 
 Run 'looklisten COMMAND --help' for a command's options.
+
+exit codes:
+  0    done
+  1    done, but some inputs failed (each named on its own line)
+  2    bad command line or input (one line says what)
+  74   a file could not be written: full, read-only or forbidden disk (one line
+       names it; the previous checkpoint or index is kept)
+  75   train: stopped by SIGTERM / SIGUSR1 after writing a checkpoint; run the
+       same command with --resume auto to continue
+  130  interrupted (Ctrl-C)
 """
+
+#: Exit codes (documented in DESCRIPTION). 74 and 75 are sysexits.h's EX_IOERR, EX_TEMPFAIL.
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_WRITE, EXIT_PREEMPTED, EXIT_INTERRUPTED = 74, 75, 130
 
 
 TRAIN_HELP = """\
@@ -21,6 +35,12 @@ Scan DIR recursively for videos, reject unusable ones (listed in
 OUT/rejected.tsv with reasons), split by video, and train on the audio-visual
 correspondence task. Metrics go to OUT/metrics.jsonl, the checkpoint to
 OUT/checkpoint/.
+
+On a cluster: SIGTERM or SIGUSR1 (preemption, scancel, a spot reclaim) ends
+the run after the current step with a checkpoint and exit code 75; under
+torchrun every rank stops at the same step. A requeued job given the same
+command with --resume auto continues where it stopped (or starts, if RUN has
+no checkpoint yet).
 """
 
 DEMO_HELP = """\
@@ -89,19 +109,42 @@ def _resume_config(args):
 TRAIN_DEFAULTS = {"preset": "small", "model": "l3"}
 
 
-def cmd_train(args) -> int:
-    from looklisten.training.trainer import train
+def _resume_arg(value: str):
+    """``--resume`` takes no value, or ``auto``."""
+    if value == "auto":
+        return value
+    raise argparse.ArgumentTypeError(
+        f"--resume takes no value or 'auto', got {value!r} (put --resume after DIR)"
+    )
 
-    if not args.resume:
+
+def cmd_train(args) -> int:
+    import os
+
+    from looklisten.models.checkpoint import load_config, load_state, verify_checkpoint
+    from looklisten.training.trainer import resolve_resume, resume_config, train
+
+    resume = resolve_resume(args.resume, args.out)
+    if not resume:
         for k, v in TRAIN_DEFAULTS.items():
             if getattr(args, k) is None:
                 setattr(args, k, v)
+    cfg = _config(args) if not resume else _resume_config(args)
+    if resume:  # a damaged checkpoint or a conflicting setting: one line, before the rest
+        verify_checkpoint(args.out)
+        resume_config(load_config(args.out), cfg)
+    if os.environ.get("RANK", "0") == "0":
+        if resume:
+            step = load_state(args.out).get("step", 0)
+            print(f"looklisten train: resuming {args.out} from step {step}", file=sys.stderr)
+        elif args.resume == "auto":
+            print(f"looklisten train: no checkpoint in {args.out}: a new run", file=sys.stderr)
 
     summary = train(
         args.data,
         args.out,
-        _config(args) if not args.resume else _resume_config(args),
-        resume=args.resume,
+        cfg,
+        resume=resume,
         device=args.device,
         cache=args.cache,
         max_steps=args.max_steps,
@@ -110,7 +153,7 @@ def cmd_train(args) -> int:
         workers=args.workers,
     )
     print(json.dumps(summary, indent=2))
-    return 0
+    return EXIT_PREEMPTED if summary.get("preempted") else EXIT_OK
 
 
 def cmd_make_demo_data(args) -> int:
@@ -288,9 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--resume",
-        action="store_true",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_resume_arg,
+        metavar="auto",
         help="continue the run in --out exactly where its checkpoint stopped, with its saved "
-        "config (--epochs may change; another differing setting is an error)",
+        "config (--epochs may change; another differing setting is an error). "
+        "'--resume auto': continue if --out holds a checkpoint, else start a new run "
+        "(for jobs requeued with the same command line)",
     )
     sp.add_argument(
         "--cache",
@@ -557,16 +606,24 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    from looklisten.core.fileio import WriteError
     from looklisten.media.video import MediaError
+    from looklisten.training.preemption import Preempted
 
     try:
         return args.func(args)
+    except Preempted as e:
+        print(f"looklisten {args.command}: {e}", file=sys.stderr)
+        return EXIT_PREEMPTED
+    except WriteError as e:  # before FileNotFoundError: a WriteError is an OSError
+        print(f"looklisten {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_WRITE
     except (MediaError, FileNotFoundError, NotADirectoryError, ValueError) as e:
         print(f"looklisten {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import signal
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -27,6 +28,16 @@ MAIN_GUARD_ADVICE = (
     "looklisten starts worker processes that import your main script again: in a "
     'script, put the code that calls looklisten under `if __name__ == "__main__":`'
 )
+
+
+#: The signals a looklisten job may handle itself, to stop gracefully
+#: (SIGTERM / SIGUSR1: see looklisten.training.preemption).
+STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
+
+
+def _ignore(names: list[str]) -> None:
+    for name in names:
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 class WorkerError(RuntimeError):
@@ -54,7 +65,19 @@ def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
         When a worker dies, with the likely causes (a missing main guard, memory).
     """
     refuse_in_worker_bootstrap()
-    ex = ProcessPoolExecutor(max(1, int(workers)), mp_context=multiprocessing.get_context("spawn"))
+    # When the parent handles a stop signal (a training run), its workers ignore it: a
+    # scheduler that signals the whole process group must not kill the pool under it.
+    handled = [
+        n
+        for n in STOP_SIGNALS
+        if signal.getsignal(getattr(signal, n)) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+    ]
+    ex = ProcessPoolExecutor(
+        max(1, int(workers)),
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_ignore if handled else None,
+        initargs=(handled,) if handled else (),
+    )
     try:
         yield ex
     except BaseException as e:

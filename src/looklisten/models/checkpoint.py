@@ -38,7 +38,22 @@ def resolve(path: str | os.PathLike) -> Path:
         return p
     if (p / CHECKPOINT_DIR / "config.json").is_file():
         return p / CHECKPOINT_DIR
+    link = p / CHECKPOINT_DIR
+    if link.is_symlink() and not link.exists():
+        raise DamagedFileError(
+            link, "checkpoint", f"it links to {os.readlink(link)}, which is gone"
+        )
     raise FileNotFoundError(f"{p}: no checkpoint here (expected config.json and model.safetensors)")
+
+
+def has_checkpoint(run: str | os.PathLike) -> bool:
+    """Whether the run directory ``run`` holds a checkpoint, or what is left of one.
+
+    A dangling ``RUN/checkpoint`` link counts: resuming then reports the damage
+    instead of starting over on top of it.
+    """
+    p = Path(run) / CHECKPOINT_DIR
+    return os.path.lexists(p) or (Path(run) / "config.json").is_file()
 
 
 def run_dir(path: str | os.PathLike) -> Path:

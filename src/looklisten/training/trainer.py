@@ -28,6 +28,12 @@ looklisten.data.sampler) and its augmentation of (seed, step, position in the gl
 batch), so ``--resume`` continues with exactly the batches an uninterrupted run
 would see.
 
+Preemption (see looklisten.training.preemption): SIGTERM or SIGUSR1 ends the
+run after the current step (every rank at the same step) with a checkpoint;
+the summary's ``preempted`` names the signal, and ``resume="auto"`` (``--resume
+auto``) continues it. A checkpoint or metrics file that cannot be written raises
+:class:`~looklisten.core.fileio.WriteError` on every rank; the last checkpoint stays.
+
 Several processes (``torchrun``, see looklisten.training.distributed): rank r of W
 computes the contiguous slice r of every global batch of ``train.batch_size``
 pairs, with batch norm statistics and gradients over the whole global batch,
@@ -52,7 +58,12 @@ import numpy as np
 import torch
 
 from looklisten.core.config import Config
-from looklisten.core.fileio import atomic_write_json, atomic_write_text, clean_leftovers
+from looklisten.core.fileio import (
+    WriteError,
+    atomic_write_json,
+    atomic_write_text,
+    clean_leftovers,
+)
 from looklisten.data.sampler import (
     FileSource,
     MemorySource,
@@ -64,6 +75,7 @@ from looklisten.data.scan import VideoEntry, scan_folder
 from looklisten.inputs.prepare import VisionTransform
 from looklisten.models.audio import random_gain
 from looklisten.models.checkpoint import (
+    has_checkpoint,
     init_weights,
     load_config,
     load_optimizer,
@@ -90,6 +102,7 @@ from looklisten.training.distributed import (
     sync_batchnorm,
     wrap_ddp,
 )
+from looklisten.training.preemption import StopAgreement, StopSignals, signal_name
 
 log = logging.getLogger("looklisten.training.trainer")
 
@@ -345,6 +358,10 @@ class Trainer:
             raise ValueError(f"epoch_pairs ({t.epoch_pairs}) < batch_size ({t.batch_size})")
         self.step = 0
         self.stopped_early = False
+        # graceful preemption (see looklisten.training.preemption): train() sets the signals
+        self.stop_signals: StopSignals | None = None
+        self.stop_agreement = StopAgreement(env, device)
+        self.preempted: str | None = None  # the signal that stopped the run
         self.history: list[dict] = []
         self.amp = t.amp and device.type == "cuda"
         self._val_loader: torch.utils.data.DataLoader | None = None
@@ -483,16 +500,30 @@ class Trainer:
             atomic_write_text(self.out / "metrics.jsonl", "".join(lines))
 
     def save(self) -> Path:
-        """Checkpoint (rank 0 writes; every rank returns once it is on disk)."""
+        """Checkpoint (rank 0 writes; every rank returns once it is on disk).
+
+        A checkpoint that cannot be written (a full or read-only disk) raises
+        :class:`~looklisten.core.fileio.WriteError` on every rank (rank 0 tells
+        the others, so none waits for it); the previous checkpoint stays.
+        """
         state = {
             "step": self.step,
             "epoch": self.step / self.steps_per_epoch,
             "history": self.history,
         }
         path = self.out / "checkpoint"
+        error: Exception | None = None
         if self.env.is_main:
-            path = save_checkpoint(self.out, self.model, self.cfg, self.optimizer, state)
-        barrier(self.env)
+            try:
+                path = save_checkpoint(self.out, self.model, self.cfg, self.optimizer, state)
+            except Exception as e:
+                error = e
+        if self.env.distributed:
+            failed = broadcast_flag(error is not None, self.env, self.device)
+            if failed and error is None:
+                error = WriteError(path, "rank 0 could not write it (its log says why)")
+        if error is not None:
+            raise error
         return path
 
     def lr_at(self, step: int) -> float:
@@ -603,8 +634,16 @@ class Trainer:
     def _log(self, record: dict) -> None:
         self.history.append(record)
         if self.env.is_main:
-            with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            path = self.out / "metrics.jsonl"
+            try:
+                with open(path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as e:
+                raise WriteError.of(path, e) from None
+
+    def _stop_code(self) -> int:
+        """This rank's stop signal number (0: none)."""
+        return self.stop_signals.code if self.stop_signals is not None else 0
 
     def fit(
         self,
@@ -617,6 +656,11 @@ class Trainer:
         ``time_budget`` (seconds): stop early once this much training time has
         passed, after a last validation and checkpoint (the summary says so).
         With several processes, rank 0's clock decides, at log steps.
+
+        A stop signal (``self.stop_signals``, set by :func:`train`) ends the
+        loop after the step in progress (one step later with several ranks, so
+        that all agree), with a checkpoint and no validation; the summary's
+        ``preempted`` is the signal's name.
         """
         from tqdm.auto import tqdm
 
@@ -642,8 +686,12 @@ class Trainer:
         # loss, correct, pairs (+ contrastive, calibration)
         sums = torch.zeros(5 if t.contrastive else 3, device=self.device, dtype=torch.float64)
         seen, tick = 0, time.time()
-        for batch in loader:
+        agree = self.stop_agreement
+        stop = agree.now(self._stop_code()) if self.step < total else 0  # before any step
+        first_step = self.step
+        for batch in loader if not stop else ():
             sums += self.train_step(batch)
+            stop = agree.poll(self._stop_code())  # the same answer on every rank
             seen += 1
             bar.update()
             end_of_epoch = self.step % self.steps_per_epoch == 0
@@ -693,9 +741,28 @@ class Trainer:
                 if out_of_time:
                     self.stopped_early = True
                     break
-            elif t.save_every_steps and self.step % t.save_every_steps == 0:
+            elif stop or (t.save_every_steps and self.step % t.save_every_steps == 0):
                 self.save()
+            if stop:
+                break
+        agree.close()
         bar.close()
+        if stop and self.step < total:  # a signal during the last step: the run is done
+            self.preempted = signal_name(stop)
+            if env.is_main:
+                what = (
+                    f"wrote {self.out / 'checkpoint'}"
+                    if self.step > first_step
+                    else "took no step (nothing new to save)"
+                )
+                log.warning(
+                    "%s: stopped after step %d of %d and %s; the same command with "
+                    "--resume auto continues it",
+                    self.preempted,
+                    self.step,
+                    total,
+                    what,
+                )
         vals = [r for r in self.history if r.get("split") == "val"]
         summary = {
             "preset": self.cfg.preset,
@@ -706,6 +773,7 @@ class Trainer:
             "val_avc_accuracy": vals[-1]["val_avc_accuracy"] if vals else math.nan,
             "best_val_avc_accuracy": max((r["val_avc_accuracy"] for r in vals), default=math.nan),
             "stopped_by_time_budget": self.stopped_early,
+            "preempted": self.preempted,
             "train_videos": self.total_videos[0],
             "val_videos": self.total_videos[1],
             "processes": env.world_size,
@@ -717,12 +785,26 @@ class Trainer:
         return summary
 
 
+def resolve_resume(resume: bool | str, out: str | os.PathLike) -> bool:
+    """Whether a run continues: ``resume`` True / False, or ``"auto"``.
+
+    ``"auto"`` (for jobs requeued with the same command line) resumes when
+    ``out`` holds a checkpoint (or what is left of one: a damaged checkpoint is
+    then reported, never overwritten) and starts a new run otherwise.
+    """
+    if resume == "auto":
+        return has_checkpoint(out)
+    if isinstance(resume, bool):
+        return resume
+    raise ValueError(f"resume must be True, False or 'auto', got {resume!r}")
+
+
 def train(
     data: str | os.PathLike,
     out: str | os.PathLike,
     cfg: Config,
     *,
-    resume: bool = False,
+    resume: bool | str = False,
     device: str | None = None,
     cache: str = "auto",
     epochs: int | None = None,
@@ -730,31 +812,42 @@ def train(
     time_budget: float | None = None,
     progress: bool = True,
     workers: int | None = None,
+    handle_signals: bool = True,
 ) -> dict[str, Any]:
     """Train on a folder of videos or on shards; return the summary written to RUN/metrics.json.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this with the
     same arguments; it joins the process group (NCCL on CUDA, gloo on the CPU)
     and leaves it at the end if it created it.
+
+    ``resume``: True continues the run in ``out`` from its checkpoint, "auto"
+    does when there is one (see :func:`resolve_resume`). ``handle_signals``
+    (main thread only): SIGTERM or SIGUSR1 ends the run after the current step
+    with a checkpoint; the summary's ``preempted`` names the signal (see
+    looklisten.training.preemption).
     """
+    resume = resolve_resume(resume, out)
     dev = pick_local_device(device)
     env = init_from_env(dev)
+    signals = StopSignals() if handle_signals else StopSignals(())
     try:
-        trainer = Trainer.from_folder(
-            data,
-            out,
-            cfg,
-            device=str(dev),
-            cache=cache,
-            progress=progress,
-            workers=workers,
-            resume=resume,
-            env=env,
-        )
-        if not resume and env.is_main:
-            (Path(out) / "metrics.jsonl").unlink(missing_ok=True)
-        barrier(env)
-        np.seterr(all="ignore")
-        return trainer.fit(epochs=epochs, max_steps=max_steps, time_budget=time_budget)
+        with signals:
+            trainer = Trainer.from_folder(
+                data,
+                out,
+                cfg,
+                device=str(dev),
+                cache=cache,
+                progress=progress,
+                workers=workers,
+                resume=resume,
+                env=env,
+            )
+            trainer.stop_signals = signals
+            if not resume and env.is_main:
+                (Path(out) / "metrics.jsonl").unlink(missing_ok=True)
+            barrier(env)
+            np.seterr(all="ignore")
+            return trainer.fit(epochs=epochs, max_steps=max_steps, time_budget=time_budget)
     finally:
         shutdown(env)
