@@ -35,8 +35,24 @@ MAIN_GUARD_ADVICE = (
 STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
 
 
-def _ignore(names: list[str]) -> None:
-    for name in names:
+def handled_stop_signals() -> list[str]:
+    """The :data:`STOP_SIGNALS` this process has a handler for (a forked child: inherited)."""
+    return [
+        n
+        for n in STOP_SIGNALS
+        if signal.getsignal(getattr(signal, n)) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+    ]
+
+
+def ignore_stop_signals(names: list[str] | None = None) -> None:
+    """In a worker process: ignore ``names`` (default: :func:`handled_stop_signals`).
+
+    A scheduler may signal a job's whole process group; the parent, which
+    handles these signals to stop gracefully, then ends its workers itself.
+    (PyTorch's DataLoader workers set a C handler that dies of SIGTERM, over the
+    inherited one: call this from their ``worker_init_fn``.)
+    """
+    for name in handled_stop_signals() if names is None else names:
         signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
@@ -67,15 +83,11 @@ def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     refuse_in_worker_bootstrap()
     # When the parent handles a stop signal (a training run), its workers ignore it: a
     # scheduler that signals the whole process group must not kill the pool under it.
-    handled = [
-        n
-        for n in STOP_SIGNALS
-        if signal.getsignal(getattr(signal, n)) not in (signal.SIG_DFL, signal.SIG_IGN, None)
-    ]
+    handled = handled_stop_signals()
     ex = ProcessPoolExecutor(
         max(1, int(workers)),
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=_ignore if handled else None,
+        initializer=ignore_stop_signals if handled else None,
         initargs=(handled,) if handled else (),
     )
     try:

@@ -64,6 +64,7 @@ from looklisten.core.fileio import (
     atomic_write_text,
     clean_leftovers,
 )
+from looklisten.core.pool import ignore_stop_signals
 from looklisten.data.sampler import (
     FileSource,
     MemorySource,
@@ -242,12 +243,18 @@ def _make_source(
     return FileSource(root, videos, cfg)
 
 
+def _loader_worker_init(worker_id: int) -> None:
+    """A DataLoader worker leaves SIGTERM / SIGUSR1 to a training parent that handles them."""
+    ignore_stop_signals()
+
+
 def _loader(
     pairs: PairDataset, sampler: _GlobalBatches, workers: int, device: torch.device
 ) -> torch.utils.data.DataLoader:
     kw: dict[str, Any] = {}
     if workers > 0:
         kw = {"num_workers": workers, "persistent_workers": True, "prefetch_factor": 4}
+        kw["worker_init_fn"] = _loader_worker_init
     return torch.utils.data.DataLoader(
         _EpochPairs(pairs),
         batch_size=sampler.local,
