@@ -69,6 +69,35 @@ def _env(cache: Path) -> dict:
     return env
 
 
+# Every job runs in its own process group, killed after the test: a failing test
+# must not leave torchrun's ranks running.
+_GROUPS: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftover_jobs():
+    yield
+    while _GROUPS:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(_GROUPS.pop(), signal.SIGKILL)
+
+
+def _start(argv: list[str], env: dict, **kw) -> subprocess.Popen:
+    """Start a job (stdout and stderr captured as text) in a process group of its own."""
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    proc = subprocess.Popen(argv, env=env, text=True, start_new_session=True, **kw)
+    _GROUPS.append(proc.pid)
+    return proc
+
+
+def _run(argv: list[str], env: dict, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    """Run a job to its end (as subprocess.run with capture_output)."""
+    proc = _start(argv, env, **kw)
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def _train_argv(data: Path, out: Path, *extra: str, ranks: int = 1) -> list[str]:
     """The job's command line: the same for the first start and every requeue."""
     argv = [sys.executable, "-m"]
@@ -138,18 +167,14 @@ def _leftovers(run: Path) -> list[str]:
 
 def test_sigterm_at_a_random_step_checkpoints_and_the_requeue_is_bit_identical(data, tmp_path):
     env = _env(tmp_path / "cache")
-    full = subprocess.run(
-        _train_argv(data, tmp_path / "full"), env=env, capture_output=True, text=True
-    )
+    full = _run(_train_argv(data, tmp_path / "full"), env)
     assert full.returncode == 0, full.stderr[-3000:]
     assert "no checkpoint in" in full.stderr and "a new run" in full.stderr
 
     # the scheduler's SIGTERM at a random step
     k = int(np.random.default_rng().integers(2, 20))
     run = tmp_path / "job"
-    proc = subprocess.Popen(
-        _train_argv(data, run), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = _start(_train_argv(data, run), env)
     _wait_for_step(proc, run, k)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
@@ -164,7 +189,7 @@ def test_sigterm_at_a_random_step_checkpoints_and_the_requeue_is_bit_identical(d
     assert _leftovers(run) == []
 
     # requeued with the same command line
-    again = subprocess.run(_train_argv(data, run), env=env, capture_output=True, text=True)
+    again = _run(_train_argv(data, run), env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resuming {run} from step {stopped}" in again.stderr
     assert json.loads(again.stdout)["steps"] == TOTAL
@@ -185,14 +210,7 @@ def test_sigterm_to_the_whole_process_group_stops_cleanly_with_loader_workers(da
     run = tmp_path / "job"
     argv = _train_argv(data, run, "--cache", "files")
     argv[argv.index("--workers") + 1] = "2"
-    proc = subprocess.Popen(
-        argv,
-        env=_env(tmp_path / "cache"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a job step
-    )
+    proc = _start(argv, _env(tmp_path / "cache"))  # its own process group, as a job step
     _wait_for_step(proc, run, 3)
     os.killpg(proc.pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
@@ -207,19 +225,17 @@ def test_sigterm_to_the_whole_process_group_stops_cleanly_with_loader_workers(da
 def test_resume_auto_refuses_a_conflicting_setting_and_a_damaged_checkpoint(data, tmp_path):
     env = _env(tmp_path / "cache")
     run = tmp_path / "run"
-    first = subprocess.run(
-        _train_argv(data, run, "--max-steps", "2"), env=env, capture_output=True, text=True
-    )
+    first = _run(_train_argv(data, run, "--max-steps", "2"), env)
     assert first.returncode == 0, first.stderr[-3000:]
     # the same check as --resume: another batch size would break the exact resume
     argv = _train_argv(data, run, "--set", "train.batch_size=4")
-    bad = subprocess.run(argv, env=env, capture_output=True, text=True)
+    bad = _run(argv, env)
     assert bad.returncode == 2 and "train.batch_size=4" in bad.stderr, bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     # a damaged checkpoint is reported, never trained over
     target = run / os.readlink(run / "checkpoint")
     shutil.rmtree(target)
-    bad = subprocess.run(_train_argv(data, run), env=env, capture_output=True, text=True)
+    bad = _run(_train_argv(data, run), env)
     assert bad.returncode == 2 and "checkpoint" in bad.stderr, bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert (run / "checkpoint").is_symlink()  # untouched
@@ -312,13 +328,7 @@ def test_decoding_workers_leave_the_stop_signals_to_a_training_parent():
 def ddp_reference(data, tmp_path_factory):
     """An uninterrupted 2-rank run: what every interrupted one must end as, bit for bit."""
     root = tmp_path_factory.mktemp("ddp-ref")
-    proc = subprocess.run(
-        _train_argv(data, root / "run", ranks=2),
-        env=_env(root / "cache"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _run(_train_argv(data, root / "run", ranks=2), _env(root / "cache"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root / "run"
 
@@ -334,9 +344,7 @@ def test_torchrun_ranks_stop_together_on_a_signal_and_requeues_continue(
 
     # 1. SIGTERM reaches rank 1 only: rank 0 learns of it and both stop at the same step
     k = int(rng.integers(2, 15))
-    proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = _start(argv, env)
     _wait_for_step(proc, run, k)
     ranks = _children(proc.pid)
     assert len(ranks) == 2, ranks
@@ -350,9 +358,7 @@ def test_torchrun_ranks_stop_together_on_a_signal_and_requeues_continue(
 
     # 2. requeued; this time the scheduler signals torchrun itself (SIGUSR1, forwarded)
     k2 = min(TOTAL - 8, first["steps"] + int(rng.integers(2, 8)))
-    proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = _start(argv, env)
     _wait_for_step(proc, run, k2)
     proc.send_signal(signal.SIGUSR1)
     out, err = proc.communicate(timeout=120)
@@ -362,7 +368,7 @@ def test_torchrun_ranks_stop_together_on_a_signal_and_requeues_continue(
     assert k2 <= second["steps"] < TOTAL and _state_step(run) == second["steps"]
 
     # 3. requeued again: runs to the end, as if never interrupted
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    done = _run(argv, env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((run / "metrics.json").read_text())["steps"] == TOTAL
     _assert_same_weights(ddp_reference, run)
@@ -376,9 +382,7 @@ def test_torchrun_max_restarts_after_a_killed_rank_continue_from_the_last_checkp
     env = _env(tmp_path / "cache")
     run = tmp_path / "job"
     argv = _train_argv(data, run, "--max-restarts=1", "--set", "train.save_every_steps=4", ranks=2)
-    proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = _start(argv, env)
     k = int(np.random.default_rng().integers(6, 18))
     _wait_for_step(proc, run, k)
     ranks = _children(proc.pid)
@@ -401,14 +405,7 @@ def test_torchrun_a_checkpoint_rank_0_cannot_write_stops_every_rank_in_one_line(
 
     run = tmp_path / "job"
     argv = _train_argv(data, run, "--max-steps", "3", ranks=2)
-    proc = subprocess.run(
-        argv,
-        env=_env(tmp_path / "cache"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=limit_file_size,
-    )
+    proc = _run(argv, _env(tmp_path / "cache"), timeout=300, preexec_fn=limit_file_size)
     assert proc.returncode != 0
     assert _exit_codes(proc.stderr) == {0: 74, 1: 74}, proc.stderr[-3000:]
     # one line per rank and no traceback of ours (the ranks share stderr: their lines
@@ -614,21 +611,8 @@ def test_a_full_then_read_only_disk_gives_one_line_and_keeps_the_last_good_state
     disk.mkdir()
     script = tmp_path / "disk.py"
     script.write_text(DISK_SCRIPT)
-    proc = subprocess.run(
-        [
-            "unshare",
-            "-rm",
-            sys.executable,
-            str(script),
-            str(disk),
-            str(data),
-            str(tmp_path / "model"),
-        ],
-        env=_env(tmp_path / "cache"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    argv = ["unshare", "-rm", sys.executable, str(script), str(disk), str(data)]
+    proc = _run(argv + [str(tmp_path / "model")], _env(tmp_path / "cache"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen["train"]["rc"] == 0 and seen["index"]["rc"] == 0, seen
