@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from looklisten.cli.main import add_command, show_progress
+from looklisten.cli.main import EXIT_OK, EXIT_SOME_FAILED, add_command, show_progress
 
 # ---------------------------------------------------------------------------
 
@@ -110,4 +110,4 @@ def cmd_embed(args) -> int:
     ok = len(files) - failed
     if ok or len(files) > 1:  # one input that failed: its line says it all
         print(f"embedded {ok} of {len(files)} input(s) into {out_dir}", file=sys.stderr)
-    return 1 if failed else 0
+    return EXIT_SOME_FAILED if failed else EXIT_OK
