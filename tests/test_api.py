@@ -9,7 +9,10 @@ data set; the cheap ones twice.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+import subprocess
+import sys
 import types
 
 import numpy as np
@@ -93,3 +96,19 @@ def test_every_name_works_after_every_submodule_is_imported(tmp_path, monkeypatc
     assert ll.evaluate_units(data, runs["l3"], units=2, top=2, device="cpu", out_dir=tmp_path / "u")
     assert ll.evaluate_shortcut(data, tmp_path / "audit", pairs=200, train_runs=False)
     assert ll.write_report(runs["ave"], data=data).is_file()
+
+
+def test_python_dash_m_looklisten_runs_the_command():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "looklisten", "--help"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: looklisten ") and "train" in proc.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "looklisten", "no-such-command"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr

@@ -37,6 +37,13 @@ def folder(tmp_path_factory):
     full = make_clip(root / "a" / "full.mp4", "h264-aac", duration=3.0)
     truncate(full.path, root / "a" / "truncated.mp4")
     full.path.unlink()
+    # decided by content, not by name: an audio-only .m4a and a picture are listed with
+    # their reason, a video in an audio container (.ogg) trains
+    make_clip(root / "a" / "voice.m4a", "aac-m4a", duration=2.0, sample_rate=44100, channels=1)
+    make_clip(root / "a" / "camera.ogg", "vp8-vorbis-ogv", duration=2.0, sample_rate=22050)
+    from PIL import Image
+
+    Image.new("RGB", (32, 24), (200, 30, 30)).save(root / "a" / "still.png")
     (root / "notes.mp4").write_text("this is not a video\n")
     (root / "readme.txt").write_text("ignored: not a video extension\n")
     return root
@@ -47,6 +54,7 @@ def test_scan_keeps_usable_videos_and_says_why_it_rejects(folder, tmp_path, monk
     man = scan_folder(folder, min_seconds=1.0, progress=False, workers=2)
     assert [v.path for v in man.videos] == [
         "a/b/good3.avi",
+        "a/camera.ogg",
         "a/good2.webm",
         "a/good4.mp4",
         "good1.mp4",
@@ -58,7 +66,11 @@ def test_scan_keeps_usable_videos_and_says_why_it_rejects(folder, tmp_path, monk
         "short.mp4",
         "a/truncated.mp4",
         "notes.mp4",
+        "a/voice.m4a",
+        "a/still.png",
     }
+    assert reasons["a/voice.m4a"] == "no video stream"
+    assert reasons["a/still.png"] == "no audio stream"
     assert "no audio" in reasons["noaudio.mp4"]
     assert "silent" in reasons["silent.mp4"]
     assert "shorter" in reasons["short.mp4"]
@@ -70,7 +82,7 @@ def test_scan_keeps_usable_videos_and_says_why_it_rejects(folder, tmp_path, monk
     lines = (tmp_path / "run" / "manifest.jsonl").read_text().splitlines()
     assert len(lines) == 1 + len(man.videos)
     rej = (tmp_path / "run" / "rejected.tsv").read_text().splitlines()
-    assert rej[0] == "path\treason" and len(rej) == 6
+    assert rej[0] == "path\treason" and len(rej) == 8
 
     # cached: an unchanged folder probes nothing; a changed file is probed again
     again = scan_folder(folder, min_seconds=1.0, progress=False)

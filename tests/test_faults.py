@@ -311,6 +311,29 @@ def test_a_damaged_checkpoint_is_one_line_everywhere(how, tmp_path, capsys):
     assert rc == 2 and "damaged checkpoint" in _one_line(err)
 
 
+def test_a_checkpoint_from_a_newer_looklisten_names_the_unknown_field(tmp_path, capsys):
+    """A config field this version lacks is not damage: the message names it and the upgrade."""
+    from looklisten.models.checkpoint import NewerCheckpointError
+
+    cfg = get_config("tiny", arch="ave")
+    save_checkpoint(tmp_path / "run", create_model(cfg), cfg, torch.optim.Adam([torch.zeros(1)]))
+    p = tmp_path / "run" / "checkpoint" / "config.json"
+    d = json.loads(p.read_text())
+    d["vision"]["hdr_tone_map"] = True
+    p.write_text(json.dumps(d))
+    with pytest.raises(NewerCheckpointError) as e:
+        load_model(tmp_path / "run")
+    msg = str(e.value)
+    assert "'vision.hdr_tone_map'" in msg and "newer looklisten" in msg
+    assert "damaged" not in msg and msg.startswith(str(p))
+    clip = make_clip(tmp_path / "a.mp4", "h264-aac", 2.0, 10.0, 16000, 1)
+    rc, _, err = _cli(
+        capsys, "embed", clip.path, "--checkpoint", tmp_path / "run", "--out", tmp_path / "e"
+    )
+    line = _one_line(err)
+    assert rc == 2 and "'vision.hdr_tone_map'" in line and "upgrade looklisten" in line
+
+
 # ---------------------------------------------------------------- config values
 
 

@@ -80,12 +80,18 @@ def _layer(module: str) -> int | None:
     parts = module.split(".")
     if len(parts) < 2:
         return None  # the package itself: the lazy public API, above every layer
+    if parts[1] == "__main__":
+        return len(LAYERS)  # ``python -m looklisten``: the command, above the cli
     return LAYERS.index(parts[1])
 
 
 def test_every_module_is_in_a_layer():
-    stray = [m for m in MODULES if m != "looklisten" and m.split(".")[1] not in LAYERS]
+    entry = {"looklisten", "looklisten.__main__"}
+    stray = [m for m in MODULES if m not in entry and m.split(".")[1] not in LAYERS]
     assert not stray, f"modules outside the layers {LAYERS}: {stray}"
+    # ``python -m looklisten`` runs the cli and nothing else
+    main = {t for t, _, _ in _imports("looklisten.__main__", MODULES["looklisten.__main__"])}
+    assert main == {"looklisten.cli.main"}
     # the facade names nothing by import: it resolves its names lazily
     assert not _imports("looklisten", MODULES["looklisten"])
 
@@ -147,7 +153,7 @@ def test_no_private_names_across_modules():
 
 
 @pytest.mark.parametrize(
-    "name", [m for m in MODULES if m != "looklisten" and m.split(".")[1] != "cli"]
+    "name", [m for m in MODULES if m != "looklisten" and m.split(".")[1] not in ("cli", "__main__")]
 )
 def test_console_and_argparse_only_in_cli(name):
     tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))

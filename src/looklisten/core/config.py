@@ -298,7 +298,7 @@ class Config:
             try:
                 cfg = _set_dotted(cfg, key.split("."), value)
             except KeyError:
-                raise ValueError(f"unknown config field {key!r}") from None
+                raise UnknownFieldError(key) from None
         return cfg.check()
 
     def check(self) -> Config:
@@ -353,13 +353,23 @@ class Config:
         return self
 
 
+class UnknownFieldError(ValueError):
+    """A config names a field this version of looklisten does not have.
+
+    ``field`` is its dotted name (``"train.foo"``).
+    """
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        super().__init__(f"unknown config field {field!r}")
+
+
 def _from_dict(cls, d: dict[str, Any]):
     kwargs = {}
     known = {f.name for f in fields(cls)}
     for name, value in d.items():
         if name not in known:
-            where = f"{_SECTIONS[cls]}.{name}" if cls in _SECTIONS else name
-            raise ValueError(f"unknown config field {where!r}")
+            raise UnknownFieldError(f"{_SECTIONS[cls]}.{name}" if cls in _SECTIONS else name)
         sub = _SUBCONFIGS.get(name) if cls is Config else None
         if sub is not None:
             if not isinstance(value, dict):

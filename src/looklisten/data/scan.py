@@ -1,8 +1,11 @@
 """A training set from a folder of videos: scan, cache, reject, split.
 
-``scan_folder(DIR)`` walks DIR recursively, probes every file with a video
-extension (in parallel processes), keeps the usable ones and records why each
-other one was rejected. A bad file never stops a run. The result is cached in
+``scan_folder(DIR)`` walks DIR recursively, probes every media file (video,
+audio and image extensions, in parallel processes), keeps the videos with
+sound and records why each other one was rejected: an audio-only ``.m4a`` is
+listed ("no video stream"), not skipped in silence, and a video in an audio
+container (``.ogg``, ``.m4a``) trains, since the probe decides by content. A
+bad file never stops a run. The result is cached in
 ``~/.cache/looklisten/scans`` (``LOOKLISTEN_CACHE`` overrides) keyed by the
 folder's absolute path, and each file's size and modification time: a rescan
 of an unchanged folder probes nothing; a changed folder reprobes only the
@@ -20,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from looklisten.core.fileio import atomic_write_json, atomic_write_text
-from looklisten.inputs.prepare import VIDEO_EXTENSIONS, find_media
+from looklisten.inputs.prepare import MEDIA_EXTENSIONS, find_media
 
 SCAN_VERSION = 1
 
@@ -71,7 +74,8 @@ def cache_dir() -> Path:
 
 
 def _candidates(root: Path) -> Iterable[Path]:
-    for path, _ in find_media([root], VIDEO_EXTENSIONS):
+    # every media extension: the probe, not the name, decides what is a video
+    for path, _ in find_media([root], MEDIA_EXTENSIONS):
         yield path
 
 

@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from looklisten.core.config import Config
+from looklisten.core.config import Config, UnknownFieldError
 from looklisten.core.fileio import DamagedFileError, atomic_dir, read_json
 
 CHECKPOINT_DIR = "checkpoint"
@@ -122,12 +122,37 @@ def save_checkpoint(
     return path
 
 
+class NewerCheckpointError(ValueError):
+    """A checkpoint's config has a field this version of looklisten does not know.
+
+    A newer looklisten wrote it; the message names the file and the field.
+    """
+
+    def __init__(self, path: str | os.PathLike, field: str) -> None:
+        self.path, self.field = str(path), field
+        super().__init__(
+            f"{path}: config field {field!r} is unknown to looklisten {_version()}; the "
+            "checkpoint was probably written by a newer looklisten: upgrade looklisten to load it"
+        )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("looklisten")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def load_config(path: str | os.PathLike) -> Config:
     """The config saved with a checkpoint (validated, see :class:`Config`)."""
     p = resolve(path) / "config.json"
     d = read_json(p, "checkpoint config")
     try:
         return Config.from_dict(d)
+    except UnknownFieldError as e:  # not damage: a newer looklisten wrote it
+        raise NewerCheckpointError(p, e.field) from None
     except (TypeError, ValueError) as e:
         raise DamagedFileError(p, "checkpoint config", str(e)) from None
 
