@@ -855,6 +855,12 @@ def train(
                 (Path(out) / "metrics.jsonl").unlink(missing_ok=True)
             barrier(env)
             np.seterr(all="ignore")
-            return trainer.fit(epochs=epochs, max_steps=max_steps, time_budget=time_budget)
+            summary = trainer.fit(epochs=epochs, max_steps=max_steps, time_budget=time_budget)
+        # Every rank leaves the group at the same moment: none tears its connections
+        # down while another still finishes a collective on them (a gloo rank that did
+        # was seen, rarely, to abort at exit: "terminate called without an active
+        # exception"). Not after an error: the other ranks may never get here.
+        barrier(env)
+        return summary
     finally:
         shutdown(env)
