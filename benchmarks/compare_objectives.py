@@ -34,7 +34,7 @@ the library's evaluations:
   intervals: AVE InfoNCE - AVE AVC (AVC accuracy, nDCG@30 both ways) and AVOL
   MIL - AVOL AVC (AVC accuracy).
 
-Writes ``OUT/results.json`` (everything) and ``OUT/table.md`` (the README's
+Writes ``OUT/results.json`` (everything) and ``OUT/table.md`` (docs/results/digits.md's
 table) and prints the table. Runs that finished are reused (delete
 ``OUT/runs/KIND/NAME`` to retrain); ``--retrain`` retrains every one.
 """

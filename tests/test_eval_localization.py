@@ -2,7 +2,7 @@
 
 Metric tests are hand-computed; the evaluation runs on random-weight ``tiny``
 checkpoints (plumbing, consistency, not what a trained model localises: the
-README's measured table is made by ``benchmarks/compare_maps.py``).
+the measured table of docs/guide/localization.md is made by ``benchmarks/compare_maps.py``).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ never loads the training code)::
     looklisten.write_report("runs/ave")
 
 The code is layered (imports only go down): core -> media -> inputs -> models
--> data -> training -> tasks -> evaluation -> report -> cli; see the README.
+-> data -> training -> tasks -> evaluation -> report -> cli; see docs/design.md.
 """
 
 from __future__ import annotations

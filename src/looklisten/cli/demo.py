@@ -59,7 +59,7 @@ DEMO_MODELS = ("l3", "ave", "avol")
 #: DEMO_EPOCHS epochs (a validation each) with a cosine schedule that ends where
 #: training stops. L3 and AVE get the same budget (AVE's retrieval is compared
 #: with L3 + CCA); AVOL starts from the AVE-Net's trunks and needs fewer steps;
-#: "digits" is the held-out-exemplar AVE-Net. See the README for what they cost.
+#: "digits" is the held-out-exemplar AVE-Net. docs/results/demo.md says what they cost.
 DEMO_STEPS = {"l3": 400, "ave": 400, "avol": 200, "digits": 400}
 DEMO_EPOCHS = 4
 #: The demo's objectives. AVE-Net: InfoNCE, which learned far faster than the papers'
@@ -177,7 +177,7 @@ def run_demo(
         get_config(preset, arch=arch, **(overrides or {}))
     data, out = Path(data), Path(out)
     base = data if data.name else data.resolve()  # "--data ." has no name of its own
-    seconds: dict[str, float] = {}  # wall time of each phase, for the README's budget
+    seconds: dict[str, float] = {}  # wall time of each phase, for docs/results/demo.md's budget
     timer = _Timer(seconds)
     if not (data / "annotations.jsonl").is_file():
         print(f"building demo data in {data} ...")
