@@ -265,3 +265,36 @@ def test_negative_maps_are_made_from_the_partners_sound(runs, anywhere, monkeypa
     # the other-clip negatives are the same windows as the own sounds, shuffled:
     # their mean loudness is that of the own sounds' drawn partners, within the range
     assert 0.0 < neg["other_clip"]["mean_peak"] <= 2 * neg["own"]["mean_peak"]
+
+
+@pytest.mark.parametrize("motion", [{"vision.num_frames": 3}, {"vision.flow_frames": 2}])
+def test_compare_with_a_motion_model_scores_its_own_frame_window(
+    motion, runs, anywhere, tmp_path, capsys, monkeypatch
+):
+    """--compare with AVE+MF / AVE+OF feeds them their K-frame window / flow, as in training."""
+    from looklisten.inputs import prepare
+
+    cfg = get_config("tiny", arch="ave", **motion)
+    torch.manual_seed(1)
+    save_checkpoint(tmp_path / "motion", create_model(cfg).eval(), cfg)
+    seen = []
+    real = prepare.Inputs.frame
+
+    def frame(self, reader, t):
+        x = real(self, reader, t)
+        seen.append(tuple(x.shape))
+        return x
+
+    monkeypatch.setattr(prepare.Inputs, "frame", frame)
+    args = ["eval", "localization", str(anywhere), "--checkpoint", str(runs["avol"])]
+    args += ["--times", "1", "--quiet", "--no-save", "--compare", str(tmp_path / "motion")]
+    rc = main(args)
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    (cmp,) = json.loads(captured.out)["negative_audio"]["compare"]
+    assert cmp["arch"] == "ave" and set(NEGATIVES) <= set(cmp)
+    for kind in NEGATIVES:
+        assert 0 <= cmp[kind]["roc_auc"] <= 1
+    s = cfg.vision.image_size
+    want = (1, 3, 3, s, s) if "vision.num_frames" in motion else (1, 3 + 2 * 2, s, s)
+    assert seen and set(seen) == {want}

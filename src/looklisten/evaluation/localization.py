@@ -323,10 +323,10 @@ def _correspondence_scores(
     checkpoint, data: Path, samples: list[dict[str, Any]], partners, batch_size, device
 ) -> dict[str, Any]:
     """An L3 / AVE (or any) checkpoint's correspondence logit for each frame with its own
-    sound and with each negative sound, from that checkpoint's own inputs."""
+    sound and with each negative sound, from that checkpoint's own inputs (the frame
+    window or the flow of the motion models, AVE+MF and AVE+OF, included)."""
     import torch
 
-    from looklisten.inputs.prepare import image_input
     from looklisten.media.video import MediaReader
 
     model = get_model(checkpoint, device)
@@ -343,7 +343,7 @@ def _correspondence_scores(
             track = reader.read_audio(0.0, None, cfg.audio.sample_rate)
             for i in idx:
                 t = samples[i]["t"]
-                images[i] = image_input(read_map_frame(reader, t, cfg, "crop"), cfg, "crop")
+                images[i] = model.inputs.frame(reader, t)[0]
                 waves[i] = audio_window(track, t, cfg)
     silence = np.zeros_like(waves[0])
 

@@ -932,8 +932,19 @@ class Inputs:
         from looklisten.media.video import MediaReader
 
         with MediaReader(path) as reader:
-            item = item_from_reader(reader, t, self.cfg.vision)
+            image = self.frame(reader, t)
             track = reader.read_audio(0.0, None, self.cfg.audio.sample_rate)
-        item = np.ascontiguousarray(square_crop(item, self.cfg.vision.resize, None))
-        image = self.transform(item[None], train=False)
         return image, torch.from_numpy(audio_window(track, t, self.cfg))[None]
+
+    def frame(self, reader, t: float) -> Tensor:
+        """The evaluation image input at ``t`` of an open video: (1, 3, S, S).
+
+        AVE+MF: (1, K, 3, S, S); AVE+OF: (1, 3 + 2 L, S, S).
+
+        ``reader`` is a :class:`looklisten.media.video.MediaReader`. Motion models
+        get the window of frames (AVE+MF) or the frame and its flow (AVE+OF)
+        around the frame at ``t`` (:func:`item_from_reader`), as in training.
+        """
+        item = item_from_reader(reader, t, self.cfg.vision)
+        item = np.ascontiguousarray(square_crop(item, self.cfg.vision.resize, None))
+        return self.transform(item[None], train=False)
