@@ -315,3 +315,13 @@ def test_motion_variants_train_end_to_end_and_embed(clips, tmp_path, monkeypatch
     assert not np.allclose(out["image_embedding"][1], out["image_embedding"][2])
     still = embed_image(np.full((50, 70, 3), 128, np.uint8), model=run)
     assert still.shape == (1, d)
+    # a search query from a video moment embeds the same frame window / flow as the index
+    from looklisten.models.checkpoint import load_model
+    from looklisten.tasks.search import embed_query
+
+    model = load_model(run)
+    for k in (1, 2):
+        t = float(out["timestamps"][k])
+        q = embed_query(model, video=clip, at=t, modality="image")
+        np.testing.assert_allclose(q["vector"], out["image_embedding"][k], atol=1e-5)
+        assert not np.allclose(q["vector"], still[0], atol=1e-3)

@@ -853,6 +853,17 @@ def item_from_reader(reader, t: float, v: VisionConfig, threads: int | None = No
     return item_from_frames(frames, v, threads)
 
 
+def square_item_at(reader, t: float, v: VisionConfig) -> np.ndarray:
+    """The evaluation item at ``t`` of an open video: :func:`item_from_reader`, centre square.
+
+    uint8 ``(S, S, 3)`` with ``S = v.resize``; AVE+MF ``(K, S, S, 3)``; AVE+OF
+    ``(S, S, 3 + 2 L)``. What embedding, search queries and ``model.inputs``
+    give the image side of a network (before :class:`VisionTransform`).
+    """
+    item = item_from_reader(reader, t, v)
+    return np.ascontiguousarray(square_crop(item, v.resize, None))
+
+
 def still_item(image: np.ndarray, v: VisionConfig) -> np.ndarray:
     """The item of a still image: a static clip (MF: K copies; OF: zero flow)."""
     if v.num_frames > 1:
@@ -945,6 +956,4 @@ class Inputs:
         get the window of frames (AVE+MF) or the frame and its flow (AVE+OF)
         around the frame at ``t`` (:func:`item_from_reader`), as in training.
         """
-        item = item_from_reader(reader, t, self.cfg.vision)
-        item = np.ascontiguousarray(square_crop(item, self.cfg.vision.resize, None))
-        return self.transform(item[None], train=False)
+        return self.transform(square_item_at(reader, t, self.cfg.vision)[None], train=False)

@@ -74,11 +74,10 @@ from looklisten.inputs.prepare import (
     centre_square,
     check_hop,
     is_path,
-    item_from_reader,
     load_image,
     media_kind,
     resample,
-    square_crop,
+    square_item_at,
     still_item,
     to_mono_float,
     window_times,
@@ -96,6 +95,7 @@ __all__ = [
     "embed_audio",
     "embed_image",
     "embed_video",
+    "embed_frame_at",
     "embed_file",
     "embed_many",
     "make_task",
@@ -200,10 +200,8 @@ def _video_task(key, path: str, info: MediaInfo, cfg: Config, hop: float, center
             yield audio_window(signal, t, cfg)
 
     def frames():
-        r = cfg.vision.resize
         for t in times:  # with motion: the K frames / frame + flow around t (one seek)
-            item = item_from_reader(reader, float(t), cfg.vision)
-            yield np.ascontiguousarray(square_crop(item, r, None))
+            yield square_item_at(reader, float(t), cfg.vision)
 
     counts = {"audio": len(times) if signal is not None else 0, "image": len(times)}
     items = {"image": frames}
@@ -536,6 +534,28 @@ def embed_image(
         return np.zeros((0, _Engine(net).dim), np.float32)
     results = _run_all(inputs, net, batch_size, 1.0, True, None, force="image")
     return np.concatenate([o["image"] for _, o in results], axis=0)
+
+
+def embed_frame_at(reader, t: float, model=None, device=None) -> np.ndarray:
+    """The image embedding of an open video at ``t``, as :func:`embed_video` and an index make it.
+
+    Parameters
+    ----------
+    reader : looklisten.media.video.MediaReader
+    t : float
+        Seconds. The frame nearest ``t``; motion models (AVE+MF, AVE+OF) see
+        the window of frames or the flow around it, as in training.
+    model : AVNet or path-like
+    device : str or torch.device, optional
+
+    Returns
+    -------
+    np.ndarray, shape (D,), float32
+    """
+    engine = _Engine(get_model(model, device), 1)
+    item = square_item_at(reader, float(t), engine.cfg.vision)
+    with eval_mode(engine.model):
+        return engine._forward("image", [item])[0]
 
 
 def embed_video(

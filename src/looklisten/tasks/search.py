@@ -267,7 +267,7 @@ def embed_query(
         read_frame_at,
     )
     from looklisten.media.video import MediaError, MediaReader, probe
-    from looklisten.tasks.embed import embed_audio, embed_image
+    from looklisten.tasks.embed import embed_audio, embed_frame_at, embed_image
 
     given = [x for x in (image, audio, video) if x is not None]
     if len(given) != 1:
@@ -292,11 +292,12 @@ def embed_query(
             raise MediaError(path, "no video stream or image")
         if kind == "image":
             pixels, t = load_image(path), None
-        else:
+            vec = embed_image(pixels, model)[0]
+        else:  # as the index embedded it: motion models see the frame window / flow at t
             t = float(at) if at is not None else info.video_start
             with MediaReader(path, info=info) as r:
                 pixels = read_frame_at(r, t, size=cfg.vision.resize)
-        vec = embed_image(pixels, model)[0]
+                vec = embed_frame_at(r, t, model)
         return {"vector": vec, "modality": "image", "file": path, "time": t, "pixels": pixels}
     # audio: decode the whole track once and slice, exactly as the index did
     if not info.has_audio:
