@@ -517,6 +517,7 @@ class MediaReader:
         self._vnext = None
         self._vlast_ticks = None
         self._astream = None
+        self._audio_grid = None  # see _on_frame_grid
 
     # -- lifetime ---------------------------------------------------------
 
@@ -891,6 +892,8 @@ class MediaReader:
             if ft is None:
                 warmup += 1
                 continue
+            if clock is None:  # the first frame: the others follow it contiguously
+                ft = self._on_frame_grid(ft, n, sr)
             clock = ft + Fraction(n, sr)
             if origin is None:
                 if ft + Fraction(n, sr) <= keep_from:
@@ -918,6 +921,60 @@ class MediaReader:
                 break
         x = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
         return _AudioChunk(x, origin, sr or self.info.sample_rate, eof, decoded, warmup)
+
+    def _on_frame_grid(self, ft: Fraction, n: int, sr: int) -> Fraction:
+        """The exact start time of a frame whose pts was rounded by the container.
+
+        Matroska / WebM store times in whole milliseconds, so the first frame a
+        decode keeps (after a seek, or the second one of the stream when the
+        decoder drops the first) can be off by up to half a millisecond (24
+        samples at 48 kHz; an Opus stream's pre-skip of 6.5 ms makes it so for
+        every packet), and a window would hold the whole-track decode's samples
+        shifted by that much. Codecs with frames of a constant size (Opus, AAC,
+        MP3, AC-3) start every frame on a grid set by the stream's start: the
+        frame is moved to the nearest grid point when that is within the time
+        base's rounding. Exact time bases, variable frame sizes (Vorbis) and
+        grids that cannot be read are left as they are.
+        """
+        tb = self._astream.time_base
+        if tb is None or Fraction(tb) <= Fraction(1, sr):
+            return ft  # the pts counts samples (or finer): exact already
+        if self._audio_grid is None:
+            self._audio_grid = self._read_frame_grid()
+        grid = self._audio_grid
+        if not grid or grid[1] != n or grid[2] != sr:
+            return ft
+        point, size, _ = grid
+        k = round((ft - point) * sr / size)
+        snapped = point + Fraction(k * size, sr)
+        return snapped if abs(snapped - ft) <= Fraction(tb) else ft
+
+    def _read_frame_grid(self) -> tuple[Fraction, int, int] | tuple[()]:
+        """(start of the stream's second frame, frame size, rate) as a whole-track decode
+        places them; ``()`` if the first frames do not tell (sizes differ, no pts)."""
+        frames = []
+        try:  # a demuxer of its own: the reader's position is not disturbed
+            with av.open(self.path, mode="r", metadata_errors="ignore") as c:
+                st = _pick_stream(c, "audio")
+                for other in c.streams:
+                    if other is not st:
+                        other.discard = av.stream.Discard.all
+                for frame in c.decode(st):
+                    self.stats["audio_frames"] += 1
+                    if frame.samples:
+                        frames.append(
+                            (frame.pts, frame.time_base, frame.samples, frame.sample_rate)
+                        )
+                    if len(frames) == 3:
+                        break
+        except (av.error.FFmpegError, OSError, ValueError):
+            return ()  # reading the file itself reports what is wrong with it
+        if len(frames) < 3 or frames[0][0] is None:
+            return ()
+        (pts, tb, n0, sr), (_, _, n1, sr1), (_, _, n2, _) = frames
+        if n1 != n2 or sr1 != sr:
+            return ()
+        return Fraction(pts) * tb + Fraction(n0, sr), n1, sr
 
     def _declared_audio_end(self) -> float:
         """End of the audio stream according to its header (inf if unknown)."""
