@@ -444,6 +444,12 @@ def take(x: np.ndarray, offset: int, n: int) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 
+#: Audio codecs whose frames all hold the same number of samples (the last aside),
+#: so that frame starts lie on a grid (see MediaReader._on_frame_grid); not Vorbis,
+#: whose blocks vary.
+_GRID_CODECS = frozenset({"opus", "libopus", "aac", "mp3", "mp3float", "mp2", "ac3", "eac3"})
+
+
 class MediaReader:
     """An open media file for repeated reads (one per data-loader worker).
 
@@ -939,6 +945,8 @@ class MediaReader:
         tb = self._astream.time_base
         if tb is None or Fraction(tb) <= Fraction(1, sr):
             return ft  # the pts counts samples (or finer): exact already
+        if self._astream.codec_context.name not in _GRID_CODECS:
+            return ft
         if self._audio_grid is None:
             self._audio_grid = self._read_frame_grid()
         grid = self._audio_grid
