@@ -193,9 +193,12 @@ def test_training_with_a_contrastive_objective(toy, tmp_path, arch, objective):
     cfg = get_config("tiny", arch=arch, **RUN, **{"train.objective": objective})
     run = tmp_path / "run"
     trainer = Trainer.from_folder(toy, run, cfg, device="cpu", progress=False, workers=0)
-    # training pairs are positives only; validation keeps the balanced AVC pairs
+    # training pairs are positives only (and AVOL's null pairs: a sound nothing on screen
+    # makes, label 0); validation keeps the balanced AVC pairs
     assert trainer.train_set.sampler.positive_fraction == 1.0
-    assert all(trainer.train_set[k]["label"] == 1 for k in range(16))
+    items = [trainer.train_set[k] for k in range(16)]
+    assert all(it["label"] == int(it["audio_video"] >= 0) for it in items)
+    assert (arch == "avol") == any(it["audio_video"] < 0 for it in items)
     assert trainer.val_set.sampler.positive_fraction == cfg.sampler.positive_fraction == 0.5
     assert {int(trainer.val_set[k]["label"]) for k in range(16)} == {0, 1}
     # a few steps on one batch lower the loss

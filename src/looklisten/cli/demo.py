@@ -76,6 +76,10 @@ OVERLAY_PNGS = 8
 TEST_VIDEOS = 120
 #: The test set's data seed is the demo's seed plus this (other layouts, other times).
 TEST_SEED_OFFSET = 1000
+#: Share of the stamps clips (training and test) with a segment whose sound comes from
+#: nothing on screen (silence, noise, a class not shown): training sees them as
+#: negatives, the localisation evaluation scores them (make-demo-data --negatives).
+DEMO_NEGATIVES = 0.25
 #: The held-out-exemplar part: an AVE-Net on the digits' training writers and
 #: voices, evaluated on the test writers and voices (DATA-digits, DATA-digits-test).
 DIGITS_ARCH = "ave"
@@ -111,7 +115,7 @@ def _overlay_video(data: Path, run: Path, out_dir: Path) -> Path | None:
     """AVOL heatmaps over one held-out clip (two objects if there is one), with its sound."""
     from looklisten.media.overlay import write_overlay_video
     from looklisten.models.checkpoint import get_model
-    from looklisten.tasks.localize import localize_video
+    from looklisten.tasks.localize import localize_video, paint_visible
 
     split = json.loads((run / "split.json").read_text())
     anns = {}
@@ -126,9 +130,9 @@ def _overlay_video(data: Path, run: Path, out_dir: Path) -> Path | None:
         return None
     src = data / val[0]
     model = get_model(run, arch="avol")
-    heat, times = localize_video(model, src)
+    heat, times, prob = localize_video(model, src, with_probability=True)
     dst = out_dir / f"{Path(val[0]).stem}_avol.mp4"
-    write_overlay_video(src, dst, heat, times, alpha=0.5)
+    write_overlay_video(src, dst, paint_visible(model, heat, prob), times, alpha=0.5)
     return dst
 
 
@@ -182,7 +186,14 @@ def run_demo(
     if not (data / "annotations.jsonl").is_file():
         print(f"building demo data in {data} ...")
         with timer("data: stamps"):
-            make_demo_data(data, videos=videos, seed=seed, workers=workers, progress=progress)
+            make_demo_data(
+                data,
+                videos=videos,
+                seed=seed,
+                negatives=DEMO_NEGATIVES,
+                workers=workers,
+                progress=progress,
+            )
     if test_videos > 0:  # the evaluations' own clips, never trained on
         test = Path(test_data) if test_data is not None else base.with_name(base.name + "-test")
         if not (test / "annotations.jsonl").is_file():
@@ -193,6 +204,7 @@ def run_demo(
                     videos=test_videos,
                     seed=seed + TEST_SEED_OFFSET,
                     layout="anywhere",
+                    negatives=DEMO_NEGATIVES,
                     workers=workers,
                     progress=progress,
                 )

@@ -23,6 +23,11 @@ is 1, fading to nothing where it is 0, so when nothing on screen sounds
 stretches each map to [0, 1] on its own (its peak always opaque: a silent
 frame then looks as confident as any other); --no-fade colours the whole frame
 at a constant --alpha (a map of zeros paints it dark blue).
+
+Each heatmap also comes with the probability that a visible object makes the
+sound (calibrated on the run's validation pairs, with silence, noise and other
+videos' sounds as the negatives). Where it is below the threshold saved with
+the checkpoint, nothing is painted (--paint-always paints every map).
 """
 
 
@@ -38,7 +43,7 @@ def cmd_localize(args) -> int:
     from looklisten.media.overlay import write_overlay_png, write_overlay_video
     from looklisten.media.video import MediaError, MediaReader, probe
     from looklisten.models.checkpoint import get_model
-    from looklisten.tasks.localize import localize, localize_video
+    from looklisten.tasks.localize import localize, localize_video, paint_visible
 
     src = Path(args.input)
     out = Path(args.out)
@@ -63,11 +68,18 @@ def cmd_localize(args) -> int:
                     f"({len(wave) / cfg.audio.sample_rate:.2f} s)"
                 )
             wave = audio_window(wave, args.audio_at, cfg)
-        heat = localize(model, image, wave, mode=args.mode)
+        heat, prob = localize(model, image, wave, mode=args.mode, with_probability=True)
+        shown = heat if args.paint_always else paint_visible(model, heat[None], [prob])[0]
         write_overlay_png(
-            out, image, heat, alpha=args.alpha, normalize=args.normalize, fade=args.fade
+            out, image, shown, alpha=args.alpha, normalize=args.normalize, fade=args.fade
         )
-        print(f"wrote {out} (heatmap max {heat.max():.3f}, mean {heat.mean():.3f})")
+        answer = "yes" if prob >= model.detector.threshold else "no: nothing painted"
+        if args.paint_always and answer != "yes":
+            answer = "no"
+        print(
+            f"wrote {out} (heatmap max {heat.max():.3f}, mean {heat.mean():.3f}; a visible "
+            f"object makes the sound: p = {prob:.3f}, {answer})"
+        )
         return 0
 
     if args.audio:
@@ -77,9 +89,18 @@ def cmd_localize(args) -> int:
     if not info.has_video:
         raise MediaError(src, "no video stream: give a video with sound, or an image and --audio")
     hop = args.every / info.fps if (args.every > 1 and info.fps > 0) else None
-    heat, times = localize_video(
-        model, src, hop, mode=args.mode, progress=not args.quiet, batch_size=args.batch_size
+    heat, times, prob = localize_video(
+        model,
+        src,
+        hop,
+        mode=args.mode,
+        progress=not args.quiet,
+        batch_size=args.batch_size,
+        with_probability=True,
     )
+    visible = prob >= model.detector.threshold
+    if not args.paint_always:
+        heat = paint_visible(model, heat, prob)
     write_overlay_video(
         src,
         out,
@@ -90,7 +111,11 @@ def cmd_localize(args) -> int:
         fade=args.fade,
         interpolation="linear" if hop else "nearest",
     )
-    msg = f"wrote {out} ({len(times)} heatmaps of {heat.shape[1]}x{heat.shape[2]}"
+    msg = (
+        f"wrote {out} ({len(times)} heatmaps of {heat.shape[1]}x{heat.shape[2]}; a visible "
+        f"object makes the sound in {int(visible.sum())} of them"
+        + ("" if args.paint_always else ", the others are left unpainted")
+    )
     if args.png_dir:
         png_dir = Path(args.png_dir)
         with MediaReader(src) as reader:
@@ -164,6 +189,12 @@ def add_cli(subparsers) -> None:
         action="store_true",
         help="stretch each heatmap to [0, 1] on its own: its peak is always opaque, so a "
         "silent frame looks as confident as any other (default: the calibrated sigmoid values)",
+    )
+    sp.add_argument(
+        "--paint-always",
+        action="store_true",
+        help="paint every heatmap (default: none where AVOL-Net's calibrated probability that a "
+        "visible object makes the sound is below the threshold saved with the checkpoint)",
     )
     sp.add_argument(
         "--no-fade",

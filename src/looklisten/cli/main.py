@@ -163,6 +163,8 @@ def cmd_make_demo_data(args) -> int:
     what = f"{args.kind} ({args.split} exemplars)" if args.kind == "digits" else args.kind
     if args.layout == "anywhere":
         what += ", objects anywhere in the frame, small to large,"
+    if args.negatives:
+        what += f" {args.negatives:.0%} of them with a sound from nothing on screen,"
     print(f"wrote {args.videos} clips of {what} and annotations to {out}")
     return 0
 
@@ -384,6 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="train",
         help="train: large objects, mostly near the centre (training sets); anywhere: for "
         "evaluation sets, objects anywhere in the frame and small to large",
+    )
+    sp.add_argument(
+        "--negatives",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of the clips with one segment whose sound no visible object makes "
+        "(silence, noise only, or a class not shown), annotated with object null "
+        "(default 0)",
     )
     sp.set_defaults(func=cmd_make_demo_data)
 

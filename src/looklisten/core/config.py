@@ -197,6 +197,10 @@ class SamplerConfig:
     max_shift_seconds: float = 0.0
     val_fraction: float = 0.15
     split_seed: int = 0
+    # Share of the training pairs that are null pairs (label 0): a frame with a
+    # sound nothing on screen makes, silence or noise only (looklisten.data.sampler).
+    # AVOL-Net's default is AVOL_NULL_FRACTION; 0 turns them off.
+    null_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -438,6 +442,7 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "sampler.positive_fraction": ("in (0, 1)", lambda x: 0 < x < 1),
     "sampler.max_shift_seconds": _nonneg,
     "sampler.val_fraction": _unit,
+    "sampler.null_fraction": _unit,
     "train.lr": _pos,
     "train.weight_decay": _nonneg,
     "train.lr_decay": ("in (0, 1]", lambda x: 0 < x <= 1),
@@ -556,6 +561,11 @@ def list_presets() -> list[str]:
     return sorted(_PRESETS)
 
 
+#: AVOL-Net's ``sampler.null_fraction``: the share of its training pairs whose sound
+#: is silence or noise only (see looklisten.data.sampler; benchmarks/compare_negatives.py).
+AVOL_NULL_FRACTION = 0.2
+
+
 def get_config(preset: str = "paper", arch: str | None = None, **overrides: Any) -> Config:
     """Build a preset's config, optionally for another head and with overrides.
 
@@ -579,7 +589,11 @@ def get_config(preset: str = "paper", arch: str | None = None, **overrides: Any)
             # Objects that Sound's schedule: lr decayed by 6 % every 16 epochs.
             cfg = cfg.with_overrides(**{"train.lr_decay": 0.94})
     cfg = cfg.with_overrides(**arch_overrides(preset).get(cfg.model.arch, {}))
-    return cfg.with_overrides(**overrides)
+    cfg = cfg.with_overrides(**overrides)
+    if cfg.model.arch == "avol" and "sampler.null_fraction" not in overrides:
+        # AVOL-Net learns that silence and noise come from nothing on screen
+        cfg = cfg.with_overrides(**{"sampler.null_fraction": AVOL_NULL_FRACTION})
+    return cfg
 
 
 @register_preset("paper")

@@ -59,6 +59,23 @@ Clips of ``layout="anywhere"`` also have ``"layout": "anywhere"``.
   rendered: sample ``n`` belongs to the interval containing ``n / sample_rate``),
   cover ``[0, duration]`` without gaps, and ``object`` indexes ``objects``.
 
+Sounds from nothing on screen
+-----------------------------
+With ``negatives=p`` (``make-demo-data --negatives P``) a share ``p`` of the
+clips has one segment (1.5 to 3 s, anywhere) whose sound no visible object
+makes. Its ``object`` is ``null`` and ``source`` says what sounds::
+
+    {"start": 2.1, "end": 4.3, "object": null, "source": "offscreen", "label": "cat"}
+
+* ``"silence"``: nothing but the clip's background noise;
+* ``"noise"``: noise only (pink or white), as loud as the recordings;
+* ``"offscreen"``: the recording of a class not shown (``label``; digits: a
+  digit not written in the frame, the same voice).
+
+Training treats a window lying mostly in such a segment as a negative
+(looklisten.data.sampler), and ``eval localization`` scores its frames as
+negatives (``negative_audio.in_video``).
+
 Generation is deterministic given ``seed`` (same annotations; the encoded files
 may differ in bits) and independent of ``workers``.
 """
@@ -367,19 +384,75 @@ def _schedule(rng: np.random.Generator, n_obj: int, duration: float) -> list[dic
     ]
 
 
+#: What sounds in a segment that no visible object makes (``make_demo_data(negatives=...)``).
+NULL_SOURCES = ("silence", "noise", "offscreen")
+
+
+def _with_null_segment(
+    rng: np.random.Generator,
+    schedule: list[dict[str, Any]],
+    duration: float,
+    absent: list[str],
+) -> list[dict[str, Any]]:
+    """The schedule with one segment whose sound comes from nothing on screen.
+
+    It lasts 1.5 s to half the clip (at most 3 s), anywhere; what sounds is
+    silence (the background noise only), noise only, or an absent class
+    (``absent``: classes not shown; none: noise). The segments it covers are cut.
+    """
+    source = NULL_SOURCES[int(rng.integers(len(NULL_SOURCES)))]
+    if source == "offscreen" and not absent:
+        source = "noise"
+    length = float(rng.uniform(min(MIN_SEGMENT, duration / 2), min(3.0, duration / 2)))
+    start = round(float(rng.uniform(0.0, duration - length)), 3)
+    end = round(start + length, 3)
+    if start < 0.5:  # no sliver of a segment before or after it
+        start = 0.0
+    if duration - end < 0.5:
+        end = float(duration)
+    null: dict[str, Any] = {"start": start, "end": end, "object": None, "source": source}
+    if source == "offscreen":
+        null["label"] = absent[int(rng.integers(len(absent)))]
+    out = []
+    for seg in schedule:
+        if seg["start"] < start:
+            out.append({**seg, "end": min(seg["end"], start)})
+        if seg["end"] > end:
+            out.append({**seg, "start": max(seg["start"], end)})
+    out.append(null)
+    return sorted(out, key=lambda g: g["start"])
+
+
 def _render_audio(
     rng: np.random.Generator,
     recordings: list[np.ndarray],
     schedule: list[dict[str, Any]],
     duration: float,
     sr: int,
+    offscreen: np.ndarray | None = None,
+    null_rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     n = int(round(duration * sr))
     sig = np.zeros(n, np.float64)
     fade = int(0.01 * sr)
+    level = float(np.mean([np.sqrt(np.mean(r**2)) for r in recordings]))
     for seg in schedule:
         s0, s1 = int(round(seg["start"] * sr)), min(n, int(round(seg["end"] * sr)))
-        rec = recordings[seg["object"]]
+        if seg["object"] is None and seg["source"] != "offscreen":
+            if seg["source"] == "noise":  # noise only, as loud as the recordings
+                burst = (
+                    _pink(null_rng, s1 - s0)
+                    if null_rng.random() < 0.5
+                    else (null_rng.standard_normal(s1 - s0))
+                )
+                burst *= level * null_rng.uniform(0.5, 1.5) / (burst.std() + 1e-12)
+                f = min(fade, len(burst) // 2)
+                if f:
+                    burst[:f] *= np.linspace(0, 1, f)
+                    burst[-f:] *= np.linspace(1, 0, f)
+                sig[s0:s1] = burst
+            continue  # silence: the background noise only
+        rec = recordings[seg["object"]] if seg["object"] is not None else offscreen
         part = np.zeros(s1 - s0, np.float64)
         cursor = -int(rng.integers(0, len(rec)))
         while cursor < len(part):
@@ -485,11 +558,19 @@ def _render_clip(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         frames[i] = np.clip(np.rint(fr), 0, 255).astype(np.uint8)
 
     schedule = _schedule(rng, len(labels), duration)
-    if digits:
-        recordings = [digit_sound(job["voice"], int(label), sr) for label in labels]
-    else:
-        recordings = [stamp_sound(label, sr) for label in labels]
-    audio, noise = _render_audio(rng, recordings, schedule, duration, sr)
+    null_rng = np.random.default_rng((seed, k, 2))  # apart: other clips stay as they were
+
+    def sound(label):
+        return digit_sound(job["voice"], int(label), sr) if digits else stamp_sound(label, sr)
+
+    recordings = [sound(label) for label in labels]
+    offscreen = None
+    if job["negatives"] > 0 and null_rng.random() < job["negatives"]:
+        absent = [c for c in job["classes"] if c not in labels]
+        schedule = _with_null_segment(null_rng, schedule, duration, absent)
+        off = [g["label"] for g in schedule if g.get("source") == "offscreen"]
+        offscreen = sound(off[0]) if off else None
+    audio, noise = _render_audio(rng, recordings, schedule, duration, sr, offscreen, null_rng)
 
     name = f"clip_{k:05d}.mp4"
     options = dict(X264_OPTIONS)
@@ -530,6 +611,7 @@ def make_demo_data(
     kind: str = "stamps",
     split: str = "train",
     layout: str = "train",
+    negatives: float = 0.0,
     workers: int = 2,
     progress: bool = True,
 ) -> Path:
@@ -564,6 +646,10 @@ def make_demo_data(
         docstring). ``"train"``: large objects, mostly near the centre (training
         sets). ``"anywhere"``: small to large objects anywhere in the frame, corners
         and edges included, for evaluation sets that a centred prior cannot solve.
+    negatives : float
+        Share of the clips with one segment whose sound no visible object
+        makes: silence, noise only, or a class not shown (see "Sounds from
+        nothing on screen" in the module docstring). 0: none.
     workers : int
         Worker processes (spawned); ``<= 1`` renders in this process.
     progress : bool
@@ -589,6 +675,8 @@ def make_demo_data(
         raise ValueError(f"split for kind {kind!r} must be one of {allowed}, got {split!r}")
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
+    if not 0 <= negatives <= 1:
+        raise ValueError(f"negatives must be in [0, 1], got {negatives}")
     if kind == "digits":
         known = DIGIT_CLASSES
         classes = [str(c) for c in (DIGIT_CLASSES if classes is None else classes)]
@@ -616,6 +704,8 @@ def make_demo_data(
             "kind": kind,
             "split": split,
             "layout": layout,
+            "negatives": float(negatives),
+            "classes": classes,
         }
         for p in _plan(videos, int(seed), classes, voices)
     ]
@@ -660,13 +750,34 @@ def load_annotations(directory: str | os.PathLike) -> dict[str, dict[str, Any]]:
     return anns
 
 
-def sounding_object(ann: dict[str, Any], t: float) -> int:
-    """Index (into ``ann["objects"]``) of the object heard at time ``t`` seconds."""
+def off_screen(root: str | os.PathLike, videos) -> list[list[tuple[float, float]]] | None:
+    """Per video (``.path`` relative to ``root``): the intervals (s) whose sound comes from
+    nothing on screen, from ``root/annotations.jsonl``; None when there is none."""
+    if not (Path(root) / "annotations.jsonl").is_file():
+        return None
+    anns = load_annotations(root)
+    return [null_intervals(anns[v.path]) if v.path in anns else [] for v in videos]
+
+
+def null_intervals(ann: dict[str, Any]) -> list[tuple[float, float]]:
+    """The ``sounding`` segments of a clip whose sound no visible object makes."""
+    return [(float(s["start"]), float(s["end"])) for s in ann["sounding"] if s["object"] is None]
+
+
+def sounding_segment(ann: dict[str, Any], t: float) -> dict[str, Any]:
+    """The ``sounding`` segment at time ``t`` seconds."""
     segs = ann["sounding"]
     for seg in segs:
         if seg["start"] <= t < seg["end"]:
-            return int(seg["object"])
-    return int(segs[0]["object"] if t < segs[0]["start"] else segs[-1]["object"])
+            return seg
+    return segs[0] if t < segs[0]["start"] else segs[-1]
+
+
+def sounding_object(ann: dict[str, Any], t: float) -> int | None:
+    """Index (into ``ann["objects"]``) of the object heard at time ``t`` seconds; None when
+    the sound there comes from nothing on screen."""
+    obj = sounding_segment(ann, t)["object"]
+    return None if obj is None else int(obj)
 
 
 def frame_index(ann: dict[str, Any], t: float) -> int:
@@ -681,6 +792,10 @@ def box_at(ann: dict[str, Any], obj: int, t: float) -> tuple[int, int, int, int]
     return int(x0), int(y0), int(x1), int(y1)
 
 
-def label_at(ann: dict[str, Any], t: float) -> str:
-    """Label of the object heard at time ``t``."""
-    return ann["objects"][sounding_object(ann, t)]["label"]
+def label_at(ann: dict[str, Any], t: float) -> str | None:
+    """Label of what is heard at time ``t`` (an off-screen class too); None for silence
+    or noise."""
+    seg = sounding_segment(ann, t)
+    if seg["object"] is None:
+        return seg.get("label")
+    return ann["objects"][int(seg["object"])]["label"]

@@ -23,6 +23,20 @@ modality alone carries the label; only their agreement does.
 ``frame_grid=False`` reproduces the naive sampler with the shortcut
 (negatives' audio centred anywhere), for the shortcut audit.
 
+Sounds that nothing on screen makes
+-----------------------------------
+With ``null_fraction`` (``sampler.null_fraction`` for training; AVOL-Net's
+default is :data:`looklisten.core.config.AVOL_NULL_FRACTION`) a pair is, with
+that probability, a **null pair** (label 0): a frame drawn as above from any
+video, and instead of a recording a null sound (:func:`null_sound`): digital
+silence, or noise only (white, pink or brown, at a random level). They teach
+AVOL-Net that silence and noise light up nothing: its map, and the probability
+that a visible object makes the sound (:mod:`looklisten.tasks.localize`), stay
+low. Off-screen sounds are the ordinary negatives (another video's sound), and
+in generated data the segments whose sound comes from nothing on screen
+(``annotations.jsonl``, :mod:`looklisten.data.demo_data`): a positive whose
+window lies mostly in such a segment is a negative (``off_screen``).
+
 Reproducibility
 ---------------
 Pair ``k`` of epoch ``e`` is drawn from ``numpy.random.default_rng([seed, e, k])``:
@@ -62,9 +76,43 @@ class PairSpec:
     frame_video: int
     frame_index: int
     frame_time: float
-    audio_video: int
+    audio_video: int  # -1: a null sound (see ``null``)
     audio_center: float
     label: int  # 1 = correspond
+    null: str = ""  # a null pair's sound: "silence" or "noise" ("": a recording)
+
+
+#: What a null sound is (:func:`null_sound`).
+NULL_KINDS = ("silence", "noise")
+#: Noise-only sounds: colours and the range of their RMS level.
+NOISE_COLOURS = ("white", "pink", "brown")
+NOISE_RMS = (0.003, 0.3)
+
+
+def null_sound(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """A sound no visible object makes: float32 (n,).
+
+    ``"silence"``: zeros. ``"noise"``: white, pink or brown noise (uniformly),
+    its RMS log-uniform in :data:`NOISE_RMS` (hiss, rumble, wind, hum-free room
+    tone at any level), clipped to [-1, 1].
+    """
+    if kind == "silence":
+        return np.zeros(n, np.float32)
+    if kind != "noise":
+        raise ValueError(f"null sound kind must be one of {NULL_KINDS}, got {kind!r}")
+    colour = NOISE_COLOURS[int(rng.integers(len(NOISE_COLOURS)))]
+    x = rng.standard_normal(n)
+    if colour != "white":  # 1/f (pink) or 1/f^2 (brown) power, shaped in frequency
+        spec = np.fft.rfft(x)
+        f = np.arange(len(spec), dtype=np.float64)
+        f[0] = 1.0
+        spec /= np.sqrt(f) if colour == "pink" else f
+        spec[0] = 0.0
+        x = np.fft.irfft(spec, n)
+    lo, hi = np.log(NOISE_RMS)
+    rms = float(np.exp(rng.uniform(lo, hi)))
+    x *= rms / max(float(np.sqrt(np.mean(x**2))), 1e-12)
+    return np.clip(x, -1.0, 1.0).astype(np.float32)
 
 
 def _grid(v: VideoEntry, half: float) -> tuple[int, int]:
@@ -92,6 +140,8 @@ class PairSampler:
         sampler: SamplerConfig,
         audio: AudioConfig,
         positive_fraction: float | None = None,
+        null_fraction: float = 0.0,
+        off_screen: list[list[tuple[float, float]]] | None = None,
     ):
         if len(videos) < 2:
             raise ValueError(
@@ -104,6 +154,11 @@ class PairSampler:
         )
         if not 0 < self.positive_fraction <= 1:
             raise ValueError(f"positive_fraction must be in (0, 1], got {self.positive_fraction}")
+        if not 0 <= null_fraction < 1:
+            raise ValueError(f"null_fraction must be in [0, 1), got {null_fraction}")
+        self.null_fraction = float(null_fraction)
+        # per video: the intervals (s) whose sound comes from nothing on screen
+        self.off_screen = off_screen or [[] for _ in videos]
         self.half = audio.clip_seconds / 2
         self.grids = [_grid(v, self.half) for v in videos]
 
@@ -123,8 +178,26 @@ class PairSampler:
         lo, hi = self.grids[vid]
         return int(rng.integers(lo, hi + 1))
 
+    def off_screen_share(self, vid: int, center: float) -> float:
+        """Share of the window centred at ``center`` whose sound comes from nothing on screen."""
+        lo, hi = center - self.half, center + self.half
+        cut = sum(max(0.0, min(hi, b) - max(lo, a)) for a, b in self.off_screen[vid])
+        return cut / (hi - lo)
+
     def sample(self, rng: np.random.Generator) -> PairSpec:
         n = len(self.videos)
+        if self.null_fraction > 0 and rng.random() < self.null_fraction:
+            f = int(rng.integers(n))
+            fi = self._grid_point(f, rng)
+            return PairSpec(
+                frame_video=f,
+                frame_index=fi,
+                frame_time=self.frame_time(f, fi),
+                audio_video=-1,
+                audio_center=0.0,
+                label=0,
+                null=NULL_KINDS[int(rng.integers(len(NULL_KINDS)))],
+            )
         label = int(rng.random() < self.positive_fraction)
         a = int(rng.integers(n))
         j = self._grid_point(a, rng)
@@ -138,6 +211,8 @@ class PairSampler:
             f = int(rng.integers(n - 1))
             f += f >= a  # uniform over the other videos
             fi = self._shift(f, self._grid_point(f, rng), rng)
+        if label == 1 and self.off_screen[a] and self.off_screen_share(a, center) > 0.5:
+            label = 0  # its own video's sound, made by nothing on screen
         return PairSpec(
             frame_video=f,
             frame_index=fi,
@@ -334,6 +409,7 @@ class PairDataset(torch.utils.data.Dataset):
         self.train = train
         self.epoch = epoch if train else VAL_EPOCH
         self.side = source.vision_cfg.resize
+        self.clip_samples = source.audio_cfg.clip_samples
 
     def set_epoch(self, epoch: int) -> None:
         if self.train:
@@ -352,7 +428,10 @@ class PairDataset(torch.utils.data.Dataset):
             spec = self.sampler.sample(rng)
             try:
                 frame = self.source.frame(spec.frame_video, spec.frame_index, spec.frame_time)
-                audio = self.source.audio(spec.audio_video, spec.audio_center)
+                if spec.null:
+                    audio = null_sound(spec.null, self.clip_samples, rng)
+                else:
+                    audio = self.source.audio(spec.audio_video, spec.audio_center)
             except MediaError as e:
                 last_error = e
                 continue

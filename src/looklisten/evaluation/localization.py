@@ -101,9 +101,11 @@ centre with ``make-demo-data --layout anywhere``.
 
 Negative audio (``negative_audio``; ``negatives=False`` skips it)
 ----------------------------------------------------------------
-Every frame's map is also computed for three sounds it should *not* light up for:
+Every frame's map is also computed for four sounds it should *not* light up for:
 
 * ``silence``: an all-zero window;
+* ``noise``: noise only (white, pink or brown at a random level:
+  :func:`looklisten.data.sampler.null_sound`, drawn with ``seed``);
 * ``absent_class``: another clip's window at a time when it sounds a class that
   is not shown in this frame (an off-screen source);
 * ``other_clip``: another clip's window, whatever it sounds (other object
@@ -117,6 +119,14 @@ of maps whose peak is at least 0.5. ``compare`` runs the same test with the
 correspondence logit of other checkpoints (L3-Net, AVE-Net), on the same frames
 and the same negative sounds, each with its own inputs. The partners are drawn
 with ``seed``.
+
+``detection`` scores the product's answer to "does a visible object make this
+sound?" (:func:`detection_scores`): the checkpoint's calibrated probability
+(:mod:`looklisten.models.detector`) for each frame with its own sound against
+the same frames with all four negative sounds: precision, recall and F1 at the
+threshold saved with the checkpoint, average precision over thresholds beside
+its trivial baseline, the false-positive rate per kind of negative, and the
+calibration (Brier score, expected calibration error).
 """
 
 from __future__ import annotations
@@ -130,6 +140,8 @@ from typing import Any
 import numpy as np
 
 from looklisten.core.config import MAP_MODES
+from looklisten.data.demo_data import NULL_SOURCES
+from looklisten.data.sampler import NULL_KINDS, null_sound
 from looklisten.inputs.prepare import (
     audio_window,
     full_input_size,
@@ -138,12 +150,13 @@ from looklisten.inputs.prepare import (
     read_map_frame,
 )
 from looklisten.models.checkpoint import get_model
+from looklisten.models.detector import logit_of
 from looklisten.tasks.localize import heatmap_to_frame, maps_for
 
 METHODS = ("avol", "centre_prior", "whole_image", "random_map")
 FIXED_THRESHOLD = 0.5
 #: The negative sounds a frame is also scored with (see :func:`evaluate_localization`).
-NEGATIVES = ("silence", "absent_class", "other_clip")
+NEGATIVES = ("silence", "noise", "absent_class", "other_clip")
 #: Bins of the sounding object's size, sqrt(box area / frame area).
 SIZE_BINS = {"small": (0.0, 0.25), "medium": (0.25, 0.45), "large": (0.45, math.inf)}
 #: Bins of its centre's distance from the frame centre (0 centre, 1 border).
@@ -320,7 +333,7 @@ def _auc_with_interval(
 
 
 def _correspondence_scores(
-    checkpoint, data: Path, samples: list[dict[str, Any]], partners, batch_size, device
+    checkpoint, data: Path, samples: list[dict[str, Any]], partners, batch_size, device, seed
 ) -> dict[str, Any]:
     """An L3 / AVE (or any) checkpoint's correspondence logit for each frame with its own
     sound and with each negative sound, from that checkpoint's own inputs (the frame
@@ -345,28 +358,36 @@ def _correspondence_scores(
                 t = samples[i]["t"]
                 images[i] = model.inputs.frame(reader, t)[0]
                 waves[i] = audio_window(track, t, cfg)
-    silence = np.zeros_like(waves[0])
+    n = len(samples)
 
-    def logits(pairs: list[tuple[int, int]]) -> np.ndarray:
+    def logits(pairs: list[tuple[int, int]], sounds: list[np.ndarray]) -> np.ndarray:
         out = []
         with torch.no_grad():
             for s in range(0, len(pairs), batch_size):
                 chunk = pairs[s : s + batch_size]
                 img = torch.stack([images[i] for i, _ in chunk]).to(dev)
-                wav = np.stack([silence if j < 0 else waves[j] for _, j in chunk])
+                wav = np.stack([sounds[j] for _, j in chunk])
                 out.append(model(img, torch.from_numpy(wav).to(dev))["logit"].float().cpu())
         return torch.cat(out).numpy()
 
-    n = len(samples)
-    own = logits([(i, i) for i in range(n)])
+    own = logits([(i, i) for i in range(n)], waves)
     res: dict[str, Any] = {"checkpoint": str(checkpoint), "arch": cfg.model.arch}
     clips = np.asarray([s["clip"] for s in samples])
     for kind in NEGATIVES:
-        idx = np.arange(n) if kind == "silence" else np.flatnonzero(partners[kind] >= 0)
-        j = np.full(n, -1) if kind == "silence" else partners[kind]
-        neg = logits([(int(i), int(j[i])) for i in idx])
+        if kind in NULL_KINDS:  # this model's window length, the same seed
+            idx = np.arange(n)
+            neg = logits([(i, i) for i in idx], null_waves(kind, n, len(waves[0]), seed))
+        else:
+            idx = np.flatnonzero(partners[kind] >= 0)
+            neg = logits([(int(i), int(partners[kind][i])) for i in idx], waves)
         res[kind] = _auc_with_interval(own[idx], neg, clips[idx])
     return res
+
+
+def null_waves(kind: str, n: int, size: int, seed: int) -> list[np.ndarray]:
+    """``n`` null sounds of ``size`` samples (silence, or noise drawn with ``seed``)."""
+    rng = np.random.default_rng([seed, 25])
+    return [null_sound(kind, size, rng) for _ in range(n)]
 
 
 def evaluate_localization(
@@ -432,7 +453,7 @@ def evaluate_localization(
     """
     from tqdm.auto import tqdm
 
-    from looklisten.data.demo_data import load_annotations, sounding_object
+    from looklisten.data.demo_data import load_annotations, sounding_object, sounding_segment
     from looklisten.evaluation.map_metrics import (
         IOU_THRESHOLDS,
         best_threshold_iou,
@@ -469,6 +490,7 @@ def evaluate_localization(
 
     # 1. the samples: frame, its own sound, the truth
     samples: list[dict[str, Any]] = []
+    in_video: list[dict[str, Any]] = []  # frames whose own sound no visible object makes
     skipped_clips = []
     for clip_no, name in enumerate(tqdm(files, desc="decode", unit="clip", disable=not progress)):
         ann = anns[name]
@@ -483,6 +505,16 @@ def evaluate_localization(
             track = reader.read_audio(0.0, None, cfg.audio.sample_rate)
             for t in times:
                 obj = sounding_object(ann, t)
+                if obj is None:  # its own sound comes from nothing on screen: a negative
+                    in_video.append(
+                        {
+                            "clip": clip_no,
+                            "frame": read_map_frame(reader, t, cfg, mode),
+                            "wave": audio_window(track, t, cfg),
+                            "source": sounding_segment(ann, t)["source"],
+                        }
+                    )
+                    continue
                 fi = min(
                     int(math.floor(t * float(ann["fps"]) + 1e-6)),
                     len(ann["objects"][0]["boxes"]) - 1,
@@ -688,7 +720,7 @@ def evaluate_localization(
         }
     if negatives:
         result["negative_audio"] = _negative_audio(
-            model, data, samples, maps, mode, batch_size, seed, compare, device
+            model, data, samples, maps, mode, batch_size, seed, compare, device, in_video
         )
     if skipped_clips:
         result["skipped_clips"] = skipped_clips
@@ -706,7 +738,16 @@ def evaluate_localization(
 
 
 def _negative_audio(
-    model, data: Path, samples, maps, mode: str, batch_size: int, seed: int, compare, device
+    model,
+    data: Path,
+    samples,
+    maps,
+    mode: str,
+    batch_size: int,
+    seed: int,
+    compare,
+    device,
+    in_video=(),
 ) -> dict[str, Any]:
     """AVOL-Net's map for negative sounds: does its peak fall when nothing shown sounds?"""
     n = len(samples)
@@ -718,7 +759,7 @@ def _negative_audio(
     )
     clips = np.asarray([s["clip"] for s in samples])
     own_peak = np.asarray([float(np.max(m)) for m in maps])
-    silence = np.zeros_like(samples[0]["wave"])
+    size = len(samples[0]["wave"])
     out: dict[str, Any] = {
         "what": "the peak of AVOL-Net's sigmoid map for the frame with its own sound versus "
         "with a negative sound: silence (zeros); absent_class, the sound of another clip at a "
@@ -734,10 +775,11 @@ def _negative_audio(
         },
     }
     neg_maps: dict[str, dict[int, np.ndarray]] = {}
+    neg_peaks: dict[str, np.ndarray] = {}
     for kind in NEGATIVES:
-        if kind == "silence":
+        if kind in NULL_KINDS:
             idx = np.arange(n)
-            waves = [silence] * n
+            waves = null_waves(kind, n, size, seed)
         else:
             idx = np.flatnonzero(partners[kind] >= 0)
             waves = [samples[int(partners[kind][i])]["wave"] for i in idx]
@@ -746,6 +788,7 @@ def _negative_audio(
             continue
         nm = maps_for(model, [samples[int(i)]["frame"] for i in idx], waves, mode, batch_size)
         peak = np.asarray([float(np.max(m)) for m in nm])
+        neg_peaks[kind] = peak
         neg_maps[kind] = {int(i): m for i, m in zip(idx, nm, strict=True)}
         entry = {
             **_auc_with_interval(own_peak[idx], peak, clips[idx], seed=seed),
@@ -758,13 +801,87 @@ def _negative_audio(
             ]
             entry["share_class_shown"] = round(float(np.mean(shown)), 4)
         out[kind] = entry
+    if in_video:  # frames whose own sound comes from nothing on screen (annotated)
+        from sklearn.metrics import roc_auc_score
+
+        nm = maps_for(
+            model, [s["frame"] for s in in_video], [s["wave"] for s in in_video], mode, batch_size
+        )
+        peak = np.asarray([float(np.max(m)) for m in nm])
+        neg_peaks["in_video"] = peak
+        y = np.r_[np.ones(n), np.zeros(len(peak))]
+        out["in_video"] = {
+            "what": "frames whose own sound no visible object makes (annotated segments: "
+            "silence, noise, an off-screen class), against all frames with their own sound "
+            "(unpaired)",
+            "roc_auc": round(float(roc_auc_score(y, np.r_[own_peak, peak])), 4),
+            "samples": int(len(peak)),
+            "sources": {k: sum(s["source"] == k for s in in_video) for k in NULL_SOURCES},
+            "mean_peak": round(float(peak.mean()), 4),
+            "detect@0.5": round(float(np.mean(peak >= 0.5)), 4),
+        }
+    out["detection"] = detection_scores(model.detector, own_peak, neg_peaks, clips, seed)
     if compare:
         out["compare"] = [
-            _correspondence_scores(c, data, samples, partners, batch_size, device) for c in compare
+            _correspondence_scores(c, data, samples, partners, batch_size, device, seed)
+            for c in compare
         ]
     for i, s in enumerate(samples):
         s["negative_maps"] = {k: v[i] for k, v in neg_maps.items() if i in v}
     return out
+
+
+def detection_scores(
+    detector, own_peak: np.ndarray, neg_peaks: dict[str, np.ndarray], clips, seed: int
+) -> dict[str, Any]:
+    """Does a visible object make the sound? The checkpoint's answer, scored.
+
+    Positives: every frame with its own sound; negatives: the same frames with
+    each negative sound. ``precision``, ``recall`` and ``f1`` at the threshold
+    saved with the checkpoint, ``average_precision`` over all thresholds (and its
+    trivial baseline: the share of positives), ``false_positive_rate`` per kind of
+    negative, and the calibration: ``brier`` score and the expected calibration
+    error over 10 bins (``ece``), on classes weighted equally as in the fit.
+    """
+    from sklearn.metrics import average_precision_score
+
+    own_p = detector.probability(logit_of(own_peak))
+    negs = {k: detector.probability(logit_of(v)) for k, v in neg_peaks.items()}
+    neg_p = np.concatenate(list(negs.values())) if negs else np.zeros(0, np.float32)
+    y = np.r_[np.ones(len(own_p)), np.zeros(len(neg_p))]
+    p = np.r_[own_p, neg_p].astype(np.float64)
+    yes = p >= detector.threshold
+    tp, fp = int((yes & (y == 1)).sum()), int((yes & (y == 0)).sum())
+    fn = int((~yes & (y == 1)).sum())
+    precision = tp / max(tp + fp, 1)
+    recall = tp / max(tp + fn, 1)
+    w = np.where(y == 1, 0.5 / max(len(own_p), 1), 0.5 / max(len(neg_p), 1))
+    bins = np.minimum((p * 10).astype(int), 9)
+    ece = sum(
+        abs(float(np.sum(w[bins == b] * (p[bins == b] - y[bins == b]))))
+        for b in range(10)
+        if np.any(bins == b)
+    )
+    return {
+        "what": "the probability that a visible object makes the sound (the checkpoint's "
+        "calibrated detector, looklisten.models.detector) for each frame with its own sound "
+        "(positive) and with each negative sound; precision / recall / f1 at the threshold "
+        "saved with the checkpoint, average precision over thresholds",
+        "threshold": round(float(detector.threshold), 4),
+        "calibrated": bool(detector.pairs),
+        "positives": int(len(own_p)),
+        "negatives": int(len(neg_p)),
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(2 * precision * recall / max(precision + recall, 1e-12), 4),
+        "average_precision": round(float(average_precision_score(y, p)), 4),
+        "average_precision_baseline": round(float(y.mean()), 4),
+        "false_positive_rate": {
+            k: round(float(np.mean(v >= detector.threshold)), 4) for k, v in negs.items()
+        },
+        "brier": round(float(np.sum(w * (p - y) ** 2)), 4),
+        "ece": round(float(ece), 4),
+    }
 
 
 def _display_frame(data: Path, s: dict[str, Any]) -> np.ndarray:

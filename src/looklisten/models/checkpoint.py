@@ -264,12 +264,16 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
     -------
     looklisten.models.network.AVNet
         ``model.cfg`` is the checkpoint's Config: build preprocessing from it.
+        ``model.detector`` (:class:`looklisten.models.detector.SourceDetector`)
+        says whether a visible object makes a sound (AVOL-Net).
     """
+    from looklisten.models.detector import SourceDetector
     from looklisten.models.network import create_model
 
     cfg = load_config(path)
     model = create_model(cfg)
     load_weights(model, path)
+    model.detector = SourceDetector.from_dict(load_state(path).get("source_detector"))
     return model.to(device).eval()
 
 

@@ -51,7 +51,11 @@ def temperature(log_temperature: torch.Tensor) -> torch.Tensor:
 
 
 def symmetric_nce(
-    sim: torch.Tensor, image_video: torch.Tensor, audio_video: torch.Tensor, tau: torch.Tensor
+    sim: torch.Tensor,
+    image_video: torch.Tensor,
+    audio_video: torch.Tensor,
+    tau: torch.Tensor,
+    positive: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Symmetric InfoNCE of a similarity matrix whose diagonal holds the positives.
 
@@ -65,13 +69,23 @@ def symmetric_nce(
     (masked out: they are no negatives of each other), returns
     ``(CE(L, diag) + CE(L^T, diag)) / 2``: the mean over images of
     ``-log softmax_j(L_i.)_i`` and over audios of ``-log softmax_i(L_.j)_j``.
+    ``positive`` (N,) bool: only those rows are pairs; the others (null pairs:
+    a sound nothing on screen makes, looklisten.data.sampler) are never a
+    target, only negatives (their audio for every image).
     """
     n = sim.shape[0]
     same = image_video[:, None] == audio_video[None, :]  # (N, N)
     same &= ~torch.eye(n, dtype=torch.bool, device=sim.device)
     logits = (sim / tau).masked_fill(same, float("-inf"))
     target = torch.arange(n, device=sim.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    if positive is None:
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    # masked means (no host synchronisation): a null row's image still is a
+    # negative of the others' sounds, its sound a negative of the others' images
+    w = positive.to(logits.dtype)
+    i2a = F.cross_entropy(logits, target, reduction="none")
+    a2i = F.cross_entropy(logits.T, target, reduction="none")
+    return 0.5 * ((i2a + a2i) * w).sum() / w.sum().clamp_min(1)
 
 
 class InfoNCELoss(nn.Module):
@@ -94,8 +108,10 @@ class InfoNCELoss(nn.Module):
         image_video: torch.Tensor,
         audio_video: torch.Tensor,
         tau: torch.Tensor,
+        positive: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return symmetric_nce(self.similarity(image, audio), image_video, audio_video, tau)
+        sim = self.similarity(image, audio)
+        return symmetric_nce(sim, image_video, audio_video, tau, positive)
 
 
 class MILNCELoss(InfoNCELoss):
@@ -134,17 +150,24 @@ class CalibrationLoss(nn.Module):
         audio: torch.Tensor,
         image_video: torch.Tensor,
         audio_video: torch.Tensor,
+        positive: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         image, audio = _wide(image.detach()), _wide(audio.detach())
+        if positive is None:
+            positive = torch.ones(len(image), dtype=torch.bool, device=image.device)
         valid = image_video != audio_video.roll(-1, 0)  # (N,) negatives of another video
-        pos = head.avc_logit(image, audio)  # (N,)
-        neg = head.avc_logit(image, audio.roll(-1, 0))  # (N,)
-        n_neg = valid.sum()
-        loss_pos = F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
-        loss_neg = F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg), reduction="none")
-        loss = 0.5 * (loss_pos + (loss_neg * valid).sum() / n_neg.clamp_min(1))
-        correct = (pos > 0).sum() + ((neg <= 0) & valid).sum()
-        return loss, correct, len(pos) + n_neg
+        null = ~positive  # null pairs: negatives as they are
+        own = head.avc_logit(image, audio)  # (N,)
+        rolled = head.avc_logit(image, audio.roll(-1, 0))  # (N,)
+        bce = F.binary_cross_entropy_with_logits
+        n_pos, n_neg = positive.sum(), valid.sum() + null.sum()
+        loss_pos = (bce(own, torch.ones_like(own), reduction="none") * positive).sum()
+        loss_neg = (bce(rolled, torch.zeros_like(rolled), reduction="none") * valid).sum()
+        loss_neg = loss_neg + (bce(own, torch.zeros_like(own), reduction="none") * null).sum()
+        loss = 0.5 * (loss_pos / n_pos.clamp_min(1) + loss_neg / n_neg.clamp_min(1))
+        correct = ((own > 0) & positive).sum() + ((rolled <= 0) & valid).sum()
+        correct = correct + ((own <= 0) & null).sum()
+        return loss, correct, n_pos + n_neg
 
 
 class ContrastiveObjective(nn.Module):
@@ -176,11 +199,14 @@ class ContrastiveObjective(nn.Module):
         image_video: torch.Tensor,
         audio_video: torch.Tensor,
         log_temperature: torch.Tensor,
+        positive: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         image, audio = (out[k] for k in self.keys)
         tau = temperature(log_temperature)
-        nce = self.contrastive(image, audio, image_video, audio_video, tau)
-        cal, correct, pairs = self.calibration(head, image, audio, image_video, audio_video)
+        nce = self.contrastive(image, audio, image_video, audio_video, tau, positive)
+        cal, correct, pairs = self.calibration(
+            head, image, audio, image_video, audio_video, positive
+        )
         return {
             "loss": nce + cal,
             "contrastive": nce,

@@ -51,6 +51,11 @@ class AVNet(nn.Module):
             self.head = AVOLHead(c, m.embed_dim)
         else:
             raise ValueError(f"unknown model {m.arch!r}")
+        from looklisten.models.detector import UNCALIBRATED
+
+        # AVOL-Net: is a sound made by a visible object? (looklisten.models.detector;
+        # a trained checkpoint's is fitted on its validation pairs)
+        self.detector = UNCALIBRATED
         t = cfg.train
         if t.contrastive:
             # log tau of the contrastive objective (looklisten.models.losses): in the

@@ -59,6 +59,8 @@ HITS = 4
 EXAMPLE_VIDEOS = 24
 #: Localisation overlays per AVOL run.
 OVERLAYS = 4
+#: Of those, how many are shown again with sounds nothing on screen makes (silence, off screen).
+NEGATIVE_OVERLAYS = 2
 #: Unit galleries: units shown per branch, items shown per unit.
 UNITS_SHOWN = 6
 UNIT_ITEMS = 5
@@ -654,14 +656,14 @@ def _overlays(run: dict[str, Any], device: str | None) -> str:
     note = _needs(run, "localisation overlays")
     if note:
         return note
-    from looklisten.data.demo_data import load_annotations, sounding_object
+    from looklisten.data.demo_data import load_annotations, sounding_object, sounding_segment
     from looklisten.evaluation.localization import sample_times, scaled_box
     from looklisten.inputs.prepare import audio_window, read_frame_at
     from looklisten.media.overlay import draw_box, overlay
     from looklisten.media.video import MediaReader
     from looklisten.models.checkpoint import get_model
     from looklisten.report.search_page import jpeg_uri, wav_uri
-    from looklisten.tasks.localize import localize_batch
+    from looklisten.tasks.localize import localize_batch, paint_visible
 
     model = get_model(run["checkpoint"], device, arch="avol")
     cfg = model.cfg
@@ -702,15 +704,46 @@ def _overlays(run: dict[str, Any], device: str | None) -> str:
         )
     if not shots:
         return _note("No localisation overlays: no held-out clip with a picture and a sound.")
-    heat = localize_batch(model, [s["frame"] for s in shots], [s["wave"] for s in shots], sr)
+    # The same frames with sounds that nothing on screen makes: silence, and another
+    # clip's sound (an off-screen source); AVOL-Net should answer "no" and paint nothing.
+    negatives = []
+    for i, s in enumerate(shots[:NEGATIVE_OVERLAYS]):
+        other = shots[(i + 1) % len(shots)]
+        negatives.append(
+            {
+                **s,
+                "wave": np.zeros_like(s["wave"]),
+                "page_wave": np.zeros_like(s["page_wave"]),
+                "sound": "silence",
+            }
+        )
+        if other["file"] != s["file"]:
+            negatives.append(
+                {
+                    **s,
+                    "wave": other["wave"],
+                    "page_wave": other["page_wave"],
+                    "sound": f"another clip's sound ({Path(other['file']).name})",
+                }
+            )
+    every = shots + negatives
+    heat, prob = localize_batch(
+        model, [s["frame"] for s in every], [s["wave"] for s in every], sr, with_probability=True
+    )
+    painted = paint_visible(model, np.stack([np.asarray(h) for h in heat]), prob)
+    threshold = model.detector.threshold
     cards = []
-    for s, hm in zip(shots, heat, strict=True):
+    for s, hm, p in zip(every, painted, prob, strict=True):
         img = overlay(s["frame"], hm, alpha=0.5)
-        label, caption = None, f"max {float(np.max(hm)):.2f}"
+        label = None
+        answer = "yes" if p >= threshold else "no: nothing painted"
+        caption = f"p(visible source) {p:.2f} &middot; {answer}"
+        if "sound" in s:
+            caption = f"sound: {e(s['sound'])} &middot; " + caption
         ann = s["ann"]
         if ann is not None:
             H, W = s["frame"].shape[:2]
-            obj = sounding_object(ann, s["t"])
+            obj = sounding_object(ann, s["t"]) if "sound" not in s else None
             fi = min(
                 int(math.floor(s["t"] * float(ann["fps"]) + 1e-6)),
                 len(ann["objects"][0]["boxes"]) - 1,
@@ -718,10 +751,15 @@ def _overlays(run: dict[str, Any], device: str | None) -> str:
             for k, o in enumerate(ann["objects"]):
                 if k != obj:
                     draw_box(img, scaled_box(o["boxes"][fi], ann, H, W), (255, 0, 0), 2)
-            draw_box(img, scaled_box(ann["objects"][obj]["boxes"][fi], ann, H, W), (0, 255, 0), 2)
-            label = ann["objects"][obj]["label"]
-            if len(ann["objects"]) == 2:
-                caption += f" &middot; silent: {e(ann['objects'][1 - obj]['label'])}"
+            if obj is not None:
+                box = scaled_box(ann["objects"][obj]["boxes"][fi], ann, H, W)
+                draw_box(img, box, (0, 255, 0), 2)
+                label = ann["objects"][obj]["label"]
+                if len(ann["objects"]) == 2:
+                    caption += f" &middot; silent: {e(ann['objects'][1 - obj]['label'])}"
+            elif "sound" not in s:
+                seg = sounding_segment(ann, s["t"])
+                caption += f" &middot; its own sound, from nothing on screen ({e(seg['source'])})"
         cards.append(
             _card(
                 "",
@@ -739,7 +777,12 @@ def _overlays(run: dict[str, Any], device: str | None) -> str:
         "<p>Frames of "
         f"{e(where)} with the AVOL-Net heatmap of the 1 s of sound centred on them "
         "(red: high), computed over the whole frame. Green box: the object heard; red box: the "
-        "silent one (demo annotations).</p><div class='row'>" + "".join(cards) + "</div>"
+        "silent one (demo annotations). Each map comes with the probability that a visible "
+        f"object makes the sound; below the checkpoint's threshold ({threshold:.2f}) nothing is "
+        "painted. The last cards are the first frames again with sounds that nothing on "
+        "screen makes: silence, and another clip's sound.</p><div class='row'>"
+        + "".join(cards)
+        + "</div>"
     )
 
 

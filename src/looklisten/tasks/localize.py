@@ -14,6 +14,11 @@ Python API
 * :func:`localize_video`: a heatmap per frame (or every ``hop`` seconds) of a
   video, each from the frame shown at ``t`` and the 1 s of audio centred on
   ``t``.
+* With ``with_probability=True`` each also returns, for every map, the
+  probability that a visible object makes the sound
+  (:func:`source_probability`): low for silence, noise and sounds whose
+  source is off screen. Below ``model.detector.threshold`` the answer is no,
+  and an overlay paints nothing.
 
 All take a loaded model (:func:`looklisten.load_model`) or a run / checkpoint
 directory. Preprocessing comes from the checkpoint's saved config.
@@ -91,6 +96,7 @@ from looklisten.inputs.prepare import (
     window_start,
 )
 from looklisten.models.checkpoint import get_model
+from looklisten.models.detector import peak_logit
 from looklisten.models.runtime import eval_mode, model_device
 
 if TYPE_CHECKING:
@@ -238,7 +244,8 @@ def localize(
     *,
     mode: str = "full",
     device: str | torch.device | None = None,
-) -> np.ndarray:
+    with_probability: bool = False,
+):
     """Heatmap of where the sound comes from in one image.
 
     Parameters
@@ -254,13 +261,23 @@ def localize(
         Whole frame (default) or the centre crop only (see the module docstring).
     device : optional
         Device to load a checkpoint path onto.
+    with_probability : bool
+        Also return the probability that a visible object makes the sound.
 
     Returns
     -------
-    np.ndarray, shape (H, W), float32 in [0, 1]
+    heatmap : np.ndarray, shape (H, W), float32 in [0, 1]
         At the image's resolution.
+    probability : float
+        With ``with_probability``: see :func:`source_probability`; the
+        answer is yes when it reaches ``model.detector.threshold``.
     """
-    return localize_batch(model, [image], [audio], sr, mode=mode, device=device)[0]
+    out = localize_batch(
+        model, [image], [audio], sr, mode=mode, device=device, with_probability=with_probability
+    )
+    if with_probability:
+        return out[0][0], float(out[1][0])
+    return out[0]
 
 
 def localize_batch(
@@ -273,6 +290,7 @@ def localize_batch(
     batch_size: int = 32,
     device: str | torch.device | None = None,
     resolution: str = "image",
+    with_probability: bool = False,
 ):
     """Heatmaps for many (image, audio) pairs.
 
@@ -294,11 +312,15 @@ def localize_batch(
         ``"image"``: each heatmap at its image's resolution. ``"map"``: the
         model's map (h, w) as is (``"full"`` mode only: there it tiles the
         whole image).
+    with_probability : bool
+        Also return, per pair, the probability that a visible object makes the
+        sound (:func:`source_probability`).
 
     Returns
     -------
     np.ndarray, shape (B, H, W) (or (B, h, w)) float32, when all images have one size;
-    otherwise a list of B arrays.
+    otherwise a list of B arrays. With ``with_probability``: ``(maps, probabilities)``,
+    the latter (B,) float32.
     """
     _check_resolution(mode, resolution, ("image", "map"))
     model = get_model(model, device, arch="avol")
@@ -308,7 +330,8 @@ def localize_batch(
     if len(imgs) != len(waves):
         raise ValueError(f"{len(imgs)} images but {len(waves)} audios")
     if not imgs:
-        return np.zeros((0, 0, 0), np.float32)
+        empty = np.zeros((0, 0, 0), np.float32)
+        return (empty, np.zeros(0, np.float32)) if with_probability else empty
     maps = maps_for(model, imgs, waves, mode, max(1, int(batch_size)))
     if resolution == "map":
         out = maps
@@ -317,8 +340,51 @@ def localize_batch(
             heatmap_to_frame(m, im.shape[:2], cfg, mode) for m, im in zip(maps, imgs, strict=True)
         ]
     if len({o.shape for o in out}) == 1:
-        return np.stack(out)
+        out = np.stack(out)
+    if with_probability:
+        return out, source_probability(model, maps)
     return out
+
+
+def paint_visible(model, maps, probabilities) -> np.ndarray:
+    """The maps to draw: each map as is where a visible object makes the sound, zero where not.
+
+    Parameters
+    ----------
+    model : AVNet (arch "avol")
+    maps : np.ndarray (T, h, w)
+    probabilities : np.ndarray (T,)
+        From :func:`source_probability`; compared with ``model.detector.threshold``.
+
+    Returns
+    -------
+    np.ndarray, shape (T, h, w), float32: an overlay of it paints nothing on the
+    frames whose sound no visible object makes.
+    """
+    keep = np.asarray(probabilities) >= model.detector.threshold
+    return (np.asarray(maps, np.float32) * keep[:, None, None]).astype(np.float32)
+
+
+def source_probability(model, maps) -> np.ndarray:
+    """Probability that a visible object makes the sound, from AVOL-Net's maps.
+
+    Parameters
+    ----------
+    model : AVNet (arch "avol")
+        Its ``detector`` (:class:`looklisten.models.detector.SourceDetector`,
+        fitted on the run's validation pairs and saved with the checkpoint)
+        maps each map's peak to a calibrated probability.
+    maps : np.ndarray (T, h, w) or a sequence of (h, w) maps
+        The model's maps (:func:`localize_video` with ``resolution="map"``;
+        upsampled maps give nearly the same peaks).
+
+    Returns
+    -------
+    np.ndarray, shape (T,), float32
+        ``>= model.detector.threshold``: a visible object makes the sound.
+    """
+    peaks = np.asarray([peak_logit(m) for m in maps], np.float64)
+    return model.detector.probability(peaks)
 
 
 def frame_times(info, hop: float | None = None) -> np.ndarray:
@@ -363,7 +429,8 @@ def localize_video(
     chunk_seconds: float = 20.0,
     device: str | torch.device | None = None,
     progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
+    with_probability: bool = False,
+):
     """A heatmap per video frame (or every ``hop`` seconds).
 
     For each time ``t`` the frame at ``t`` is paired with the 1 s of the
@@ -398,6 +465,9 @@ def localize_video(
         Device to load a checkpoint path onto.
     progress : bool
         Show a progress bar.
+    with_probability : bool
+        Also return, per heatmap, the probability that a visible object makes
+        the sound (:func:`source_probability`).
 
     Returns
     -------
@@ -405,6 +475,8 @@ def localize_video(
     times : np.ndarray, shape (T,), float64
         Seconds on the video's presentation timeline (as
         :func:`looklisten.media.video.read_frame` uses).
+    probabilities : np.ndarray, shape (T,), float32
+        With ``with_probability`` only.
 
     Raises
     ------
@@ -433,6 +505,7 @@ def localize_video(
         times = frame_times(info, hop)
         starts = np.array([window_start(t, sr, n) for t in times], dtype=np.int64)
         out: list[np.ndarray] = []
+        probs: list[float] = []
         bar = tqdm(total=len(times), desc="localize", unit="frame", disable=not progress)
         chunk_start = 0
         while chunk_start < len(times):
@@ -448,6 +521,7 @@ def localize_video(
                 frames = [read_map_frame(reader, times[i], cfg, mode) for i in idx]
                 waves = [take(track, int(starts[i] - s0), n) for i in idx]
                 maps = maps_for(model, frames, waves, mode, len(frames))
+                probs.extend(source_probability(model, maps))
                 if resolution == "frame":
                     maps = [
                         heatmap_to_frame(m, (info.height, info.width), cfg, mode)
@@ -457,4 +531,7 @@ def localize_video(
                 bar.update(len(idx))
             chunk_start = chunk_end
         bar.close()
-    return np.stack(out).astype(np.float32, copy=False), times
+    maps = np.stack(out).astype(np.float32, copy=False)
+    if with_probability:
+        return maps, times, np.asarray(probs, np.float32)
+    return maps, times

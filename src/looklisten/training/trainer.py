@@ -16,7 +16,9 @@ DATA is a folder of videos or a shard folder / URL (see looklisten.data.shards).
 Objective (``train.objective``, see looklisten.models.losses): "avc" trains on
 balanced positive / negative pairs with the papers' loss; "infonce" (AVE-Net)
 and "mil" (AVOL-Net) on positive pairs only, the batch's other pairs being the
-negatives, plus the head's AVC calibration on detached features. Validation
+negatives, plus the head's AVC calibration on detached features. Null pairs
+(``sampler.null_fraction``: a frame with silence or noise only; AVOL-Net's
+default) are label-0 pairs for every objective (see looklisten.data.sampler). Validation
 pairs are the balanced AVC pairs for every objective, so ``val_avc_accuracy``
 means the same whatever the run minimised. A contrastive run's train records
 add ``contrastive_loss`` and ``calibration_loss`` (``loss`` is their sum) and
@@ -65,12 +67,16 @@ from looklisten.core.fileio import (
     clean_leftovers,
 )
 from looklisten.core.pool import ignore_stop_signals
+from looklisten.data.demo_data import off_screen
 from looklisten.data.sampler import (
+    NULL_KINDS,
+    VAL_EPOCH,
     FileSource,
     MemorySource,
     PairDataset,
     PairSampler,
     cache_mode,
+    null_sound,
 )
 from looklisten.data.scan import VideoEntry, scan_folder
 from looklisten.inputs.prepare import VisionTransform
@@ -86,6 +92,7 @@ from looklisten.models.checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
+from looklisten.models.detector import SourceDetector, fit_detector
 from looklisten.models.losses import AVCLoss, create_loss, temperature
 from looklisten.models.network import create_model
 from looklisten.models.runtime import default_device
@@ -370,6 +377,8 @@ class Trainer:
         self.stop_agreement = StopAgreement(env, device)
         self.preempted: str | None = None  # the signal that stopped the run
         self.history: list[dict] = []
+        # AVOL-Net: does a visible object make the sound? (fitted at every validation)
+        self.detector: SourceDetector | None = None
         self.amp = t.amp and device.type == "cuda"
         self._val_loader: torch.utils.data.DataLoader | None = None
         # set by from_folder: train.rank_data="own" in effect; all training / validation videos
@@ -468,7 +477,14 @@ class Trainer:
         # contrastive objectives: positive training pairs (the batch's others are the
         # negatives); the validation pairs stay the balanced AVC ones
         train_set = PairDataset(
-            PairSampler(train_v, cfg.sampler, cfg.audio, 1.0 if t.contrastive else None),
+            PairSampler(
+                train_v,
+                cfg.sampler,
+                cfg.audio,
+                1.0 if t.contrastive else None,
+                null_fraction=cfg.sampler.null_fraction,
+                off_screen=None if shards is not None else off_screen(manifest.root, train_v),
+            ),
             src_train,
             t.epoch_pairs // share,
             t.seed,
@@ -501,6 +517,8 @@ class Trainer:
         state = load_state(ckpt)
         self.step = int(state["step"])
         self.history = list(state.get("history", []))
+        if state.get("source_detector"):
+            self.detector = SourceDetector.from_dict(state["source_detector"])
         if self.env.is_main:
             # metrics.jsonl continues from the checkpoint: drop what was logged after it
             lines = [json.dumps(r) + "\n" for r in self.history]
@@ -518,6 +536,8 @@ class Trainer:
             "epoch": self.step / self.steps_per_epoch,
             "history": self.history,
         }
+        if self.detector is not None:
+            state["source_detector"] = self.detector.to_dict()
         path = self.out / "checkpoint"
         error: Exception | None = None
         if self.env.is_main:
@@ -574,9 +594,12 @@ class Trainer:
         for key in ("frame_video", "audio_video"):
             v = batch[key].to(self.device, non_blocking=True)
             if self.own:  # each rank numbers its own videos
-                v = v * self.env.world_size + self.env.rank
+                v = torch.where(v >= 0, v * self.env.world_size + self.env.rank, v)
             ids.append(all_gather_cat(v, self.env))
-        return ids[0], ids[1]
+        # a null sound (-1) is of no video: a number of its own, never "the same video"
+        audio = ids[1]
+        audio = torch.where(audio >= 0, audio, -1 - torch.arange(len(audio), device=audio.device))
+        return ids[0], audio
 
     def train_step(self, batch: dict) -> torch.Tensor:
         """One optimiser step on this rank's slice of a global batch.
@@ -595,8 +618,14 @@ class Trainer:
         if self.cfg.train.contrastive:
             feats = {k: all_gather_cat(out[k], self.env) for k in self.loss_fn.keys}
             image_video, audio_video = self._video_ids(batch)
+            positive = all_gather_cat(label, self.env) > 0  # null pairs are label 0
             terms = self.loss_fn(
-                feats, self.model.head, image_video, audio_video, self.model.log_temperature
+                feats,
+                self.model.head,
+                image_video,
+                audio_video,
+                self.model.log_temperature,
+                positive,
             )
             loss, correct, pairs = terms["loss"], terms["correct"], terms["pairs"]
             parts = [terms["contrastive"].detach(), terms["calibration"].detach()]
@@ -621,18 +650,39 @@ class Trainer:
             sampler = _GlobalBatches(0, steps, steps, t.batch_size, self.env, self.own)
             self._val_loader = _loader(self.val_set, sampler, self.workers, self.device)
         sums = torch.zeros(3, device=self.device, dtype=torch.float64)
-        for batch in self._val_loader:
+        detect = self.cfg.model.arch == "avol"
+        logits, labels, nulls = [], [], []
+        for k, batch in enumerate(self._val_loader):
             image, wave, label = self._inputs(batch, False, 0)
             out = self._forward(self.model, image, wave)
             sums[0] += self.avc_loss(out, label).double() * len(label)
             sums[1] += ((out["logit"] > 0).long() == label).sum()
             sums[2] += len(label)
+            if detect:  # the same frames with null sounds, for the source detector
+                null = self._null_waves(len(label), k).to(self.device)
+                logits.append(out["logit"].float())
+                labels.append(label)
+                nulls.append(self._forward(self.model, image, null)["logit"].float())
         loss_sum, correct, n = all_reduce_sum(sums, self.env).tolist()
-        return {
+        result = {
             "val_loss": loss_sum / n,
             "val_avc_accuracy": correct / n,
             "val_pairs": int(n),
         }
+        if detect and logits:
+            lg = all_gather_cat(torch.cat(logits), self.env).cpu().numpy()
+            lb = all_gather_cat(torch.cat(labels), self.env).cpu().numpy()
+            nl = all_gather_cat(torch.cat(nulls), self.env).cpu().numpy()
+            self.detector = fit_detector(lg[lb == 1], np.concatenate([lg[lb == 0], nl]))
+            result["val_source_balanced_accuracy"] = self.detector.balanced_accuracy
+        return result
+
+    def _null_waves(self, n: int, batch: int) -> torch.Tensor:
+        """Null sounds (silence, noise) for validation batch ``batch``: (n, N), reproducible."""
+        rng = np.random.default_rng([self.cfg.train.seed, VAL_EPOCH, 7, batch, self.env.rank])
+        size = self.cfg.audio.clip_samples
+        waves = [null_sound(NULL_KINDS[i % len(NULL_KINDS)], size, rng) for i in range(n)]
+        return torch.from_numpy(np.stack(waves))
 
     def _temperature(self) -> float:
         return float(temperature(self.model.log_temperature.detach()))
