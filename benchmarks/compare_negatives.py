@@ -23,6 +23,10 @@ noise, an absent class, another clip and in-video null segments; the detector's
 precision / recall / F1 at its saved threshold and average precision; pixel AP,
 pointing and which-of-two. Writes ``OUT/results.json`` and ``OUT/table.md`` and
 prints the table; finished runs are reused (``--retrain`` retrains).
+
+``--curve 400,800`` also trains the ``with`` variant for those numbers of steps
+(same warm start, same data) and adds a row per run: where the correspondence
+negatives (an absent class, another clip) stand as training goes on.
 """
 
 from __future__ import annotations
@@ -100,6 +104,7 @@ def main() -> None:
     ap.add_argument("--null-fraction", type=float, default=None, help="default: AVOL's")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--curve", default="", help="more step counts for 'with', e.g. 400,800")
     args = ap.parse_args()
     from looklisten.core.config import AVOL_NULL_FRACTION
     from looklisten.evaluation.localization import evaluate_localization
@@ -117,16 +122,18 @@ def main() -> None:
     run(plain, ave, "ave", args.ave_steps, args.retrain, **{"train.objective": "infonce"})
     init = {"train.init": str(ave.resolve()), "train.objective": "avc"}
     variants = {
-        "without": (plain, {**init, "sampler.null_fraction": 0.0}),
-        "with": (with_neg, {**init, "sampler.null_fraction": nf}),
+        "without": (plain, {**init, "sampler.null_fraction": 0.0}, args.steps),
+        "with": (with_neg, {**init, "sampler.null_fraction": nf}, args.steps),
     }
+    for steps in (int(x) for x in args.curve.split(",") if x.strip()):
+        variants[f"with-{steps}-steps"] = (with_neg, {**init, "sampler.null_fraction": nf}, steps)
     results = {
         "setup": {**vars(args), "null_fraction": nf, "preset": PRESET},
         "variants": {},
     }
-    for name, (data, over) in variants.items():
+    for name, (data, over, steps) in variants.items():
         out = root / "runs" / f"avol-{name}"
-        summary = run(data, out, "avol", args.steps, args.retrain, **over)
+        summary = run(data, out, "avol", steps, args.retrain, **over)
         print(f"evaluating {name} on {test} ...", flush=True)
         res = evaluate_localization(test, out, seed=0)
         results["variants"][name] = {
@@ -135,10 +142,10 @@ def main() -> None:
             "negative_audio": res["negative_audio"],
         }
     cols = list(results["variants"]["with"]["scores"])
-    lines = ["| variant | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines = ["| variant | steps | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
     for name, v in results["variants"].items():
         cells = ["" if v["scores"][c] is None else f"{v['scores'][c]:.3f}" for c in cols]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {v['summary']['steps']} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     atomic_write_json(root / "results.json", results)
     atomic_write_text(root / "table.md", table + "\n")

@@ -333,3 +333,13 @@ def test_eval_localization_scores_the_detector_and_in_video_negatives(avol_run, 
         and 0 <= iv["roc_auc"] <= 1
         and sum(iv["sources"].values()) == iv["samples"]
     )
+
+
+def test_unit_galleries_take_unlabelled_moments(avol_run, clips):
+    """Items of a segment from nothing on screen have no label; selectivity ignores them."""
+    from looklisten.evaluation.units import evaluate_units
+
+    res = evaluate_units(clips, avol_run, top=8, units=2)
+    for branch in res["branches"].values():
+        m = branch["mean_selectivity"]
+        assert m is None or -1 <= m <= 1

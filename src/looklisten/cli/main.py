@@ -214,11 +214,19 @@ def cmd_demo(args) -> int:
         neg = loc.get("negative_audio") or {}
         parts = [
             f"{k.replace('_', ' ')} {_f(neg[k]['roc_auc'])}"
-            for k in ("silence", "absent_class", "other_clip")
+            for k in ("silence", "noise", "absent_class", "other_clip", "in_video")
             if neg.get(k)
         ]
         if parts:
             print("  own sound vs negative sound, ROC AUC of the map's peak: " + ", ".join(parts))
+        det = neg.get("detection")
+        if det:
+            print(
+                f"  a visible object makes the sound? at the checkpoint's threshold "
+                f"{_f(det['threshold'])}: precision {_f(det['precision'])}, recall "
+                f"{_f(det['recall'])}, F1 {_f(det['f1'])}; average precision "
+                f"{_f(det['average_precision'])} (baseline {_f(det['average_precision_baseline'])})"
+            )
         print(f"overlays in {summary['overlays']}")
     if "digits" in summary:
         dg = summary["digits"]

@@ -406,10 +406,10 @@ def _with_null_segment(
     length = float(rng.uniform(min(MIN_SEGMENT, duration / 2), min(3.0, duration / 2)))
     start = round(float(rng.uniform(0.0, duration - length)), 3)
     end = round(start + length, 3)
-    if start < 0.5:  # no sliver of a segment before or after it
-        start = 0.0
-    if duration - end < 0.5:
-        end = float(duration)
+    # no sliver (< 0.5 s) of a segment before or after it: it takes the sliver over
+    edges = sorted({0.0, float(duration), *(g["start"] for g in schedule)})
+    start = max((b for b in edges if start - 0.5 < b <= start), default=start)
+    end = min((b for b in edges if end <= b < end + 0.5), default=end)
     null: dict[str, Any] = {"start": start, "end": end, "object": None, "source": source}
     if source == "offscreen":
         null["label"] = absent[int(rng.integers(len(absent)))]
@@ -793,9 +793,7 @@ def box_at(ann: dict[str, Any], obj: int, t: float) -> tuple[int, int, int, int]
 
 
 def label_at(ann: dict[str, Any], t: float) -> str | None:
-    """Label of what is heard at time ``t`` (an off-screen class too); None for silence
-    or noise."""
-    seg = sounding_segment(ann, t)
-    if seg["object"] is None:
-        return seg.get("label")
-    return ann["objects"][int(seg["object"])]["label"]
+    """Label of the object heard at time ``t``; None where the sound comes from nothing on
+    screen (no label names both the picture and the sound there: retrieval skips it)."""
+    obj = sounding_object(ann, t)
+    return None if obj is None else ann["objects"][obj]["label"]

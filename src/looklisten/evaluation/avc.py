@@ -200,6 +200,7 @@ def evaluate_avc(
     from sklearn.metrics import roc_auc_score
     from tqdm.auto import tqdm
 
+    from looklisten.data.demo_data import off_screen
     from looklisten.data.sampler import VAL_EPOCH, PairDataset, PairSampler
     from looklisten.data.scan import scan_folder
     from looklisten.data.splits import run_split, same_dir
@@ -226,7 +227,9 @@ def evaluate_avc(
     sampler_cfg = dataclasses.replace(cfg.sampler, positive_fraction=POSITIVE_FRACTION)
     source, decoded_from = _source(man.root, videos, cfg, cache, progress)
     watched = _Watched(source, videos)
-    dataset = PairDataset(PairSampler(videos, sampler_cfg, cfg.audio), watched, pairs, seed, False)
+    # annotated segments whose sound comes from nothing on screen: their pairs are negatives
+    sampler = PairSampler(videos, sampler_cfg, cfg.audio, off_screen=off_screen(man.root, videos))
+    dataset = PairDataset(sampler, watched, pairs, seed, False)
     if workers is None:
         workers = 0 if decoded_from == "memory" else cfg.train.num_workers
     loader = torch.utils.data.DataLoader(

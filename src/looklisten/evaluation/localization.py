@@ -729,10 +729,11 @@ def evaluate_localization(
         for s in samples:  # one sample per clip
             if not shown or shown[-1]["clip"] != s["clip"]:
                 shown.append(s)
-        result["overlays"] = _write_overlays(Path(png_dir), data, shown, png_count)
+        det = model.detector
+        result["overlays"] = _write_overlays(Path(png_dir), data, shown, png_count, det)
         if negatives:
             result["negative_overlays"] = _write_negative_strips(
-                Path(png_dir), data, shown, cfg, mode, max(1, png_count // 2)
+                Path(png_dir), data, shown, cfg, mode, max(1, png_count // 2), det
             )
     return result
 
@@ -899,8 +900,13 @@ def _boxed(img: np.ndarray, s: dict[str, Any]) -> np.ndarray:
     return img
 
 
+def _painted(heat: np.ndarray, peak: float, detector) -> np.ndarray:
+    """The map to draw: nothing where the detector says no visible object makes the sound."""
+    return heat if detector.visible(logit_of(peak)) else np.zeros_like(heat)
+
+
 def _write_overlays(
-    png_dir: Path, data: Path, shown: list[dict[str, Any]], count: int
+    png_dir: Path, data: Path, shown: list[dict[str, Any]], count: int, detector
 ) -> list[str]:
     from looklisten.core.fileio import atomic_write_bytes
     from looklisten.media.overlay import encode_png, overlay
@@ -909,7 +915,8 @@ def _write_overlays(
     shown = sorted(shown, key=lambda s: (len(s["boxes"]) != 2, s["clip"]))[: max(0, count)]
     written = []
     for s in shown:
-        img = _boxed(overlay(_display_frame(data, s), s["heat"], alpha=0.5), s)
+        heat = _painted(s["heat"], float(np.max(s["heat"])), detector)
+        img = _boxed(overlay(_display_frame(data, s), heat, alpha=0.5), s)
         path = png_dir / f"{Path(s['name']).stem}_t{s['t']:.2f}_{s['label']}.png"
         atomic_write_bytes(path, encode_png(img))
         written.append(str(path))
@@ -917,12 +924,19 @@ def _write_overlays(
 
 
 def _write_negative_strips(
-    png_dir: Path, data: Path, shown: list[dict[str, Any]], cfg, mode: str, count: int
+    png_dir: Path,
+    data: Path,
+    shown: list[dict[str, Any]],
+    cfg,
+    mode: str,
+    count: int,
+    detector,
 ) -> list[dict[str, Any]]:
     """PNG strips: the map for the frame's own sound, then for each negative sound.
 
     The maps are drawn with calibrated intensity (the overlay fades where the map is
-    low), so a map that says "nothing here sounds" leaves the frame visible.
+    low), and not at all where the checkpoint's detector says no visible object
+    makes the sound, as ``looklisten localize`` draws them.
     """
     from looklisten.core.fileio import atomic_write_bytes
     from looklisten.media.overlay import encode_png, overlay
@@ -937,7 +951,9 @@ def _write_negative_strips(
             m = s["negative_maps"].get(kind)
             if m is not None:
                 panels.append((kind, heatmap_to_frame(m, s["size"], cfg, mode), float(np.max(m))))
-        imgs = [_boxed(overlay(frame, h, alpha=0.6), s) for _, h, _ in panels]
+        imgs = [
+            _boxed(overlay(frame, _painted(h, p, detector), alpha=0.6), s) for _, h, p in panels
+        ]
         gap = np.full((frame.shape[0], 4, 3), 255, np.uint8)
         strip = np.concatenate([x for img in imgs for x in (img, gap)][:-1], axis=1)
         path = png_dir / f"{Path(s['name']).stem}_t{s['t']:.2f}_negatives.png"
@@ -946,7 +962,15 @@ def _write_negative_strips(
             {
                 "png": str(path),
                 "label": s["label"],
-                "panels": [{"sound": k, "peak": round(p, 4)} for k, _, p in panels],
+                "panels": [
+                    {
+                        "sound": k,
+                        "peak": round(p, 4),
+                        "probability": round(float(detector.probability(logit_of(p))), 4),
+                        "painted": bool(detector.visible(logit_of(p))),
+                    }
+                    for k, _, p in panels
+                ],
             }
         )
     return written

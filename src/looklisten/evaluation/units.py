@@ -350,6 +350,9 @@ def evaluate_units(
                     entry["spectrogram"] = png.relative_to(rel_base).as_posix()
                     entry["audio"] = wav.relative_to(rel_base).as_posix()
                 r["top_items"].append(entry)
+        # mean over the live units whose top items have labels (the items of an
+        # unlabelled moment, e.g. a sound from nothing on screen, have none)
+        scored = [r["selectivity"] for r in rows if not r["dead"] and r["selectivity"] is not None]
         result["branches"][modality] = {
             "layer": name,
             "units": n_units,
@@ -358,11 +361,7 @@ def evaluate_units(
             "items_from": how,
             "label_counts": dict(sorted(counts.items())),
             "dead_units": int(sum(r["dead"] for r in rows)),
-            "mean_selectivity": (
-                round(float(np.mean([r["selectivity"] for r in rows if not r["dead"]])), 4)
-                if has_labels and any(not r["dead"] for r in rows)
-                else None
-            ),
+            "mean_selectivity": round(float(np.mean(scored)), 4) if has_labels and scored else None,
             "galleries": sum(bool(r["top_items"]) for r in rows),
         }
         result["units"] += rows
