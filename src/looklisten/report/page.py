@@ -730,7 +730,8 @@ def _overlays(run: dict[str, Any], device: str | None) -> str:
     heat, prob = localize_batch(
         model, [s["frame"] for s in every], [s["wave"] for s in every], sr, with_probability=True
     )
-    painted = paint_visible(model, np.stack([np.asarray(h) for h in heat]), prob)
+    # one map at a time: held-out videos may differ in size
+    painted = [paint_visible(model, np.asarray(h)[None], [p])[0] for h, p in zip(heat, prob)]
     threshold = model.detector.threshold
     cards = []
     for s, hm, p in zip(every, painted, prob, strict=True):
