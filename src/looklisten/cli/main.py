@@ -133,6 +133,14 @@ def cmd_train(args) -> int:
     if resume:  # a damaged checkpoint or a conflicting setting: one line, before the rest
         verify_checkpoint(args.out)
         resume_config(load_config(args.out), cfg)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Under torchrun, outside training (train() handles SIGTERM itself) a rank
+        # ignores SIGTERM: torchrun ends the other ranks as soon as one exits with an
+        # error or 75, and a rank finishing a moment later (rank 0 writing its line or
+        # summary) then exits with its own code instead of being killed half-way.
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if os.environ.get("RANK", "0") == "0":
         if resume:
             step = load_state(args.out).get("step", 0)

@@ -906,11 +906,15 @@ def train(
             barrier(env)
             np.seterr(all="ignore")
             summary = trainer.fit(epochs=epochs, max_steps=max_steps, time_budget=time_budget)
-        # Every rank leaves the group at the same moment: none tears its connections
-        # down while another still finishes a collective on them (a gloo rank that did
-        # was seen, rarely, to abort at exit: "terminate called without an active
-        # exception"). Not after an error: the other ranks may never get here.
-        barrier(env)
+        # A finished run: every rank leaves the group at the same moment, so none tears
+        # its connections down while another still finishes a collective on them (a
+        # gloo rank that did was seen, rarely, to abort at exit: "terminate called
+        # without an active exception"). Not after an error (the other ranks may never
+        # get here), nor after a stop signal: torchrun ends the other ranks as soon as
+        # one exits with 75, and rank 0, still finishing inside the signal handlers
+        # when the others exit, must not be caught outside them.
+        if not summary.get("preempted"):
+            barrier(env)
         return summary
     finally:
         shutdown(env)
