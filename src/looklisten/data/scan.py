@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -160,10 +159,12 @@ def scan_folder(
         jobs = [(str(root), rel, min_seconds) for rel in todo]
         bar = tqdm(total=len(jobs), desc="scan", unit="file", disable=not progress)
         if workers > 1 and len(jobs) > 4:
-            from looklisten.core.pool import refuse_in_worker_bootstrap
+            from looklisten.core.pool import process_pool
 
-            refuse_in_worker_bootstrap()  # forked: probing uses PyAV only, no thread pools
-            with ProcessPoolExecutor(workers) as ex:
+            # spawned, not forked: a fork copies the locks that the parent's threads
+            # (FFmpeg decoders of open readers, torch) hold at that moment, and a
+            # forked prober then waited on one for ever (seen in the test suite)
+            with process_pool(workers) as ex:
                 outs = ex.map(_probe_one, jobs, chunksize=4)
                 for rel, entry, reason in outs:
                     results[rel] = _record(root, rel, entry, reason)
