@@ -357,11 +357,16 @@ def _anywhere_side(rng: np.random.Generator, area: tuple[int, ...], H: int, marg
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
-def _pink(rng: np.random.Generator, n: int) -> np.ndarray:
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.arange(len(spec), dtype=np.float64)
-    f[0] = 1.0
-    x = np.fft.irfft(spec / np.sqrt(f), n)
+def coloured_noise(rng: np.random.Generator, n: int, colour: str = "pink") -> np.ndarray:
+    """``n`` samples of white, pink (1/f power) or brown (1/f^2) noise, unit std, float64."""
+    if colour not in ("white", "pink", "brown"):
+        raise ValueError(f"colour must be white, pink or brown, got {colour!r}")
+    x = rng.standard_normal(n)
+    if colour != "white":
+        spec = np.fft.rfft(x)
+        f = np.arange(len(spec), dtype=np.float64)
+        f[0] = 1.0
+        x = np.fft.irfft(spec / (np.sqrt(f) if colour == "pink" else f), n)
     return x / (x.std() + 1e-12)
 
 
@@ -441,7 +446,7 @@ def _render_audio(
         if seg["object"] is None and seg["source"] != "offscreen":
             if seg["source"] == "noise":  # noise only, as loud as the recordings
                 burst = (
-                    _pink(null_rng, s1 - s0)
+                    coloured_noise(null_rng, s1 - s0)
                     if null_rng.random() < 0.5
                     else (null_rng.standard_normal(s1 - s0))
                 )
@@ -466,7 +471,7 @@ def _render_audio(
             part[-f:] *= np.linspace(1, 0, f)
         sig[s0:s1] = part
     noise_type = "pink" if rng.random() < 0.5 else "white"
-    noise = _pink(rng, n) if noise_type == "pink" else rng.standard_normal(n)
+    noise = coloured_noise(rng, n) if noise_type == "pink" else rng.standard_normal(n)
     snr = float(rng.uniform(*SNR_RANGE))
     p_sig = float(np.mean(sig**2)) + 1e-12
     noise *= math.sqrt(p_sig / 10 ** (snr / 10)) / (noise.std() + 1e-12)

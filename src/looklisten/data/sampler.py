@@ -56,6 +56,7 @@ import numpy as np
 import torch
 
 from looklisten.core.config import AudioConfig, Config, SamplerConfig
+from looklisten.data.demo_data import coloured_noise
 from looklisten.data.scan import VideoEntry
 from looklisten.inputs.prepare import (
     audio_window,
@@ -101,14 +102,7 @@ def null_sound(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     if kind != "noise":
         raise ValueError(f"null sound kind must be one of {NULL_KINDS}, got {kind!r}")
     colour = NOISE_COLOURS[int(rng.integers(len(NOISE_COLOURS)))]
-    x = rng.standard_normal(n)
-    if colour != "white":  # 1/f (pink) or 1/f^2 (brown) power, shaped in frequency
-        spec = np.fft.rfft(x)
-        f = np.arange(len(spec), dtype=np.float64)
-        f[0] = 1.0
-        spec /= np.sqrt(f) if colour == "pink" else f
-        spec[0] = 0.0
-        x = np.fft.irfft(spec, n)
+    x = coloured_noise(rng, n, colour)
     lo, hi = np.log(NOISE_RMS)
     rms = float(np.exp(rng.uniform(lo, hi)))
     x *= rms / max(float(np.sqrt(np.mean(x**2))), 1e-12)

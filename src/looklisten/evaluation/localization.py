@@ -821,7 +821,7 @@ def _negative_audio(
             "mean_peak": round(float(peak.mean()), 4),
             "detect@0.5": round(float(np.mean(peak >= 0.5)), 4),
         }
-    out["detection"] = detection_scores(model.detector, own_peak, neg_peaks, clips, seed)
+    out["detection"] = detection_scores(model.detector, own_peak, neg_peaks)
     if compare:
         out["compare"] = [
             _correspondence_scores(c, data, samples, partners, batch_size, device, seed)
@@ -833,7 +833,7 @@ def _negative_audio(
 
 
 def detection_scores(
-    detector, own_peak: np.ndarray, neg_peaks: dict[str, np.ndarray], clips, seed: int
+    detector, own_peak: np.ndarray, neg_peaks: dict[str, np.ndarray]
 ) -> dict[str, Any]:
     """Does a visible object make the sound? The checkpoint's answer, scored.
 
