@@ -34,8 +34,8 @@ eval ... --checkpoint OUT/ave`` work on them. A run that already finished (its
 ``metrics.json`` exists) is reused, so a second ``make demo`` only redoes the
 evaluations and the report.
 
-The training lengths (:data:`DEMO_STEPS`) and objectives (:data:`DEMO_OBJECTIVES`)
-are chosen so that the whole demo stays within 20 minutes on 2 CPU cores
+The training lengths (:data:`DEMO_STEPS`; the objectives are each head's default,
+looklisten.core.config.ARCH_OBJECTIVES) are chosen so that the whole demo stays within 20 minutes on 2 CPU cores
 (``OUT/metrics.json`` has each phase's wall time under ``seconds``);
 ``--time-budget`` caps each run's training time.
 """
@@ -64,12 +64,6 @@ DEMO_MODELS = ("l3", "ave", "avol")
 #: "digits" is the held-out-exemplar AVE-Net. docs/results/demo.md says what they cost.
 DEMO_STEPS = {"l3": 400, "ave": 400, "avol": 800, "digits": 400}
 DEMO_EPOCHS = 4
-#: The demo's objectives. AVE-Net: InfoNCE, which learned far faster than the papers'
-#: AVC loss on the same budget (benchmarks/compare_objectives.py). AVOL-Net, warm-started
-#: from the AVE-Net: the papers' AVC loss, which beat MIL on a test set with objects
-#: anywhere in pixel AP, pointing and above all silence (benchmarks/compare_maps.py:
-#: the MIL-trained map lights up *more* for silence than for the true sound).
-DEMO_OBJECTIVES = {"ave": "infonce", "avol": "avc"}
 OVERLAY_PNGS = 8
 #: Clips in the demo's test set. The 15 % held out of DATA (36 clips) measure AVC
 #: accuracy during training but are too few to rank retrieval methods: AVE-Net
@@ -107,7 +101,9 @@ def _train_or_reuse(data: Path, run: Path, cfg, time_budget: float | None, progr
                 return summary
             resume = True  # stopped by a signal last time: continue it
     print(f"{'resuming' if resume else 'training'} {cfg.model.arch} ({cfg.preset}) -> {run}")
-    summary = train(data, run, cfg, progress=progress, time_budget=time_budget, resume=resume)
+    summary = train(
+        data, run, cfg, progress=progress, time_budget=time_budget, resume=resume, overwrite=True
+    )
     if summary.get("preempted"):
         raise Preempted(str(run), summary)
     return summary
@@ -221,8 +217,6 @@ def run_demo(
     summary: dict[str, Any] = {"data": str(data), "test_data": str(test), "runs": {}}
     for arch in models:
         over = _plan(preset, arch, arch, seed, epochs, overrides)
-        if arch in DEMO_OBJECTIVES:
-            over.setdefault("train.objective", DEMO_OBJECTIVES[arch])
         if arch == "avol" and "ave" in runs:  # warm start from the AVE-Net's trunks
             over.setdefault("train.init", str(runs["ave"].resolve()))
         cfg = get_config(preset, arch=arch, **over)
@@ -302,7 +296,6 @@ def run_demo(
                         progress=progress,
                     )
         over = _plan(preset, DIGITS_ARCH, "digits", seed, epochs, overrides)
-        over.setdefault("train.objective", DEMO_OBJECTIVES[DIGITS_ARCH])
         runs["digits"] = out / "digits"
         with timer("train digits"):
             _train_or_reuse(

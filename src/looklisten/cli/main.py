@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from looklisten.core.config import DEFAULT_ARCH, DEFAULT_PRESET
+
 DESCRIPTION = """\
 looklisten: learn what things look like and sound like from unlabelled video
 (Look, Listen and Learn: L3-Net; Objects that Sound: AVE-Net, AVOL-Net).
@@ -106,9 +108,6 @@ def _resume_config(args):
     return load_config(args.out).with_overrides(**over)
 
 
-TRAIN_DEFAULTS = {"preset": "small", "model": "l3"}
-
-
 def _resume_arg(value: str):
     """``--resume`` takes no value, or ``auto``."""
     if value == "auto":
@@ -125,10 +124,9 @@ def cmd_train(args) -> int:
     from looklisten.training.trainer import resolve_resume, resume_config, train
 
     resume = resolve_resume(args.resume, args.out)
-    if not resume:
-        for k, v in TRAIN_DEFAULTS.items():
-            if getattr(args, k) is None:
-                setattr(args, k, v)
+    if not resume:  # the library's defaults (a resumed run keeps its own)
+        args.preset = args.preset or DEFAULT_PRESET
+        args.model = args.model or DEFAULT_ARCH
     cfg = _config(args) if not resume else _resume_config(args)
     if resume:  # a damaged checkpoint or a conflicting setting: one line, before the rest
         verify_checkpoint(args.out)
@@ -142,6 +140,8 @@ def cmd_train(args) -> int:
 
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if os.environ.get("RANK", "0") == "0":
+        # the trainer's notices (what --init copied) are for the person at the terminal
+        logging.getLogger("looklisten.training.trainer").setLevel(logging.INFO)
         if resume:
             step = load_state(args.out).get("step", 0)
             print(f"looklisten train: resuming {args.out} from step {step}", file=sys.stderr)
@@ -159,6 +159,7 @@ def cmd_train(args) -> int:
         time_budget=args.time_budget * 60 if args.time_budget else None,
         progress=not args.quiet,
         workers=args.workers,
+        overwrite=args.overwrite,
     )
     print(json.dumps(summary, indent=2))
     return EXIT_PREEMPTED if summary.get("preempted") else EXIT_OK
@@ -275,6 +276,27 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def cmd_config(args) -> int:
+    from looklisten.core.config import flat_fields
+    from looklisten.models.checkpoint import load_config
+
+    if args.run is not None:
+        if args.preset or args.model:
+            raise ValueError("give RUN or --preset / --model, not both")
+        cfg = load_config(args.run).with_overrides(**_overrides(args.set))
+    else:
+        args.preset, args.model = args.preset or DEFAULT_PRESET, args.model or DEFAULT_ARCH
+        cfg = _config(args)
+    values = flat_fields(cfg)
+    if args.json:
+        print(json.dumps(values, indent=2))
+        return 0
+    width = max(map(len, values))
+    for key, value in values.items():
+        print(f"{key:<{width}}  {json.dumps(value)}")
+    return 0
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error (the usage is one ``--help`` away)."""
 
@@ -301,14 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
             choices=ARCHS,
             default=model_default,
             help="head: l3 (L3-Net), ave (AVE-Net), avol (AVOL-Net)"
-            + ("" if model_default else " (default: l3)"),
+            + ("" if model_default else f" (default: {DEFAULT_ARCH})"),
         )
         sp.add_argument(
             "--preset",
             choices=list_presets(),
             default=preset_default,
             help="sizes (see 'looklisten presets')"
-            + ("" if preset_default else " (default: small)"),
+            + ("" if preset_default else f" (default: {DEFAULT_PRESET})"),
         )
         sp.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
         sp.add_argument("--epoch-pairs", type=int, help="pairs per epoch (default: the preset's)")
@@ -370,7 +392,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="DataLoader workers (default: 0 with the memory cache, else the preset's)",
     )
-    sp.add_argument("--max-steps", type=int, help="stop after this many steps")
+    sp.add_argument(
+        "--max-steps",
+        type=int,
+        help="stop once the run has taken this many steps in all (a total, not extra steps: "
+        "a run resumed at step 200 with --max-steps 300 takes 100 more)",
+    )
+    sp.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out (without it, training into a folder that "
+        "holds a run is refused: --resume continues it)",
+    )
 
     sp = sub.add_parser(
         "make-demo-data",
@@ -458,6 +491,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("presets", help="list the model presets and their input shapes")
     sp.set_defaults(func=cmd_presets)
+
+    sp = add_command(
+        sub,
+        "config",
+        func=cmd_config,
+        device=False,
+        quiet=None,
+        help="print every config field with its value (a preset's, or a run's)",
+        description="Print every config field (the names --set takes) with its value: the "
+        f"config 'looklisten train' would use (default --preset {DEFAULT_PRESET} --model "
+        f"{DEFAULT_ARCH}), or the one saved with RUN's checkpoint.",
+    )
+    sp.add_argument("run", nargs="?", metavar="RUN", help="a run or checkpoint folder")
+    sp.add_argument("--model", choices=ARCHS, help=f"head (default: {DEFAULT_ARCH})")
+    sp.add_argument("--preset", choices=list_presets(), help=f"sizes (default: {DEFAULT_PRESET})")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    sp.add_argument("--json", action="store_true", help="one JSON object")
 
     ev = sub.add_parser(
         "eval",
@@ -623,13 +673,21 @@ EVAL_COMMANDS = (
 )
 
 
+class _Formatter(logging.Formatter):
+    """Notices as ``looklisten: ...``; warnings and errors with their level and source."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno == logging.INFO:
+            return f"looklisten: {record.getMessage()}"
+        return f"{record.levelname} {record.name}: {record.getMessage()}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Formatter())
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
@@ -651,6 +709,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader left ('looklisten config | head'): not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return EXIT_OK
 
 
 if __name__ == "__main__":

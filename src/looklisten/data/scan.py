@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -65,6 +66,33 @@ class Manifest:
 
     def split(self, val_fraction: float, seed: int) -> tuple[list[VideoEntry], list[VideoEntry]]:
         return split_videos(self.videos, val_fraction, seed)
+
+
+def video_folder(path: str | os.PathLike) -> Path:
+    """``path`` if it is a folder; else an error saying whether it is missing or a file."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{path}: no such folder")
+    if not p.is_dir():
+        raise NotADirectoryError(
+            f"{path}: a file, not a folder (give the folder that holds the videos)"
+        )
+    return p
+
+
+def too_few_videos(data: str | os.PathLike, manifest: Manifest, what: str) -> str:
+    """Why ``manifest`` cannot give ``what``: no media files at all, or why each was rejected."""
+    if not manifest.videos and not manifest.rejected:
+        return (
+            f"{data}: holds no media files (searched it and its sub-folders for "
+            f"{' '.join(sorted(MEDIA_EXTENSIONS))})"
+        )
+    total = len(manifest.videos) + len(manifest.rejected)
+    reasons = Counter(r for _, r in manifest.rejected).most_common(3)
+    why = "; ".join(f"{n} {'file' if n == 1 else 'files'}: {r}" for r, n in reasons)
+    return f"{data}: {what}, but {len(manifest.videos)} of its {total} media files are usable" + (
+        f" (rejected: {why})" if why else ""
+    )
 
 
 def cache_dir() -> Path:

@@ -64,7 +64,7 @@ from looklisten.core.fileio import (
     fsync_dir,
     temp_prefix,
 )
-from looklisten.data.scan import Manifest, VideoEntry, scan_folder
+from looklisten.data.scan import Manifest, VideoEntry, scan_folder, video_folder
 
 INDEX = "index.json"
 SHARD_FORMAT = "looklisten-shards-1"
@@ -249,8 +249,7 @@ def shard_folder(
 
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
-    if not Path(data).is_dir():  # before anything is written
-        raise NotADirectoryError(f"{data}: not a folder of videos")
+    video_folder(data)  # before anything is written
     out = Path(out)
     check_writable(out)  # a read-only or full disk is refused before decoding
     settings = _settings(cfg, jpeg_quality)

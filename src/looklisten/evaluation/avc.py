@@ -202,7 +202,7 @@ def evaluate_avc(
 
     from looklisten.data.demo_data import off_screen
     from looklisten.data.sampler import VAL_EPOCH, PairDataset, PairSampler
-    from looklisten.data.scan import scan_folder
+    from looklisten.data.scan import scan_folder, video_folder
     from looklisten.data.splits import run_split, same_dir
     from looklisten.evaluation.metrics import paired_bootstrap
     from looklisten.models.checkpoint import get_model
@@ -210,9 +210,7 @@ def evaluate_avc(
 
     if pairs < 1 or batch_size < 1:
         raise ValueError(f"pairs and batch_size must be >= 1, got {pairs} and {batch_size}")
-    data = Path(data)
-    if not data.is_dir():
-        raise NotADirectoryError(f"{data}: not a folder of videos")
+    data = video_folder(data)
     model = get_model(checkpoint, device)
     cfg = model.cfg
     man = scan_folder(data, min_seconds=cfg.audio.clip_seconds, progress=progress)

@@ -48,6 +48,7 @@ videos only (:func:`own_part`): each machine then needs only its ranks' shards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -78,7 +79,7 @@ from looklisten.data.sampler import (
     cache_mode,
     null_sound,
 )
-from looklisten.data.scan import VideoEntry, scan_folder
+from looklisten.data.scan import VideoEntry, scan_folder, too_few_videos, video_folder
 from looklisten.inputs.prepare import VisionTransform
 from looklisten.models.audio import random_gain
 from looklisten.models.checkpoint import (
@@ -111,12 +112,21 @@ from looklisten.training.distributed import (
     wrap_ddp,
 )
 from looklisten.training.preemption import StopAgreement, StopSignals, signal_name
+from looklisten.training.run_folder import check_new_run, run_lock, snapshot
 
 log = logging.getLogger("looklisten.training.trainer")
 
 
 #: Settings a resumed run may change: more epochs continue the same run.
 RESUMABLE = ("train.epochs",)
+
+
+def _parts(names: list[str]) -> str:
+    """Parameter names as counts per part: ``48 vision.features, 4 head.vision``."""
+    from collections import Counter
+
+    parts = Counter(".".join(n.split(".")[:2]) for n in names)
+    return ", ".join(f"{n} {part}" for part, n in parts.items())
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -350,12 +360,13 @@ class Trainer:
         self.init_info = None
         if t.init:  # before wrapping; a resumed run then loads its own checkpoint over it
             self.init_info = init_weights(self.model, t.init, cfg)
-            log.info(
-                "initialised %d tensors from %s (%d kept)",
-                len(self.init_info["copied"]),
-                self.init_info["from"],
-                len(self.init_info["kept"]),
-            )
+            if env.is_main:
+                log.info(
+                    "--init: copied %s from %s; %s at their initial values",
+                    _parts(self.init_info["copied"]),
+                    self.init_info["from"],
+                    _parts(self.init_info["kept"]) or "nothing",
+                )
         if env.distributed:
             self.model = sync_batchnorm(self.model, device)
         self.net: torch.nn.Module = self.model  # what the step calls: DDP, compiled, or the model
@@ -379,6 +390,9 @@ class Trainer:
         self.history: list[dict] = []
         # AVOL-Net: does a visible object make the sound? (fitted at every validation)
         self.detector: SourceDetector | None = None
+        # training time of the sessions before this one (a resumed run), and this one's start
+        self.earlier_seconds = 0.0
+        self._fit_start: float | None = None
         self.amp = t.amp and device.type == "cuda"
         self._val_loader: torch.utils.data.DataLoader | None = None
         # set by from_folder: train.rank_data="own" in effect; all training / validation videos
@@ -406,8 +420,8 @@ class Trainer:
         if resume:
             cfg = resume_config(load_config(out), cfg)
             verify_checkpoint(out)  # a damaged checkpoint fails here, not after the scan
-        if not is_url(data) and not Path(data).is_dir():  # before anything is written
-            raise NotADirectoryError(f"{data}: not a folder of videos or shards")
+        if not is_url(data):  # before anything is written
+            video_folder(data)
         main = env.is_main
         out.mkdir(parents=True, exist_ok=True)
         if main:
@@ -434,10 +448,11 @@ class Trainer:
                 )
         train_v, val_v = manifest.split(cfg.sampler.val_fraction, cfg.sampler.split_seed)
         if len(train_v) < 2 or len(val_v) < 2:
-            raise ValueError(
-                f"{data}: need at least 2 training and 2 validation videos, got "
-                f"{len(train_v)} and {len(val_v)} usable of {len(manifest.videos) + len(manifest.rejected)}"
+            what = (
+                "training needs 2 training and 2 validation videos (it got "
+                f"{len(train_v)} and {len(val_v)})"
             )
+            raise ValueError(too_few_videos(data, manifest, what))
         if main:
             atomic_write_json(
                 out / "split.json",
@@ -517,6 +532,7 @@ class Trainer:
         state = load_state(ckpt)
         self.step = int(state["step"])
         self.history = list(state.get("history", []))
+        self.earlier_seconds = float(state.get("train_seconds", 0.0))
         if state.get("source_detector"):
             self.detector = SourceDetector.from_dict(state["source_detector"])
         if self.env.is_main:
@@ -535,6 +551,7 @@ class Trainer:
             "step": self.step,
             "epoch": self.step / self.steps_per_epoch,
             "history": self.history,
+            "train_seconds": self.train_seconds(),
         }
         if self.detector is not None:
             state["source_detector"] = self.detector.to_dict()
@@ -552,6 +569,11 @@ class Trainer:
         if error is not None:
             raise error
         return path
+
+    def train_seconds(self) -> float:
+        """Training time of the whole run: earlier sessions (to their checkpoint) and this one."""
+        now = time.time() - self._fit_start if self._fit_start is not None else 0.0
+        return self.earlier_seconds + now
 
     def lr_at(self, step: int) -> float:
         """The learning rate of a step: the papers' step decay, or cosine to zero over the run."""
@@ -732,7 +754,7 @@ class Trainer:
         total = epochs * self.steps_per_epoch
         if max_steps is not None:
             total = min(total, max_steps)
-        start_time = time.time()
+        start_time = self._fit_start = time.time()
         bar = tqdm(
             total=total, initial=self.step, desc="train", unit="step", disable=not self.progress
         )
@@ -826,7 +848,8 @@ class Trainer:
             "model": self.cfg.model.arch,
             "steps": self.step,
             "pairs": self.step * t.batch_size,
-            "train_seconds": time.time() - start_time,
+            "train_seconds": self.train_seconds(),  # all sessions of the run
+            "session_seconds": time.time() - start_time,
             "val_avc_accuracy": vals[-1]["val_avc_accuracy"] if vals else math.nan,
             "best_val_avc_accuracy": max((r["val_avc_accuracy"] for r in vals), default=math.nan),
             "stopped_by_time_budget": self.stopped_early,
@@ -870,6 +893,7 @@ def train(
     progress: bool = True,
     workers: int | None = None,
     handle_signals: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train on a folder of videos or on shards; return the summary written to RUN/metrics.json.
 
@@ -878,28 +902,46 @@ def train(
     and leaves it at the end if it created it.
 
     ``resume``: True continues the run in ``out`` from its checkpoint, "auto"
-    does when there is one (see :func:`resolve_resume`). ``handle_signals``
+    does when there is one (see :func:`resolve_resume`). A new run into a folder
+    holding one is refused (:class:`looklisten.training.run_folder.RunExistsError`)
+    unless ``overwrite`` (which clears it first) or ``resume="auto"``; a folder
+    another process trains into is refused always (``RunBusyError``). A run that
+    fails before its first step leaves ``out`` as it found it. ``max_steps``
+    is the total step count (a resumed run counts its earlier steps).
+    ``handle_signals``
     (main thread only): SIGTERM or SIGUSR1 ends the run after the current step
     with a checkpoint; the summary's ``preempted`` names the signal (see
     looklisten.training.preemption).
     """
+    overwrite = overwrite or resume == "auto"  # "auto" without a checkpoint: start anew
     resume = resolve_resume(resume, out)
     dev = pick_local_device(device)
     env = init_from_env(dev)
     signals = StopSignals() if handle_signals else StopSignals(())
     try:
-        with signals:
-            trainer = Trainer.from_folder(
-                data,
-                out,
-                cfg,
-                device=str(dev),
-                cache=cache,
-                progress=progress,
-                workers=workers,
-                resume=resume,
-                env=env,
-            )
+        with signals, contextlib.ExitStack() as lock:
+            undo = snapshot(out)
+            try:
+                if env.is_main:  # one trainer per folder; a new run never replaces one silently
+                    Path(out).mkdir(parents=True, exist_ok=True)
+                    lock.enter_context(run_lock(out))
+                    if not resume:
+                        check_new_run(out, overwrite)
+                trainer = Trainer.from_folder(
+                    data,
+                    out,
+                    cfg,
+                    device=str(dev),
+                    cache=cache,
+                    progress=progress,
+                    workers=workers,
+                    resume=resume,
+                    env=env,
+                )
+            except BaseException:
+                if env.is_main:
+                    undo()
+                raise
             trainer.stop_signals = signals
             if not resume and env.is_main:
                 (Path(out) / "metrics.jsonl").unlink(missing_ok=True)
