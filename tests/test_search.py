@@ -83,7 +83,10 @@ def index_dir(library, ckpt, tmp_path_factory) -> Path:
 
 def test_index_contents_labels_and_checkpoint(index_dir, library, ckpt):
     index = EmbeddingIndex.load(index_dir)
-    assert index.checkpoint == str(Path(ckpt).absolute() / "checkpoint")
+    # the index keeps a copy of the model and remembers where it came from
+    assert index.checkpoint == str(index_dir / "model")
+    assert index.info["built_from"] == str(Path(ckpt).absolute() / "checkpoint")
+    assert (index.info["hop"], index.info["center"]) == (0.5, False)
     # videos: 2.0 s, hop 0.5, windows inside: 0.5, 1.0, 1.5 -> 3 items each, both modalities
     # wav: 2.5 s -> 0.5 .. 2.0 = 4 audio items; two images
     assert index.count("image") == 3 * 3 + 2
@@ -100,29 +103,32 @@ def test_index_contents_labels_and_checkpoint(index_dir, library, ckpt):
 
 def test_search_ranks_an_indexed_item_first(index_dir, library):
     # an indexed image finds itself
-    q, hits, _ = search(index_dir, image=library / "cars" / "photo.jpg", target="image", k=3)
+    hits = search(index_dir, image=library / "cars" / "photo.jpg", target="image", k=3)
     assert hits[0].file == str((library / "cars" / "photo.jpg").absolute())
     assert hits[0].score == pytest.approx(1.0, abs=1e-4)
-    assert q["label"] == "cars"
+    assert hits.query["label"] == "cars"
     # a video frame at an indexed time finds itself
     v = library / "birds" / "v2.mp4"
-    q, hits, _ = search(index_dir, video=v, at=1.0, target="image", k=5)
+    hits = search(index_dir, video=v, at=1.0, target="image", k=5)
     assert (hits[0].file, hits[0].time) == (str(v.absolute()), 1.0)
     assert hits[0].score == pytest.approx(1.0, abs=1e-4)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     # the audio of a video, and an audio file, at an indexed time
-    q, hits, _ = search(index_dir, video=v, at=1.5, modality="audio", target="audio", k=5)
+    hits = search(index_dir, video=v, at=1.5, modality="audio", target="audio", k=5)
     assert (hits[0].file, hits[0].time) == (str(v.absolute()), 1.5)
     assert hits[0].score == pytest.approx(1.0, abs=1e-4)
     w = library / "cars" / "engine.wav"
-    q, hits, _ = search(index_dir, audio=w, at=2.0, target="audio", k=5)
+    hits = search(index_dir, audio=w, at=2.0, target="audio", k=5)
     assert (hits[0].file, hits[0].time) == (str(w.absolute()), 2.0)
     # default target: the other modality; --exclude-self drops the query's file
-    q, hits, _ = search(index_dir, audio=w, at=1.0, k=20, exclude_self=True)
-    assert q["target"] == "image" and all(h.modality == "image" for h in hits)
+    hits = search(index_dir, audio=w, at=1.0, k=20, exclude_self=True, per_video=0)
+    assert hits.query["target"] == "image" and all(h.modality == "image" for h in hits)
     assert len(hits) == 11
-    q, hits, _ = search(index_dir, audio=w, k=20, target="audio", exclude_self=True)
-    assert all(h.file != str(w.absolute()) for h in hits)
+    # one hit per file by default: the 5 files with pictures
+    hits = search(index_dir, audio=w, at=1.0, k=20, exclude_self=True)
+    assert len(hits) == 5 and len({h.file for h in hits}) == 5
+    hits = search(index_dir, audio=w, k=20, target="audio", exclude_self=True, per_video=0)
+    assert len(hits) == 9 and all(h.file != str(w.absolute()) for h in hits)
 
 
 def test_html_page_is_self_contained(index_dir, library, ckpt, tmp_path, capsys):
@@ -137,7 +143,7 @@ def test_html_page_is_self_contained(index_dir, library, ckpt, tmp_path, capsys)
     lines = [ln for ln in printed.splitlines() if re.match(r"\s+\d+\s+-?\d\.\d{4}", ln)]
     assert len(lines) == 4
     page = out.read_text()
-    q, hits, _ = search(index_dir, video=v, at=1.0, k=4)
+    hits = search(index_dir, video=v, at=1.0, k=4)
     for h in hits:
         assert Path(h.file).name in page
         assert f"{h.score:.4f}" in page
@@ -153,8 +159,8 @@ def test_html_page_is_self_contained(index_dir, library, ckpt, tmp_path, capsys)
     with wave.open(io.BytesIO(base64.b64decode(uri))) as w:
         assert w.getframerate() == 16000 and w.getnframes() == 16000
     # render_html directly: an audio query has a player too
-    q, hits, _ = search(index_dir, audio=library / "cars" / "engine.wav", at=1.0, k=2)
-    page = render_html(q, hits, 16000)
+    result = search(index_dir, audio=library / "cars" / "engine.wav", at=1.0, k=2)
+    page = render_html(result)
     assert page.count("<audio") >= 1 and page.count("<article") == 2
 
 
@@ -192,7 +198,7 @@ def test_index_from_embed_npz_files(library, ckpt, tmp_path, capsys):
     items = [it for it in a.meta("image") if it["file"] == str(v.absolute())]
     assert [it["time"] for it in items] == [0.5, 1.0, 1.5]
     assert {it["label"] for it in items} == {"birds"}
-    q, hits, _ = search(out, video=v, at=1.0, target="image", k=1)
+    hits = search(out, video=v, at=1.0, target="image", k=1)
     assert (hits[0].file, hits[0].time) == (str(v.absolute()), 1.0)
     assert hits[0].score == pytest.approx(1.0, abs=1e-4)
     # another checkpoint's .npz files are refused

@@ -11,22 +11,31 @@ from looklisten.cli.main import add_command, call
 INDEX_HELP = """\
 Embed every video, audio file and image under SOURCE (folders are searched
 recursively), or read the .npz files written by 'looklisten embed', into a FAISS
-index of both modalities. Items: every --hop seconds (the centres of the 1 s
-windows inside each file; --center puts the first window's centre at 0 s); a
-video gives an image and an audio item at each time. Metadata: file, time,
-modality, and the label when known (demo annotations.jsonl: the object heard at
-that time; labels.csv with file,label; or the sub-folder name). The index
-remembers the checkpoint, which 'looklisten search' uses to embed queries.
+index of both modalities. Files are classified by content (a video stream in
+an .ogg or .m4a file is a video). Items: an item every 1.0 s (embed's default
+is 0.1 s: features; an index keeps one item a second to stay small); windows
+lie inside the file, centred at 0.5 s, 1.5 s, ... unless --center (centred at
+0 s, 1 s, ..., zero-padded at the ends). A video gives an image and an audio
+item at each time. Metadata: file, time, modality, and the label when known
+(demo annotations.jsonl: the object heard at that time; labels.csv with
+file,label; or the sub-folder name).
+The index folder is self-contained: it keeps a copy of the model (INDEX/model),
+which 'looklisten search' uses to embed queries, and names the media relative to
+itself, so it can be copied, moved together with the media, or archived.
 Bad files are reported (one line each) and skipped; the exit code is then 1.
 """
 
 SEARCH_HELP = """\
-Embed a query with the index's checkpoint (or --checkpoint) and print the k
-nearest items (rank, score = cosine similarity, time, label, file). Query: an
-image (--image), 1 s of audio centred at --at (--audio; default the middle of
-the file), or a video's frame / audio at --at (--video, --modality). --target
-is the modality searched (default: the other one: cross-modal). --html writes a
-self-contained page with thumbnails and audio players.
+Embed a query with the index's model (or --checkpoint) and print the k nearest
+items (rank, score = cosine similarity, time, label, file), at most --per-video
+of them from one file (1; 0: no limit; above 1 a file's hits are listed
+together). Query: an image (--image; a video: its frame at --at, default the
+first), a sound (--audio: the 1 s centred at --at; without --at the whole file,
+every 1 s window as the index cut them, pooled), or a video's frame or sound
+(--video, --modality, the same rules). The "query:" line says which seconds
+were used. --target is the modality searched (default: the other one:
+cross-modal). --html writes a self-contained page with thumbnails and audio
+players.
 """
 
 
@@ -51,24 +60,12 @@ def cmd_search(args) -> int:
     from looklisten.report.search_page import render_html
     from looklisten.tasks.search import search
 
-    query, hits, index = call(search, args, index_dir=args.index)
-    t = query["time"]
-    print(
-        f"query: {query['modality']} {query['file']}"
-        + (f" @ {t:.2f} s" if t is not None else "")
-        + (f" [{query['label']}]" if query.get("label") is not None else "")
-        + f" -> {query['target']}, k={args.k}"
-    )
-    print(f"{'rank':>4}  {'score':>8}  {'time':>8}  {'label':<14}  file")
-    for rank, h in enumerate(hits, 1):
-        lab = "" if h.label is None else str(h.label)
-        print(f"{rank:>4}  {h.score:8.4f}  {h.time:7.2f}s  {lab:<14}  {h.file}")
+    result = call(search, args, index_dir=args.index)
+    print(result)  # the "query:" line and the table
     if args.html:
         from looklisten.core.fileio import atomic_write_text
-        from looklisten.models.checkpoint import get_model
 
-        sr = get_model(query["checkpoint"], args.device).cfg.audio.sample_rate
-        atomic_write_text(args.html, render_html(query, hits, sr))
+        atomic_write_text(args.html, render_html(result))
         print(f"wrote {args.html}", file=sys.stderr)
     return 0
 
@@ -82,8 +79,13 @@ def add_cli(subparsers) -> None:
         help="embed a folder of media into a searchable index",
         description=INDEX_HELP,
         batch_size=64,
-        hop=1.0,
         labels=True,
+    )
+    sp.add_argument(
+        "--hop",
+        type=float,
+        default=1.0,
+        help="seconds between items (1.0; embed's default is 0.1 s: an index stays small)",
     )
     sp.add_argument("sources", nargs="+", metavar="SOURCE", help="folders, media or .npz files")
     sp.add_argument(
@@ -92,7 +94,10 @@ def add_cli(subparsers) -> None:
     sp.add_argument("--out", required=True, metavar="INDEX", help="index directory")
     sp.add_argument("--kind", choices=["flat", "ivf", "hnsw"], default="flat")
     sp.add_argument(
-        "--center", action="store_true", help="first window centred at 0 s (zero-padded)"
+        "--center",
+        action="store_true",
+        help="windows centred at 0 s, 1 s, ... (zero-padded); default: inside the file, "
+        "centred at 0.5 s, 1.5 s, ...",
     )
 
     sp = add_command(
@@ -106,9 +111,19 @@ def add_cli(subparsers) -> None:
     sp.add_argument("index", metavar="INDEX")
     q = sp.add_mutually_exclusive_group(required=True)
     q.add_argument("--image", metavar="F", help="query image (or a video's frame at --at)")
-    q.add_argument("--audio", metavar="F", help="query sound: 1 s centred at --at")
-    q.add_argument("--video", metavar="F", help="query video moment (needs --at)")
-    sp.add_argument("--at", type=float, metavar="T", help="time in the query file (seconds)")
+    q.add_argument(
+        "--audio", metavar="F", help="query sound: 1 s centred at --at, else the whole file"
+    )
+    q.add_argument(
+        "--video", metavar="F", help="query video: its frame or sound (--modality) at --at"
+    )
+    sp.add_argument(
+        "--at",
+        type=float,
+        metavar="T",
+        help="time in the query file (seconds); default: a sound's whole file, a video's "
+        "first frame",
+    )
     sp.add_argument(
         "--modality",
         choices=["image", "audio"],
@@ -118,7 +133,14 @@ def add_cli(subparsers) -> None:
     sp.add_argument(
         "--target", choices=["audio", "image"], help="modality to search (default: the other)"
     )
-    sp.add_argument("--k", type=int, default=10)
+    sp.add_argument("--k", type=int, default=10, help="number of hits (10)")
+    sp.add_argument(
+        "--per-video",
+        type=int,
+        default=1,
+        metavar="K",
+        help="at most K hits from one file (1; 0: no limit)",
+    )
     sp.add_argument("--exclude-self", action="store_true", help="drop hits from the query file")
     sp.add_argument("--checkpoint", metavar="RUN", help="override the index's checkpoint")
     sp.add_argument("--html", metavar="OUT.html", help="write a self-contained results page")

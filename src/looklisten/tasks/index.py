@@ -20,13 +20,19 @@ previous directory intact)::
 
     index/
         meta.json            config: format, version, dim, metric, kind, counts,
-                             checkpoint, search parameters, sha256 of the files
+                             checkpoint, info, search parameters, sha256 of the files
         audio.faiss          faiss.write_index of the audio index
         audio.items.json     the audio items' metadata (columnar)
         image.faiss
         image.items.json
+        model/               save(include_model=True): a copy of the checkpoint
+                             (config.json, model.safetensors, state.json)
 
-Nothing is pickled.
+Nothing is pickled. The folder can be copied, moved or archived: absolute item
+files are stored relative to the index folder (and resolved against it at
+load, falling back to the path they had when saved if the relative one is
+gone), and a copied model is named ``"model"``, relative too. Version-1
+indexes (absolute paths throughout) still load.
 
 Example
 -------
@@ -42,6 +48,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,7 +58,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from looklisten.core.fileio import atomic_dir, file_sha256
+from looklisten.core.fileio import atomic_dir, file_sha256, fsync_dir
 
 __all__ = ["MODALITIES", "METRICS", "KINDS", "Hit", "EmbeddingIndex"]
 
@@ -62,7 +69,13 @@ METRICS = ("ip", "l2")
 KINDS = ("flat", "ivf", "hnsw")
 
 FORMAT = "looklisten.embedding_index"
-VERSION = 1
+# 2: item files relative to the index folder, a copied model ("checkpoint_relative")
+VERSION = 2
+READ_VERSIONS = (1, 2)
+#: The sub-folder of an index holding its copy of the model (see :meth:`EmbeddingIndex.save`).
+MODEL_DIR = "model"
+#: The files of a checkpoint directory an index copies (the optimizer is not needed).
+MODEL_FILES = ("config.json", "model.safetensors", "state.json")
 
 # FAISS's k-means wants at least this many training points per centroid (it
 # warns below 39); an IVF index with fewer points per list is not worth having.
@@ -87,7 +100,8 @@ class Hit:
     Attributes
     ----------
     file : str
-        Source file (video) of the retrieved item.
+        Source file (video) of the retrieved item: the path as added; for an
+        index loaded from disk, resolved against the index folder.
     time : float
         Time of the item in the source, in seconds.
     modality : str
@@ -205,9 +219,14 @@ class EmbeddingIndex:
         HNSW: candidate-list size while searching (default 128; higher is slower
         and more accurate).
     checkpoint : str, optional
-        The model checkpoint the embeddings came from; stored in ``meta.json``.
+        The model checkpoint the embeddings came from; stored in ``meta.json``
+        (see :meth:`save` for a copy kept inside the index).
     seed : int
         Seed of the k-means used to train IVF quantizers.
+    info : dict, optional
+        JSON-serialisable notes kept in ``meta.json`` (``build_index``: the
+        ``hop`` and ``center`` of its windows and the checkpoint it was built
+        from, ``built_from``).
     """
 
     def __init__(
@@ -225,6 +244,7 @@ class EmbeddingIndex:
         ef_search: int = 128,
         checkpoint: str | os.PathLike | None = None,
         seed: int = 1234,
+        info: dict[str, Any] | None = None,
     ) -> None:
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -248,6 +268,11 @@ class EmbeddingIndex:
         self.ef_search = int(ef_search)
         self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
         self.seed = int(seed)
+        self.info = dict(info or {})
+        try:
+            json.dumps(self.info)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"info is not JSON-serialisable: {e}") from e
         self._stores = {m: _Store(m) for m in MODALITIES}
 
     # ------------------------------------------------------------------ info
@@ -475,6 +500,7 @@ class EmbeddingIndex:
         k: int = 10,
         *,
         exclude_files: str | Sequence[str | None] | None = None,
+        per_file: int | None = None,
     ) -> list[list[Hit]]:
         """The ``k`` nearest items of modality ``target`` for each query.
 
@@ -489,15 +515,23 @@ class EmbeddingIndex:
         exclude_files : str or sequence of Q (str or None), optional
             Drop hits from this file (one for all queries, or one per query),
             e.g. the query's own video as in the Objects-that-Sound evaluation.
+        per_file : int, optional
+            At most this many hits from one file (None or 0: no limit); ``k``
+            stays the total. FAISS is asked for more neighbours, 4x more each
+            round, until ``k`` hits pass or the index has no more to give.
 
         Returns
         -------
         list of Q lists of :class:`Hit`
-            Closest first; fewer than ``k`` where the target holds fewer items.
+            Closest first; fewer than ``k`` where the target holds fewer items
+            (or fewer files, with ``per_file``).
         """
         store = self._store(target)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if per_file is not None and int(per_file) < 0:
+            raise ValueError(f"per_file must be >= 0 (0: no limit), got {per_file}")
+        per = int(per_file) if per_file else None
         q = self._prepare(query, "query")
         n_q = len(q)
         if exclude_files is None or isinstance(exclude_files, (str, os.PathLike)):
@@ -513,34 +547,50 @@ class EmbeddingIndex:
             return [[] for _ in range(n_q)]
         # over-fetch by the largest number of items an excluded file holds
         extra = max((store.file_counts.get(f, 0) for f in excl if f is not None), default=0)
-        k_fetch = min(k + extra, ntotal)
-        scores, ids = store.index.search(q, k_fetch)
-        if self.metric == "l2":
-            scores = np.sqrt(np.maximum(scores, 0.0))
-        out: list[list[Hit]] = []
-        for qi in range(n_q):
-            hits: list[Hit] = []
-            for s, i in zip(scores[qi].tolist(), ids[qi].tolist()):
-                if i < 0:
-                    continue
-                it = store.items[i]
-                if excl[qi] is not None and it["file"] == excl[qi]:
-                    continue
-                hits.append(
-                    Hit(
-                        file=it["file"],
-                        time=it["time"],
-                        modality=target,
-                        score=float(s),
-                        index=int(i),
-                        label=it.get("label"),
-                        extra={kk: v for kk, v in it.items() if kk not in _CORE_KEYS},
-                    )
-                )
-                if len(hits) == k:
-                    break
-            out.append(hits)
+        k_fetch = min((k + extra) * (4 if per else 1), ntotal)
+        out: list[list[Hit]] = [[] for _ in range(n_q)]
+        todo = list(range(n_q))
+        while todo:
+            scores, ids = store.index.search(q[todo], k_fetch)
+            if self.metric == "l2":
+                scores = np.sqrt(np.maximum(scores, 0.0))
+            again = []
+            for row, qi in enumerate(todo):
+                out[qi] = self._hits(store, scores[row], ids[row], k, excl[qi], per)
+                exhausted = k_fetch >= ntotal or int((ids[row] >= 0).sum()) < k_fetch
+                if len(out[qi]) < k and not exhausted:
+                    again.append(qi)
+            todo, k_fetch = again, min(k_fetch * 4, ntotal)
         return out
+
+    @staticmethod
+    def _hits(store: _Store, scores, ids, k: int, excl: str | None, per: int | None) -> list[Hit]:
+        """The first ``k`` hits of one FAISS answer, without ``excl`` and at most ``per`` a file."""
+        hits: list[Hit] = []
+        taken: Counter[str] = Counter()
+        for s, i in zip(scores.tolist(), ids.tolist()):
+            if i < 0:
+                continue
+            it = store.items[i]
+            if excl is not None and it["file"] == excl:
+                continue
+            if per is not None and taken[it["file"]] >= per:
+                continue
+            taken[it["file"]] += 1
+            hits.append(
+                Hit(
+                    file=it["file"],
+                    time=it["time"],
+                    modality=store.modality,
+                    score=float(s),
+                    index=int(i),
+                    label=it.get("label"),
+                    extra={kk: v for kk, v in it.items() if kk not in _CORE_KEYS},
+                )
+            )
+            if len(hits) == k:
+                break
+        return hits
 
     # ------------------------------------------------------------------ save / load
 
@@ -554,6 +604,8 @@ class EmbeddingIndex:
             "kind": self.kind,
             "normalize": self.normalize,
             "checkpoint": self.checkpoint,
+            "checkpoint_relative": False,
+            "info": self.info,
             "params": {
                 "nlist": self.nlist,
                 "nprobe": self.nprobe,
@@ -566,13 +618,26 @@ class EmbeddingIndex:
             "counts": {m: self.count(m) for m in MODALITIES},
         }
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, *, include_model: bool = False) -> Path:
         """Write the index to the directory ``path`` atomically.
 
         The directory is built in a temporary sibling and swapped in only when
         every file is written and fsynced (:func:`looklisten.core.fileio.atomic_dir`):
         after a crash ``path`` holds the previous index, or nothing if there was
-        none. Untrained IVF indexes are built first.
+        none. Untrained IVF indexes are built first. Absolute item files are
+        stored relative to ``path`` (with the absolute path as a fallback), so
+        that the folder can be moved together with its media.
+
+        Parameters
+        ----------
+        path : path-like
+            The index directory.
+        include_model : bool
+            Copy the checkpoint (:attr:`checkpoint`: a run or checkpoint
+            directory) into ``path/model`` (its ``config.json``,
+            ``model.safetensors`` and ``state.json``; the files are copied, not
+            re-saved) and record ``"model"`` as the checkpoint: the index then
+            needs no other folder to be searched.
 
         Returns
         -------
@@ -581,11 +646,21 @@ class EmbeddingIndex:
         """
         if self.dim is None:
             raise ValueError("cannot save an index with no vectors and no dim")
+        model_files = self._model_files() if include_model else []
         self.build()
         path = Path(path)
+        base = os.path.abspath(path)
         cfg = self.config()
         cfg["modalities"] = {}
+        if include_model:
+            cfg["checkpoint"], cfg["checkpoint_relative"] = MODEL_DIR, True
+            cfg["info"] = {"built_from": self.checkpoint, **self.info}
         with atomic_dir(path) as tmp:
+            if model_files:
+                (tmp / MODEL_DIR).mkdir()
+                for f in model_files:
+                    shutil.copyfile(f, tmp / MODEL_DIR / f.name)
+                fsync_dir(tmp / MODEL_DIR)
             for m in MODALITIES:
                 store = self._stores[m]
                 index_file, items_file = f"{m}.faiss", f"{m}.items.json"
@@ -595,7 +670,7 @@ class EmbeddingIndex:
                     str(tmp / index_file),
                 )
                 (tmp / items_file).write_text(
-                    json.dumps(_items_to_columns(store.items)), encoding="utf-8"
+                    json.dumps(_items_to_columns(store.items, base)), encoding="utf-8"
                 )
                 cfg["modalities"][m] = {
                     "count": store.n_indexed,
@@ -611,6 +686,18 @@ class EmbeddingIndex:
                 json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8"
             )
         return path
+
+    def _model_files(self) -> list[Path]:
+        """The files of :attr:`checkpoint` that :meth:`save` copies (a clear error if none)."""
+        from looklisten.models.checkpoint import resolve
+
+        if self.checkpoint is None:
+            raise ValueError("include_model: the index names no checkpoint")
+        try:
+            ckpt = resolve(self.checkpoint)
+        except (FileNotFoundError, OSError, ValueError) as e:
+            raise ValueError(f"include_model: {e}") from e
+        return [ckpt / f for f in MODEL_FILES if (ckpt / f).is_file()]
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, verify: bool = True) -> EmbeddingIndex:
@@ -645,10 +732,17 @@ class EmbeddingIndex:
             raise fail(f"meta.json is unreadable or corrupt ({e})") from e
         if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
             raise fail(f"meta.json is not a {FORMAT} file")
-        if cfg.get("version") != VERSION:
-            raise fail(f"unsupported version {cfg.get('version')!r} (this code reads {VERSION})")
+        if cfg.get("version") not in READ_VERSIONS:
+            raise fail(
+                f"unsupported version {cfg.get('version')!r} (this code reads "
+                f"{', '.join(map(str, READ_VERSIONS))})"
+            )
+        base = os.path.abspath(path)
         try:
             params = cfg["params"]
+            ckpt = cfg["checkpoint"]
+            if ckpt is not None and cfg.get("checkpoint_relative", False):
+                ckpt = os.path.join(base, ckpt)
             obj = cls(
                 dim=cfg["dim"],
                 metric=cfg["metric"],
@@ -660,8 +754,9 @@ class EmbeddingIndex:
                 hnsw_m=params["hnsw_m"],
                 ef_construction=params["ef_construction"],
                 ef_search=params["ef_search"],
-                checkpoint=cfg["checkpoint"],
+                checkpoint=ckpt,
                 seed=params["seed"],
+                info=cfg.get("info"),
             )
             mods = cfg["modalities"]
             entries = {m: mods[m] for m in MODALITIES}
@@ -691,7 +786,7 @@ class EmbeddingIndex:
                 raise fail(f"{index_file} holds {index.ntotal} vectors, meta.json says {count}")
             try:
                 items = _items_from_columns(
-                    json.loads((path / items_file).read_text(encoding="utf-8")), m
+                    json.loads((path / items_file).read_text(encoding="utf-8")), m, base
                 )
             except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
                 raise fail(f"{items_file} is unreadable or corrupt ({e!r})") from e
@@ -708,14 +803,32 @@ class EmbeddingIndex:
 # ---------------------------------------------------------------------- item columns
 
 
-def _items_to_columns(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """List of item dicts -> a compact columnar dict (file names stored once)."""
+def _stored_file(file: str, base: str | None) -> tuple[str, bool]:
+    """An absolute ``file`` relative to ``base`` ("/"-separated); others as they are."""
+    if base is None or not os.path.isabs(file):
+        return file, False
+    try:
+        rel = os.path.relpath(file, base)
+    except ValueError:  # another drive (Windows)
+        return file, False
+    return rel.replace(os.sep, "/"), True
+
+
+def _items_to_columns(items: list[dict[str, Any]], base: str | None = None) -> dict[str, Any]:
+    """List of item dicts -> a compact columnar dict (file names stored once).
+
+    With ``base`` (the index folder) absolute files are stored relative to it
+    (``relative``), with their absolute path in ``origin``.
+    """
     files: dict[str, int] = {}
     file_idx = [files.setdefault(it["file"], len(files)) for it in items]
+    stored = [_stored_file(f, base) for f in files]
     extra_keys = sorted({k for it in items for k in it if k not in _CORE_KEYS})
     return {
         "n": len(items),
-        "files": list(files),
+        "files": [f for f, _ in stored],
+        "relative": [rel for _, rel in stored],
+        "origin": [f if rel else None for f, (_, rel) in zip(files, stored)],
         "file_index": file_idx,
         "time": [it["time"] for it in items],
         "label": [it.get("label") for it in items],
@@ -727,9 +840,35 @@ def _items_to_columns(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _items_from_columns(cols: dict[str, Any], modality: str) -> list[dict[str, Any]]:
+def _resolve_files(cols: dict[str, Any], base: str) -> list[str]:
+    """The stored files as paths: relative ones joined to ``base``.
+
+    A relative file that is not there falls back to its ``origin`` (the path it
+    had when saved) if that one is: an index copied without its media still
+    finds them where they were.
+    """
+    files = list(cols["files"])
+    relative = cols.get("relative") or [False] * len(files)
+    origin = cols.get("origin") or [None] * len(files)
+    if not (len(relative) == len(origin) == len(files)):
+        raise TypeError("file columns of different lengths")
+    out = []
+    for f, rel, orig in zip(files, relative, origin):
+        if rel:
+            p = os.path.normpath(os.path.join(base, f))
+            if orig is not None and not os.path.exists(p) and os.path.exists(orig):
+                p = orig
+            f = p
+        out.append(f)
+    return out
+
+
+def _items_from_columns(
+    cols: dict[str, Any], modality: str, base: str | None = None
+) -> list[dict[str, Any]]:
     n = int(cols["n"])
-    files, file_idx, times, labels = cols["files"], cols["file_index"], cols["time"], cols["label"]
+    files = cols["files"] if base is None else _resolve_files(cols, base)
+    file_idx, times, labels = cols["file_index"], cols["time"], cols["label"]
     if not (len(file_idx) == len(times) == len(labels) == n):
         raise TypeError("columns of different lengths")
     items = [
