@@ -1,4 +1,9 @@
-"""Overlays whose opacity follows the calibrated map (fade) and the constant-opacity look."""
+"""Overlays whose opacity follows the calibrated map (fade) and the constant-opacity look.
+
+The default look is the magenta highlight (``cmap=None``); the colour-map look
+(``cmap="jet"``) keeps its opacity ``alpha * value``. Visibility and the legend:
+``tests/test_overlay_visible.py``.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,13 @@ import looklisten.media.overlay as ov
 from looklisten.cli.main import build_parser, main
 from looklisten.core.config import get_config
 from looklisten.media.overlay import (
+    HIGHLIGHT,
+    HIGHLIGHT_RGB,
     blend,
     colorize,
+    highlight_ramp,
     overlay,
+    resolve_look,
     upsample_heatmap,
     write_overlay_png,
     write_overlay_video,
@@ -51,21 +60,25 @@ def _old_overlay(frame, heatmap, alpha, cmap="jet", normalize=False):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("cmap", [None, "jet"])
 @pytest.mark.parametrize("alpha", [0.3, 0.5, 0.7, 1.0])
-def test_zeros_leave_the_frame_and_ones_blend_with_full_alpha(alpha):
+def test_zeros_leave_the_frame_and_ones_blend_with_full_alpha(alpha, cmap):
     frame = _frame()
-    out = overlay(frame, np.zeros((7, 7), np.float32), alpha=alpha)
+    out = overlay(frame, np.zeros((7, 7), np.float32), alpha=alpha, cmap=cmap)
     assert out.dtype == np.uint8 and out is not frame
     np.testing.assert_array_equal(out, frame)
     ones = np.ones((7, 7), np.float32)
+    color = colorize(ones, (H, W), cmap or HIGHLIGHT)
+    assert np.all(color == (HIGHLIGHT_RGB if cmap is None else color[0, 0]))
     np.testing.assert_array_equal(
-        overlay(frame, ones, alpha=alpha), blend(frame, colorize(ones, (H, W)), alpha)
+        overlay(frame, ones, alpha=alpha, cmap=cmap), blend(frame, color, alpha)
     )
     # Values outside [0, 1] are clipped for the opacity as for the colour.
     np.testing.assert_array_equal(
-        overlay(frame, ones * 3.0, alpha=alpha), overlay(frame, ones, alpha=alpha)
+        overlay(frame, ones * 3.0, alpha=alpha, cmap=cmap),
+        overlay(frame, ones, alpha=alpha, cmap=cmap),
     )
-    np.testing.assert_array_equal(overlay(frame, -ones, alpha=alpha), frame)
+    np.testing.assert_array_equal(overlay(frame, -ones, alpha=alpha, cmap=cmap), frame)
 
 
 @pytest.mark.parametrize("normalize", [False, True])
@@ -80,11 +93,11 @@ def test_no_fade_is_the_old_constant_alpha(alpha, normalize):
     assert np.all(z == matplotlib.colormaps["jet"](0.0, bytes=True)[:3])
 
 
-def test_fade_opacity_is_alpha_times_value_per_pixel():
+def test_fade_opacity_is_alpha_times_value_per_pixel_with_a_colour_map():
     frame = _frame()
     h = np.random.default_rng(2).random((6, 6)).astype(np.float32)
     alpha = 0.6
-    out = overlay(frame, h, alpha=alpha)
+    out = overlay(frame, h, alpha=alpha, cmap="jet")
     up = np.clip(upsample_heatmap(h, (H, W)), 0, 1).astype(np.float64)
     cm = colorize(h, (H, W)).astype(np.float64)
     a = (alpha * up)[..., None]
@@ -95,9 +108,45 @@ def test_fade_opacity_is_alpha_times_value_per_pixel():
     assert np.abs(out.astype(int) - ref).max() <= 1
 
 
+def test_highlight_opacity_is_alpha_times_the_ramp_per_pixel():
+    frame = _frame()
+    h = np.random.default_rng(2).random((6, 6)).astype(np.float32)
+    up = np.clip(upsample_heatmap(h, (H, W)), 0, 1).astype(np.float64)
+    # The ramp by hand: nothing up to 0.1, 1 at 1, a power 0.7 in between.
+    ramp = np.clip((up - 0.1) / 0.9, 0, 1) ** 0.7
+    np.testing.assert_allclose(highlight_ramp(up), ramp)
+    assert highlight_ramp(np.array([0.0, 0.1, 1.0])).tolist() == [0.0, 0.0, 1.0]
+    for alpha in (0.6, None):  # None: the default, 0.8
+        out = overlay(frame, h, alpha=alpha)
+        a = ((alpha or 0.8) * ramp)[..., None]
+        want = np.rint((1 - a) * frame + a * np.array(HIGHLIGHT_RGB, np.float64))
+        assert np.abs(out.astype(np.float64) - want).max() <= 1
+    # Below the floor the frame is untouched, to the byte.
+    low = up <= 0.1
+    assert low.any() and np.array_equal(overlay(frame, h)[low], frame[low])
+
+
+def test_look_defaults_and_errors():
+    frame = _frame()
+    h = np.random.default_rng(3).random((5, 5)).astype(np.float32)
+    # The defaults: the highlight at 0.8; jet at 0.5 with a colour map or without fade.
+    assert resolve_look() == (HIGHLIGHT, 0.8)
+    assert resolve_look("jet") == ("jet", 0.5)
+    assert resolve_look(fade=False) == ("jet", 0.5)
+    assert resolve_look("viridis", 0.3, fade=False) == ("viridis", 0.3)
+    np.testing.assert_array_equal(overlay(frame, h), overlay(frame, h, 0.8, HIGHLIGHT))
+    np.testing.assert_array_equal(overlay(frame, h, cmap="jet"), overlay(frame, h, 0.5, "jet"))
+    with pytest.raises(ValueError, match="colour map"):
+        overlay(frame, h, cmap="no-such-map")
+    with pytest.raises(ValueError, match="without fading"):
+        overlay(frame, h, cmap=HIGHLIGHT, fade=False)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        resolve_look(alpha=1.2)
+
+
 def test_fade_opacity_grows_monotonically_with_the_value():
     frame = _frame()
-    full = overlay(frame, np.ones((4, 4)), alpha=0.8)
+    full = overlay(frame, np.ones((4, 4)), alpha=0.8, cmap="jet")
     dist_frame, dist_full = [], []
     for v in (0.0, 0.25, 0.5, 0.75, 1.0):
         # A constant map in jet's colour for 1 with opacity 0.8 * v: only the opacity changes.
@@ -110,7 +159,7 @@ def test_fade_opacity_grows_monotonically_with_the_value():
     assert all(a > b for a, b in zip(dist_full, dist_full[1:]))
     # overlay with a half map: strictly between the frame and the constant-alpha look.
     half = np.full((5, 5), 0.5, np.float32)
-    faded = overlay(frame, half, alpha=0.8)
+    faded = overlay(frame, half, alpha=0.8, cmap="jet")
     const = overlay(frame, half, alpha=0.8, fade=False)
     np.testing.assert_array_equal(faded, blend(frame, colorize(half, (H, W)), 0.4))
     d_frame = np.abs(faded.astype(int) - frame).mean()
@@ -161,9 +210,11 @@ def test_blend_alpha_map():
 def test_write_overlay_png_fades(tmp_path):
     frame = _frame()
     zeros = np.zeros((4, 4))
-    p = write_overlay_png(tmp_path / "f.png", frame, zeros)
+    p = write_overlay_png(tmp_path / "f.png", frame, zeros)  # the frame, then the legend
+    np.testing.assert_array_equal(np.asarray(Image.open(p))[:H], frame)
+    p = write_overlay_png(tmp_path / "f.png", frame, zeros, legend=False)
     np.testing.assert_array_equal(np.asarray(Image.open(p)), frame)
-    q = write_overlay_png(tmp_path / "c.png", frame, zeros, fade=False, alpha=0.4)
+    q = write_overlay_png(tmp_path / "c.png", frame, zeros, fade=False, alpha=0.4, legend=False)
     np.testing.assert_array_equal(np.asarray(Image.open(q)), _old_overlay(frame, zeros, 0.4))
 
 
@@ -192,11 +243,14 @@ def test_write_overlay_video_fades(tmp_path):
     assert d_faded < 4 and d_const > 30, (d_faded, d_const)
     blue = matplotlib.colormaps["jet"](0.0, bytes=True)[:3]
     assert all(np.abs(f.reshape(-1, 3).mean(0) - blue).max() < 12 for f in const)
-    # A map of ones at full alpha is the colour in both looks.
+    # A map of ones at full alpha is the colour in every look: magenta by default.
     ones = np.ones((2, 3, 4), np.float32)
     red = matplotlib.colormaps["jet"](1.0, bytes=True)[:3]
-    sure = _frames(write_overlay_video(clip.path, tmp_path / "r.mp4", ones, times, alpha=1.0))
-    assert all(np.abs(f.reshape(-1, 3).mean(0) - red).max() < 12 for f in sure)
+    for cmap, want in ((None, HIGHLIGHT_RGB), ("jet", red)):
+        sure = _frames(
+            write_overlay_video(clip.path, tmp_path / "r.mp4", ones, times, 1.0, cmap=cmap)
+        )
+        assert all(np.abs(f.reshape(-1, 3).mean(0) - want).max() < 12 for f in sure)
 
 
 def test_transcode_fade_matches_overlay(tmp_path, monkeypatch):
@@ -214,14 +268,14 @@ def test_transcode_fade_matches_overlay(tmp_path, monkeypatch):
     decoded = []
     with av.open(str(clip.path)) as c:
         decoded = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    for fade in (True, False):
+    for fade, cmap in ((True, None), (True, "jet"), (False, None)):
         seen.clear()
         write_overlay_video(
-            clip.path, tmp_path / "o.mp4", hm, np.array([0.0, 10.0]), alpha=0.7, fade=fade
+            clip.path, tmp_path / "o.mp4", hm, np.array([0.0, 10.0]), 0.7, cmap=cmap, fade=fade
         )
         assert len(seen) == len(decoded)
         for got, src in zip(seen, decoded):
-            np.testing.assert_array_equal(got, overlay(src, hm[0], alpha=0.7, fade=fade))
+            np.testing.assert_array_equal(got, overlay(src, hm[0], 0.7, cmap, fade=fade))
 
 
 # ---------------------------------------------------------------------------

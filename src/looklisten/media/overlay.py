@@ -1,27 +1,39 @@
 """Pictures people look at: heatmaps blended over frames, as PNGs and videos.
 
-* :func:`overlay` colours a heatmap with a matplotlib colormap, upsamples it to
-  the frame and alpha-blends it; optionally outlines a ground-truth box.
-* :func:`write_overlay_png` writes that picture as a PNG (atomically).
+* :func:`overlay` paints a heatmap over a frame (upsampled to it); optionally
+  outlines a ground-truth box.
+* :func:`write_overlay_png` writes that picture as a PNG (atomically), with a
+  legend strip below the frame by default (:func:`legend_strip`).
 * :func:`write_overlay_video` re-encodes a whole video with per-frame heatmaps
   blended in, keeping the original sound, frame rate, timestamps and duration.
 
-How a map looks (the same three choices in all three functions):
+How a map looks (the same choices in all three functions):
 
-* Default (``fade=True``, ``normalize=False``): calibrated intensity. An
-  AVOL-Net map is a sigmoid in [0, 1], the probability that a location makes
-  the sound, and each pixel's opacity is ``alpha * value``: where the model
-  says nothing sounds (silence, or the sounding object off screen) the map
-  fades away and the frame shows through unchanged; where it is sure (1) the
-  colour is blended with the full ``alpha``. "Nothing sounds here" and "the
-  sound is spread out" look different.
+* Default (``cmap=None``, ``fade=True``, ``normalize=False``): the
+  *highlight*, one saturated colour (magenta, :data:`HIGHLIGHT_RGB`) whose
+  opacity rises with the map's calibrated value. An AVOL-Net map is a sigmoid
+  in [0, 1], the probability that a location makes the sound; each pixel's
+  opacity is ``alpha * ramp(value)`` with :func:`highlight_ramp`: 0 up to
+  :data:`HIGHLIGHT_FLOOR`, 1 at a value of 1, rising as a power
+  :data:`HIGHLIGHT_GAMMA` < 1 in between, so that mid values (a map peaking at
+  0.6) are clearly coloured. ``alpha`` defaults to 0.8. Where the model says
+  nothing sounds (silence, or the sounding object off screen) the map is ~0
+  and the frame shows through unchanged, outside the map's support too: no
+  pixel changes where the map is below the floor. Magenta is rare in natural
+  footage (sky and water are blue or cyan, foliage green, skin and earth
+  orange), so it survives colourful frames where a colour map's hues vanish.
+* ``cmap="jet"`` (any name in ``matplotlib.colormaps``): the map is coloured
+  with the colour map and its opacity is ``alpha * value`` (``alpha``
+  defaults to 0.5): the look before the highlight, the same bytes. A map
+  peaking at 0.6 is then hard to see (measured in ``tests/test_overlay_visible.py``).
 * ``normalize=True``: each map is min-max stretched to [0, 1] on its own (per
   frame) before colouring and fading, so its peak is always opaque. This shows
   where the *relative* maximum is, but a silent frame (all values near 0) then
   looks as confident as any other: the absolute level is lost.
-* ``fade=False``: the old look, a constant opacity ``alpha`` everywhere; a map
-  of zeros paints the whole frame in the colormap's low colour (dark blue for
-  ``jet``).
+* ``fade=False``: a constant opacity ``alpha`` everywhere, with a colour map
+  (``jet`` unless ``cmap`` names another; a single colour at constant opacity
+  would show nothing); a map of zeros paints the whole frame in the colour
+  map's low colour (dark blue for ``jet``).
 """
 
 from __future__ import annotations
@@ -97,6 +109,89 @@ def upsample_heatmap(h: np.ndarray, size: Sequence[int]) -> np.ndarray:
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 
 
+#: The default look's name (``cmap=None`` with ``fade``): one colour, opacity from the map.
+HIGHLIGHT = "highlight"
+#: The highlight's colour: a saturated magenta, rare in natural footage.
+HIGHLIGHT_RGB = (255, 0, 255)
+#: Map values up to this are not painted at all by the highlight.
+HIGHLIGHT_FLOOR = 0.1
+#: The highlight's opacity rises as ``((value - floor) / (1 - floor)) ** gamma``.
+HIGHLIGHT_GAMMA = 0.7
+#: Default ``alpha``: the highlight's opacity where the map is 1.
+HIGHLIGHT_ALPHA = 0.8
+#: Default ``alpha`` with a colour map (``cmap="jet"`` etc.), as before the highlight.
+CMAP_ALPHA = 0.5
+#: Colour map of the constant-opacity look (``fade=False``) when ``cmap`` is not given.
+NO_FADE_CMAP = "jet"
+
+
+def resolve_look(
+    cmap: str | None = None, alpha: float | None = None, *, fade: bool = True
+) -> tuple[str, float]:
+    """The colour and opacity an overlay uses: ``(cmap, alpha)`` with the defaults filled in.
+
+    Parameters
+    ----------
+    cmap : str, optional
+        :data:`HIGHLIGHT` or a name in ``matplotlib.colormaps``. None: the
+        highlight with ``fade``, :data:`NO_FADE_CMAP` (``"jet"``) without.
+    alpha : float in [0, 1], optional
+        Opacity where the map is 1. None: :data:`HIGHLIGHT_ALPHA` (0.8) for the
+        highlight, :data:`CMAP_ALPHA` (0.5) for a colour map.
+    fade : bool
+        Opacity following the map (default) or constant.
+
+    Returns
+    -------
+    (str, float)
+
+    Raises
+    ------
+    ValueError
+        Unknown colour map; ``alpha`` outside [0, 1]; the highlight without
+        ``fade`` (one colour at one opacity everywhere shows nothing of the map).
+    """
+    if cmap is None:
+        cmap = HIGHLIGHT if fade else NO_FADE_CMAP
+    if cmap == HIGHLIGHT:
+        if not fade:
+            raise ValueError(
+                "the highlight is one colour whose opacity follows the map; without fading it "
+                "would tint the whole frame evenly: give a colour map (e.g. cmap='jet')"
+            )
+    elif cmap not in matplotlib.colormaps:
+        raise ValueError(
+            f"unknown colour map {cmap!r}: {HIGHLIGHT!r} or a matplotlib colour map such as "
+            "'jet', 'viridis', 'magma'"
+        )
+    if alpha is None:
+        alpha = HIGHLIGHT_ALPHA if cmap == HIGHLIGHT else CMAP_ALPHA
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    return cmap, alpha
+
+
+def highlight_ramp(values: np.ndarray) -> np.ndarray:
+    """The highlight's opacity per unit ``alpha``: ``clip((v - floor) / (1 - floor), 0, 1) ** gamma``.
+
+    Parameters
+    ----------
+    values : np.ndarray
+        Map values in [0, 1] (e.g. the probability that a location makes the
+        sound); not renormalised.
+
+    Returns
+    -------
+    np.ndarray, float64, same shape
+        0 for values up to :data:`HIGHLIGHT_FLOOR` (0.1), exactly 1 at 1,
+        increasing in between (0.71 at 0.61, 0.5 at 0.42 with gamma 0.7).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    r = np.clip((v - HIGHLIGHT_FLOOR) / (1.0 - HIGHLIGHT_FLOOR), 0.0, 1.0)
+    return r**HIGHLIGHT_GAMMA
+
+
 def _check_frame(frame: np.ndarray) -> np.ndarray:
     f = np.asarray(frame)
     if f.ndim != 3 or f.shape[-1] != 3 or f.dtype != np.uint8:
@@ -111,6 +206,9 @@ def colorize(
     normalize: bool = False,
 ) -> np.ndarray:
     """Upsample a heatmap to ``size`` and colour it with a matplotlib colormap.
+
+    (With ``cmap=HIGHLIGHT`` every pixel is :data:`HIGHLIGHT_RGB`: the
+    highlight shows the map by opacity alone.)
 
     Parameters
     ----------
@@ -134,7 +232,7 @@ def colorize(
 
 
 def heatmap_values(heatmap: np.ndarray, size: Sequence[int], normalize: bool = False) -> np.ndarray:
-    """The values :func:`colorize` colours and the fade uses as opacity.
+    """The values :func:`colorize` colours and the fade turns into opacity.
 
     Parameters
     ----------
@@ -169,6 +267,10 @@ def heatmap_values(heatmap: np.ndarray, size: Sequence[int], normalize: bool = F
 
 
 def _color(values: np.ndarray, cmap: str) -> np.ndarray:
+    if cmap == HIGHLIGHT:
+        out = np.empty(values.shape + (3,), np.uint8)
+        out[...] = HIGHLIGHT_RGB
+        return out
     return matplotlib.colormaps[cmap](values, bytes=True)[..., :3]
 
 
@@ -184,17 +286,21 @@ def _layer(
     normalize: bool,
     fade: bool,
 ) -> tuple[np.ndarray, float | np.ndarray]:
-    """(colour image, opacity): a float ``alpha``, or ``alpha * value`` per pixel with fade.
+    """(colour image, opacity): a float ``alpha``, or per pixel with fade.
 
-    The fade's ``value`` is rounded to a multiple of 1/65536 (far finer than
-    the 8-bit output) so that the float noise of bilinear upsampling (a map of
-    ones upsamples to 0.99999994 here and there) leaves 0 and 1 exact.
+    With fade the opacity is ``alpha * value`` for a colour map and ``alpha *
+    highlight_ramp(value)`` for the highlight. ``value`` is first rounded to a
+    multiple of 1/65536 (far finer than the 8-bit output) so that the float
+    noise of bilinear upsampling (a map of ones upsamples to 0.99999994 here
+    and there) leaves 0 and 1 exact. ``cmap`` and ``alpha`` are resolved
+    (:func:`resolve_look`).
     """
     values = heatmap_values(heatmap, size, normalize)
     color = _color(values, cmap)
     if not fade:
         return color, alpha
-    return color, alpha * (np.rint(values.astype(np.float64) * _FADE_STEPS) / _FADE_STEPS)
+    v = np.rint(values.astype(np.float64) * _FADE_STEPS) / _FADE_STEPS
+    return color, alpha * (highlight_ramp(v) if cmap == HIGHLIGHT else v)
 
 
 def blend(frame: np.ndarray, color: np.ndarray, alpha: float | np.ndarray) -> np.ndarray:
@@ -305,8 +411,8 @@ def draw_box(
 def overlay(
     frame: np.ndarray,
     heatmap: np.ndarray,
-    alpha: float = 0.5,
-    cmap: str = "jet",
+    alpha: float | None = None,
+    cmap: str | None = None,
     *,
     normalize: bool = False,
     fade: bool = True,
@@ -314,12 +420,13 @@ def overlay(
     box_color: Sequence[int] = (0, 255, 0),
     box_width: int = 2,
 ) -> np.ndarray:
-    """Blend a coloured heatmap over a frame.
+    """Paint a heatmap over a frame.
 
-    By default the colour's opacity follows the calibrated map: ``alpha *
-    value`` per pixel, so a map that is ~0 everywhere (the model says nothing
-    on screen sounds) leaves the frame as it is, and only confident locations
-    are coloured at the full ``alpha`` (see the module docstring).
+    By default the map is the highlight: magenta whose opacity follows the
+    calibrated map, ``alpha * highlight_ramp(value)`` per pixel, so a map that
+    is ~0 everywhere (the model says nothing on screen sounds) leaves the frame
+    as it is, a map peaking at 0.6 is clearly coloured there, and only
+    confident locations get the full ``alpha`` (see the module docstring).
 
     Parameters
     ----------
@@ -328,22 +435,26 @@ def overlay(
     heatmap : np.ndarray, shape (h, w), float in [0, 1]
         Localisation map at any resolution (e.g. 14x14); upsampled bilinearly
         to (H, W). Values outside [0, 1] are clipped (or see ``normalize``).
-    alpha : float in [0, 1]
+    alpha : float in [0, 1], optional
         Weight of the colour layer where the map is 1: ``out = (1 - a) *
-        frame + a * cmap(value)`` with ``a = alpha * value`` per pixel (with
-        ``fade``) or ``a = alpha`` (without). 0 returns the frame unchanged.
-    cmap : str
-        A name in ``matplotlib.colormaps``.
+        frame + a * colour`` with ``a = alpha * highlight_ramp(value)`` (the
+        highlight), ``a = alpha * value`` (a colour map, with ``fade``) or
+        ``a = alpha`` (without ``fade``). 0 returns the frame unchanged.
+        Default: 0.8 for the highlight, 0.5 for a colour map.
+    cmap : str, optional
+        None (default): the highlight (:data:`HIGHLIGHT`), or ``"jet"``
+        without ``fade``. A name in ``matplotlib.colormaps`` colours the map
+        with it (``"jet"``: the look before the highlight).
     normalize : bool
         Min-max normalise the (upsampled) heatmap to [0, 1] before colouring
         and fading (for raw scores or maps with a small range). The map's peak
         is then always opaque, so a silent frame looks as confident as any
         other; a constant map becomes zeros (with ``fade``: no colour at all).
     fade : bool
-        Per-pixel opacity ``alpha * clip(value, 0, 1)`` (``value`` after the
-        optional normalisation): the calibrated intensity, the default.
-        ``False``: the old constant opacity ``alpha`` everywhere (the same
-        bytes as before fading existed).
+        Per-pixel opacity from the map (``value`` after the optional
+        normalisation): the calibrated intensity, the default. ``False``: a
+        constant opacity ``alpha`` everywhere with a colour map (the same bytes
+        as before fading existed).
     box : (x0, y0, x1, y1), optional
         Ground-truth box (frame pixel coordinates) to outline on top.
     box_color : (r, g, b)
@@ -355,15 +466,146 @@ def overlay(
     -------
     np.ndarray, shape (H, W, 3), uint8
         A new image.
+
+    Raises
+    ------
+    ValueError
+        See :func:`resolve_look`; a bad frame or heatmap.
     """
     f = _check_frame(frame)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    cmap, alpha = resolve_look(cmap, alpha, fade=fade)
     color, opacity = _layer(heatmap, f.shape[:2], alpha, cmap, normalize, fade)
     out = blend(f, color, opacity)
     if box is not None:
         draw_box(out, box, box_color, box_width)
     return out
+
+
+# ---------------------------------------------------------------------------
+# Legend
+# ---------------------------------------------------------------------------
+
+#: The legend's caption for calibrated maps (AVOL-Net's sigmoid values).
+LEGEND_LABEL = "probability that the spot makes the sound"
+#: The legend's caption with ``normalize=True``.
+LEGEND_LABEL_NORMALIZED = "map stretched to [0, 1] per frame (not a probability)"
+#: The legend's ticks: map values and their labels.
+LEGEND_TICKS = ((0.0, "0"), (0.5, "0.5"), (1.0, "1"))
+_STRIP_BG = (24, 24, 28)
+_STRIP_FG = (236, 236, 236)
+_CHECKER = (96, 160)  # the grey squares behind the bar: opacity shows as see-through
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ValueError, OSError):  # no FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _fit(draw, text: str, font, width: float) -> str:
+    """``text``, cut with an ellipsis to fit ``width`` pixels ("" if not even that fits)."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "\u2026", font=font) > width:
+        text = text[:-1]
+    return text.rstrip() + "\u2026" if text else ""
+
+
+def legend_strip(
+    width: int,
+    *,
+    alpha: float | None = None,
+    cmap: str | None = None,
+    fade: bool = True,
+    normalize: bool = False,
+    label: str | None = None,
+) -> np.ndarray:
+    """A legend to put below an overlay: the colour / opacity ramp from 0 to 1, ticks, a caption.
+
+    The bar is drawn by the overlay's own code (:func:`overlay` of a map
+    rising from 0 at its left end to 1 at its right end) over grey squares,
+    so it shows exactly what a value does to a frame, opacity included: with
+    the highlight its left end (values up to :data:`HIGHLIGHT_FLOOR`) is the
+    bare squares. Below it the ticks of :data:`LEGEND_TICKS`; the caption
+    goes right of the bar, or on a line of its own when the strip is narrow
+    (cut with an ellipsis if it still does not fit).
+
+    Parameters
+    ----------
+    width : int
+        The strip's width in pixels: the frame's width.
+    alpha, cmap, fade, normalize
+        The overlay's look (:func:`overlay`); ``normalize`` only changes the
+        default caption (the bar's values are 0 .. 1 either way).
+    label : str, optional
+        Caption; default :data:`LEGEND_LABEL`, or
+        :data:`LEGEND_LABEL_NORMALIZED` with ``normalize``.
+
+    Returns
+    -------
+    np.ndarray, shape (h, width, 3), uint8
+        The text is about 3 % of ``width`` high (10 to 24 px); ``h`` is 45 px
+        for frames up to 300 px wide and at most 110 px (e.g. 62 for 640,
+        80 for 1280).
+    """
+    from PIL import Image, ImageDraw
+
+    W = int(width)
+    if W <= 0:
+        raise ValueError(f"width must be positive, got {width}")
+    cmap, alpha = resolve_look(cmap, alpha, fade=fade)
+    if label is None:
+        label = LEGEND_LABEL_NORMALIZED if normalize else LEGEND_LABEL
+    fs = int(np.clip(round(W * 0.03), 10, 24))  # text size
+    pad = max(3, fs // 2)
+    bar_h = max(6, fs)
+    tick = max(2, fs // 3)
+    font = _font(fs)
+    probe_draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    bar_w = max(1, min(W - 2 * pad, max(8 * fs, int(0.3 * W))))
+    beside = W - 2 * pad - bar_w - pad  # room for the caption right of the bar
+    caption_beside = beside >= probe_draw.textlength(label, font=font)
+    H = pad + bar_h + tick + fs + pad + (0 if caption_beside else fs + pad // 2)
+    img = Image.new("RGB", (W, H), _STRIP_BG)
+    # The bar: the overlay of a rising map over grey squares.
+    x0, y0 = pad, pad
+    yy, xx = np.mgrid[0:bar_h, 0:bar_w]
+    sq = max(2, bar_h // 2)
+    grey = np.where((yy // sq + xx // sq) % 2 == 0, *_CHECKER).astype(np.uint8)
+    checker = np.repeat(grey[..., None], 3, axis=-1)
+    ramp = np.broadcast_to(np.linspace(0.0, 1.0, bar_w), (bar_h, bar_w))
+    bar = overlay(checker, np.ascontiguousarray(ramp), alpha, cmap, fade=fade)
+    img.paste(Image.fromarray(bar), (x0, y0))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((x0 - 1, y0 - 1, x0 + bar_w, y0 + bar_h), outline=_STRIP_FG)
+    # Ticks and their labels: the end labels inside the bar's span, drawn first; a
+    # label that would touch one already drawn is left out (very narrow strips).
+    ends = [t for t in LEGEND_TICKS if t[0] in (0.0, 1.0)]
+    taken: list[tuple[float, float]] = []
+    for v, text in ends + [t for t in LEGEND_TICKS if t not in ends]:
+        x = x0 + round(v * (bar_w - 1))
+        draw.line((x, y0 + bar_h, x, y0 + bar_h + tick - 1), fill=_STRIP_FG)
+        tw = draw.textlength(text, font=font)
+        tx = min(max(x - tw / 2, x0), x0 + bar_w - tw)
+        if any(tx < b + fs / 3 and a < tx + tw + fs / 3 for a, b in taken):
+            continue
+        taken.append((tx, tx + tw))
+        draw.text((tx, y0 + bar_h + tick), text, font=font, fill=_STRIP_FG)
+    if caption_beside:
+        draw.text((x0 + bar_w + 2 * pad, y0 + (bar_h - fs) / 2), label, font=font, fill=_STRIP_FG)
+    else:
+        text = _fit(draw, label, font, W - 2 * pad)
+        draw.text((pad, y0 + bar_h + tick + fs + pad // 2), text, font=font, fill=_STRIP_FG)
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def with_legend(image: np.ndarray, **look) -> np.ndarray:
+    """``image`` with :func:`legend_strip` of its width below it (``look``: its keywords)."""
+    img = _check_frame(image)
+    return np.concatenate([img, legend_strip(img.shape[1], **look)], axis=0)
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -379,10 +621,15 @@ def write_overlay_png(
     heatmap: np.ndarray,
     box: Box | None = None,
     *,
+    alpha: float | None = None,
+    cmap: str | None = None,
+    normalize: bool = False,
     fade: bool = True,
+    legend: bool = True,
+    legend_label: str | None = None,
     **overlay_kwargs,
 ) -> Path:
-    """Write :func:`overlay` of ``frame`` and ``heatmap`` as a PNG, atomically.
+    """Write :func:`overlay` of ``frame`` and ``heatmap`` as a PNG, atomically, with a legend.
 
     Parameters
     ----------
@@ -392,21 +639,35 @@ def write_overlay_png(
     heatmap : np.ndarray, shape (h, w)
     box : (x0, y0, x1, y1), optional
         Ground-truth box to outline.
+    alpha, cmap : optional
+        The look (default: the highlight at 0.8; see :func:`overlay`).
+    normalize : bool
+        Per-map stretch to [0, 1]: a silent frame then looks as confident as
+        any other.
     fade : bool
-        Opacity ``alpha * value`` per pixel, the calibrated intensity (default:
-        a map of zeros leaves the frame unchanged); ``False``: constant
-        ``alpha``. See :func:`overlay`.
+        Opacity from the map, the calibrated intensity (default: a map of
+        zeros leaves the frame unchanged); ``False``: constant ``alpha`` with a
+        colour map. See :func:`overlay`.
+    legend : bool
+        Add :func:`legend_strip` below the frame (default): the frame's pixels
+        stay where they are and nothing of them is covered, the picture gets
+        taller. ``False``: the (H, W) overlay alone.
+    legend_label : str, optional
+        The legend's caption (default: :data:`LEGEND_LABEL`, or
+        :data:`LEGEND_LABEL_NORMALIZED` with ``normalize``).
     **overlay_kwargs
-        ``alpha``, ``cmap``, ``normalize`` (per-map stretch to [0, 1]: a
-        silent frame then looks as confident as any other), ``box_color``,
-        ``box_width``.
+        ``box_color``, ``box_width``.
 
     Returns
     -------
     Path
-        The written file; an (H, W) RGB PNG.
+        The written file; an RGB PNG of width W whose first H rows are the
+        overlay (all of it without ``legend``).
     """
-    img = overlay(frame, heatmap, box=box, fade=fade, **overlay_kwargs)
+    look = {"alpha": alpha, "cmap": cmap, "fade": fade, "normalize": normalize}
+    img = overlay(frame, heatmap, box=box, **look, **overlay_kwargs)
+    if legend:
+        img = with_legend(img, label=legend_label, **look)
     return atomic_write_bytes(path, encode_png(img))
 
 
@@ -483,11 +744,13 @@ def write_overlay_video(
     out_path: str | os.PathLike,
     heatmaps: np.ndarray,
     times: np.ndarray,
-    alpha: float = 0.5,
+    alpha: float | None = None,
     *,
-    cmap: str = "jet",
+    cmap: str | None = None,
     normalize: bool = False,
     fade: bool = True,
+    legend: bool = False,
+    legend_label: str | None = None,
     interpolation: str = "nearest",
     audio: str = "auto",
     crf: int = 20,
@@ -522,20 +785,29 @@ def write_overlay_video(
         :func:`looklisten.media.video.read_frame` / :func:`~looklisten.media.video.read_audio`
         use (for almost every file the first frame is at 0). A frame shown at
         ``t`` gets the heatmap for ``t``. Need not be sorted.
-    alpha : float in [0, 1]
-        Weight of the colour layer where the map is 1 (see :func:`overlay`).
-    cmap : str
-        Matplotlib colormap name.
+    alpha : float in [0, 1], optional
+        Weight of the colour layer where the map is 1 (default: 0.8 for the
+        highlight, 0.5 for a colour map; see :func:`overlay`).
+    cmap : str, optional
+        None: the highlight (``"jet"`` without ``fade``); or a matplotlib
+        colour map name (see :func:`overlay`).
     normalize : bool
         Min-max normalise each frame's heatmap to [0, 1] on its own before
         colouring and fading: the peak is always opaque, so a silent frame
         looks as confident as any other (default: the calibrated values).
     fade : bool
-        Per-pixel opacity ``alpha * value`` (``value`` after the optional
+        Per-pixel opacity from the map (``value`` after the optional
         normalisation), the default: frames where the model says nothing on
         screen sounds stay as they are. ``False``: constant opacity ``alpha``
-        (every frame fully tinted, a map of zeros in the colormap's low
-        colour).
+        with a colour map (every frame fully tinted, a map of zeros in the
+        colour map's low colour).
+    legend : bool
+        Add :func:`legend_strip` below every frame: the video is then taller
+        than the source (padded to an even height). Default False: the
+        output keeps the source's frame size, so it lines up with the source
+        and with other analyses of it.
+    legend_label : str, optional
+        The legend's caption (see :func:`write_overlay_png`).
     interpolation : {"nearest", "linear"}
         Heatmap for a frame at time ``t``: the one with the nearest time (ties
         to the earlier), or the linear interpolation of the two around ``t``.
@@ -560,8 +832,7 @@ def write_overlay_video(
         Bad ``heatmaps`` / ``times`` / options; ``audio="copy"`` with non-AAC
         audio.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    cmap, alpha = resolve_look(cmap, alpha, fade=fade)
     if audio not in ("auto", "copy", "reencode", "drop"):
         raise ValueError(f"audio must be 'auto', 'copy', 'reencode' or 'drop', got {audio!r}")
     track = _HeatmapTrack(heatmaps, times, interpolation)
@@ -576,8 +847,10 @@ def write_overlay_video(
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        look = {"alpha": alpha, "cmap": cmap, "fade": fade, "normalize": normalize}
+        strip = {**look, "label": legend_label} if legend else None
         with av.open(str(src_video)) as inp:
-            _transcode(inp, tmp, track, alpha, cmap, normalize, audio, crf, preset, fade=fade)
+            _transcode(inp, tmp, track, alpha, cmap, normalize, audio, crf, preset, fade, strip)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, default_file_mode())  # mkstemp made it 0600
@@ -591,8 +864,9 @@ def write_overlay_video(
 
 
 def _transcode(
-    inp, tmp: Path, track, alpha, cmap, normalize, audio_mode, crf, preset, *, fade: bool = True
+    inp, tmp: Path, track, alpha, cmap, normalize, audio_mode, crf, preset, fade, legend
 ) -> None:
+    """Blend and encode every frame; ``legend``: :func:`legend_strip`'s keywords, or None."""
     vin = next(
         (s for s in inp.streams.video if not s.disposition & av.stream.Disposition.attached_pic),
         None,
@@ -614,7 +888,9 @@ def _transcode(
     vtb = vin.time_base or Fraction(1, 90000)
     v_start = vin.start_time if vin.start_time is not None else 0
     W, H = vin.codec_context.width, vin.codec_context.height
-    We, He = W + (W % 2), H + (H % 2)
+    strip = legend_strip(W, **legend) if legend is not None else None
+    Hs = H + (0 if strip is None else strip.shape[0])
+    We, He = W + (W % 2), Hs + (Hs % 2)
 
     with av.open(str(tmp), mode="w", format="mp4") as out:
         vout = out.add_stream(
@@ -660,6 +936,8 @@ def _transcode(
                         cache_key = key
                     rgb = frame.to_ndarray(format="rgb24")
                     mixed = blend(rgb, color, opacity) if weights is None else _apply(rgb, *weights)
+                    if strip is not None:
+                        mixed = np.concatenate([mixed, strip], axis=0)
                     img = _even_pad(mixed, He, We)
                     vf = av.VideoFrame.from_ndarray(img, format="rgb24")
                     vf.pts = pts
