@@ -568,7 +568,8 @@ class SearchResult(Sequence):
 
     Iterate, index or slice it like a list (a slice is a SearchResult);
     ``print(result)`` shows the query and a table of the hits (rank, score,
-    time, label, file).
+    time, label, file). ``result.index`` is the index searched, not the
+    position of a hit (``list(result).index(hit)``).
 
     Attributes
     ----------
