@@ -17,12 +17,17 @@ was evaluated on in training and leaves the rest of the frame uncoloured. Only
 AVOL-Net checkpoints have a localisation map.
 
 The map is calibrated (a value is the probability that the location makes the
-sound) and by default the colour's opacity follows it: --alpha where the map
-is 1, fading to nothing where it is 0, so when nothing on screen sounds
-(silence, or the source off screen) the frame stays as it is. --normalize
-stretches each map to [0, 1] on its own (its peak always opaque: a silent
-frame then looks as confident as any other); --no-fade colours the whole frame
-at a constant --alpha (a map of zeros paints it dark blue).
+sound) and by default it is drawn as a magenta highlight whose opacity rises
+with it: nothing below 0.1, clearly coloured at 0.6, --alpha (0.8) at 1. Where
+nothing on screen sounds (silence, or the source off screen) the frame stays
+as it is. Each PNG carries a legend strip below the frame (the colour and
+opacity for 0 .. 1); the MP4 keeps the source's frame size and has none unless
+--legend all. --cmap jet (or any matplotlib colour map) colours the map
+instead, with opacity --alpha (0.5) times the map: the look before the
+highlight, faint at mid values. --normalize stretches each map to [0, 1] on its
+own (its peak always opaque: a silent frame then looks as confident as any
+other); --no-fade colours the whole frame at a constant --alpha with a colour
+map (jet unless --cmap; a map of zeros paints it dark blue).
 
 Each heatmap also comes with the probability that a visible object makes the
 sound (calibrated on the run's validation pairs, with silence, noise and other
@@ -40,7 +45,7 @@ def cmd_localize(args) -> int:
         media_kind,
         read_frame_at,
     )
-    from looklisten.media.overlay import write_overlay_png, write_overlay_video
+    from looklisten.media.overlay import resolve_look, write_overlay_png, write_overlay_video
     from looklisten.media.video import MediaError, MediaReader, probe
     from looklisten.models.checkpoint import get_model
     from looklisten.tasks.localize import localize, localize_video, paint_visible
@@ -49,6 +54,10 @@ def cmd_localize(args) -> int:
     out = Path(args.out)
     if args.every < 1:
         raise ValueError(f"--every must be >= 1, got {args.every}")
+    # The look, checked before the model runs (a typo in --cmap fails at once).
+    cmap, alpha = resolve_look(args.cmap, args.alpha, fade=args.fade)
+    look = {"alpha": alpha, "cmap": cmap, "normalize": args.normalize, "fade": args.fade}
+    png_legend = args.legend in ("png", "all")
     if not src.exists():
         raise MediaError(src, "no such file")
     model = get_model(args.checkpoint, args.device, arch="avol")
@@ -70,9 +79,7 @@ def cmd_localize(args) -> int:
             wave = audio_window(wave, args.audio_at, cfg)
         heat, prob = localize(model, image, wave, mode=args.mode, with_probability=True)
         shown = heat if args.paint_always else paint_visible(model, heat[None], [prob])[0]
-        write_overlay_png(
-            out, image, shown, alpha=args.alpha, normalize=args.normalize, fade=args.fade
-        )
+        write_overlay_png(out, image, shown, legend=png_legend, **look)
         answer = "yes" if prob >= model.detector.threshold else "no: nothing painted"
         if args.paint_always and answer != "yes":
             answer = "no"
@@ -106,10 +113,9 @@ def cmd_localize(args) -> int:
         out,
         heat,
         times,
-        alpha=args.alpha,
-        normalize=args.normalize,
-        fade=args.fade,
+        legend=args.legend == "all",
         interpolation="linear" if hop else "nearest",
+        **look,
     )
     msg = (
         f"wrote {out} ({len(times)} heatmaps of {heat.shape[1]}x{heat.shape[2]}; a visible "
@@ -125,9 +131,8 @@ def cmd_localize(args) -> int:
                     png_dir / f"frame_{i:06d}_t{t:09.3f}.png",
                     frame,
                     heat[i],
-                    alpha=args.alpha,
-                    normalize=args.normalize,
-                    fade=args.fade,
+                    legend=png_legend,
+                    **look,
                 )
         msg += f"; {len(times)} PNGs in {png_dir}"
     print(msg + ")")
@@ -181,8 +186,23 @@ def add_cli(subparsers) -> None:
     sp.add_argument(
         "--alpha",
         type=float,
-        default=0.5,
-        help="heatmap opacity where the map is 1 (default 0.5; with --no-fade: everywhere)",
+        default=None,
+        help="opacity where the map is 1 (default 0.8 for the highlight, 0.5 with --cmap; "
+        "with --no-fade: everywhere)",
+    )
+    sp.add_argument(
+        "--cmap",
+        metavar="NAME",
+        help="colour the map with this matplotlib colour map (e.g. jet, the look before the "
+        "highlight; viridis, magma) instead of the magenta highlight",
+    )
+    sp.add_argument(
+        "--legend",
+        choices=("png", "all", "none"),
+        default="png",
+        help="where to add the legend strip (colour and opacity for 0 .. 1) below the "
+        "picture: png (default: the PNGs; the MP4 keeps the source's frame size), all (the "
+        "MP4 too), none",
     )
     sp.add_argument(
         "--normalize",
@@ -200,6 +220,7 @@ def add_cli(subparsers) -> None:
         "--no-fade",
         dest="fade",
         action="store_false",
-        help="constant opacity --alpha over the whole frame (default: opacity --alpha times "
-        "the map, so where nothing sounds the frame shows through unchanged)",
+        help="constant opacity --alpha over the whole frame, with a colour map (jet unless "
+        "--cmap) (default: the opacity follows the map, so where nothing sounds the frame "
+        "shows through unchanged)",
     )

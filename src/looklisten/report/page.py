@@ -659,7 +659,7 @@ def _overlays(run: dict[str, Any], device: str | None) -> str:
     from looklisten.data.demo_data import load_annotations, sounding_object, sounding_segment
     from looklisten.evaluation.localization import sample_times, scaled_box
     from looklisten.inputs.prepare import audio_window, read_frame_at
-    from looklisten.media.overlay import draw_box, overlay
+    from looklisten.media.overlay import HIGHLIGHT_FLOOR, draw_box, legend_strip, overlay
     from looklisten.media.video import MediaReader
     from looklisten.models.checkpoint import get_model
     from looklisten.report.search_page import jpeg_uri, wav_uri
@@ -733,9 +733,15 @@ def _overlays(run: dict[str, Any], device: str | None) -> str:
     # one map at a time: held-out videos may differ in size
     painted = [paint_visible(model, np.asarray(h)[None], [p])[0] for h, p in zip(heat, prob)]
     threshold = model.detector.threshold
+    # The legend of the default look, once, at the card's width (the cards are 204 px).
+    legend = (
+        f"<img src='{_png_uri(legend_strip(200))}' alt='legend: magenta, more opaque where "
+        "the probability that the spot makes the sound is higher' style='display:block;"
+        "width:100%;margin:4px 0'>"
+    )
     cards = []
     for s, hm, p in zip(every, painted, prob, strict=True):
-        img = overlay(s["frame"], hm, alpha=0.5)
+        img = overlay(s["frame"], hm)
         label = None
         answer = "yes" if p >= threshold else "no: nothing painted"
         caption = f"p(visible source) {p:.2f} &middot; {answer}"
@@ -770,14 +776,17 @@ def _overlays(run: dict[str, Any], device: str | None) -> str:
                 jpeg_uri(img, short_side=192),
                 wav_uri(s["page_wave"], sr_page),
                 None,
-                extra=caption,
+                extra=legend + caption,
                 same=True,
             )
         )
     return (
         "<p>Frames of "
-        f"{e(where)} with the AVOL-Net heatmap of the 1 s of sound centred on them "
-        "(red: high), computed over the whole frame. Green box: the object heard; red box: the "
+        f"{e(where)} with the AVOL-Net heatmap of the 1 s of sound centred on them, computed "
+        "over the whole frame: magenta, more opaque where the map's probability that the spot "
+        "makes the sound is higher (the legend under each picture; nothing below "
+        f"{HIGHLIGHT_FLOOR:g}). Green "
+        "box: the object heard; red box: the "
         "silent one (demo annotations). Each map comes with the probability that a visible "
         f"object makes the sound; below the checkpoint's threshold ({threshold:.2f}) nothing is "
         "painted. The last cards are the first frames again with sounds that nothing on "
