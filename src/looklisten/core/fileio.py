@@ -178,6 +178,9 @@ def _alive(pid: int) -> bool:
 def clean_leftovers(directory: str | os.PathLike, name: str | None = None) -> list[Path]:
     """Remove temporary siblings (of ``name``, or of any file) left by dead writers.
 
+    An old version an :func:`atomic_dir` moved aside (``-old``) before it was
+    killed is put back when nothing replaced it.
+
     A temporary file or folder (see :func:`temp_prefix`) is removed when the
     process that made it is no longer running on this machine, or, when it
     comes from another machine, after :data:`FOREIGN_LEFTOVER_SECONDS`
@@ -207,6 +210,13 @@ def clean_leftovers(directory: str | os.PathLike, name: str | None = None) -> li
                 if time.time() - e.stat(follow_symlinks=False).st_mtime < FOREIGN_LEFTOVER_SECONDS:
                     continue
         p = Path(e.path)
+        target = directory / m["name"]
+        if e.name.endswith("-old") and not os.path.lexists(target):
+            # killed between moving the old version aside and renaming the new one in
+            with contextlib.suppress(OSError):
+                os.replace(p, target)
+                log.info("restored %s, left aside by a write that was killed", target)
+                continue
         if e.is_dir(follow_symlinks=False):
             shutil.rmtree(p, ignore_errors=True)
         else:
@@ -269,6 +279,39 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the entries ``a`` and ``b`` in one atomic step (Linux ``renameat2`` with
+    ``RENAME_EXCHANGE``); False where the system or the file system cannot."""
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not Linux, or a C library without it
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def remove_version(p: Path) -> None:
+    """Remove a file, a directory, or a link to a hidden sibling (an older looklisten's
+    :func:`atomic_dir`) with its target."""
+    if p.is_symlink():
+        target = p.parent / os.readlink(p)
+        p.unlink()
+        shutil.rmtree(target, ignore_errors=True)
+    elif p.is_dir():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Build a directory in a temporary sibling and swap it in on success.
@@ -279,13 +322,18 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             (tmp / "a.bin").write_bytes(...)
         # now "index" holds exactly what was written; the old one is gone.
 
-    ``path`` becomes a symbolic link to a versioned sibling directory
-    (``.index.<pid>-<host>-<random>``); the swap is one atomic ``rename`` of a new link over
-    the old one, so a reader (or a kill) at any moment sees either the complete
-    old directory or the complete new one. Every file is fsynced before the
-    swap. On an exception the temporary directory is removed and ``path`` is
-    untouched; an ``OSError`` (a full, read-only or forbidden disk, in the body
-    or in the swap) is raised as :class:`WriteError` naming ``path``.
+    ``path`` is a plain directory, so it can be copied, moved or archived on its
+    own. The new version is built in a sibling (``.index.<pid>-<host>-<random>``),
+    every file fsynced, then swapped in: a first version by one ``rename``, a
+    new one by one atomic exchange of the two directories (Linux ``renameat2``),
+    so a reader (or a kill) at any moment sees either the complete old
+    directory or the complete new one. Where the exchange is not available the
+    old version is first renamed aside (``.index.<pid>-<host>-old``); a kill in
+    that instant leaves no ``path`` until :func:`clean_leftovers` puts the old
+    version back. An older looklisten's link to a hidden sibling is replaced
+    the same way. On an exception the temporary directory is removed and
+    ``path`` is untouched; an ``OSError`` (a full, read-only or forbidden disk,
+    in the body or in the swap) is raised as :class:`WriteError` naming ``path``.
     """
     path = Path(path)
     try:
@@ -294,7 +342,6 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), dir=path.parent))
     except OSError as e:
         raise WriteError.of(path, e) from None
-    link = path.with_name(temp_prefix(path) + "link")
     aside, swapped = None, False
     try:
         os.chmod(tmp, 0o777 & ~_umask())
@@ -305,28 +352,26 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
                 with open(p, "rb") as f:
                     os.fsync(f.fileno())
         fsync_dir(tmp)
-        old_target = path.parent / os.readlink(path) if path.is_symlink() else None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(link)
-        os.symlink(tmp.name, link)
-        if path.exists() and not path.is_symlink():
-            # A plain directory from elsewhere: move it aside first (not atomic).
+        if not os.path.lexists(path):
+            os.rename(tmp, path)
+            old = None
+        elif _exchange(tmp, path):
+            old = tmp  # now holds the previous version
+        else:
             aside = path.with_name(temp_prefix(path) + "old")
             os.replace(path, aside)
-            old_target = aside
-        os.replace(link, path)
+            os.rename(tmp, path)
+            old = aside
         aside, swapped = None, True  # the old version may go
         fsync_dir(path.parent)
-        if old_target is not None and old_target.exists():
-            shutil.rmtree(old_target, ignore_errors=True)
+        if old is not None:
+            remove_version(old)
     except BaseException as e:
         if not swapped:
             shutil.rmtree(tmp, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            os.unlink(link)
         if aside is not None and not os.path.lexists(path):
             with contextlib.suppress(OSError):
-                os.replace(aside, path)  # put the plain directory back
+                os.replace(aside, path)  # put the old version back
         err = disk_error(e) if isinstance(e, Exception) else None
         if err is not None:
             raise WriteError.of(path, err) from None

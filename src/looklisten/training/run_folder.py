@@ -20,6 +20,7 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from looklisten.core.fileio import remove_version
 from looklisten.models.checkpoint import CHECKPOINT_DIR, EVAL_DIR, has_checkpoint
 
 #: What a run writes into its folder (cleared by ``overwrite``; a run's other
@@ -79,18 +80,9 @@ def check_new_run(out: str | os.PathLike, overwrite: bool) -> None:
 
 
 def clear_run(out: str | os.PathLike) -> None:
-    """Remove what a run wrote into ``out`` (:data:`RUN_FILES`), and a checkpoint link's target."""
-    p = Path(out)
+    """Remove what a run wrote into ``out`` (:data:`RUN_FILES`)."""
     for name in RUN_FILES:
-        f = p / name
-        if f.is_symlink():  # a checkpoint published as a link to a hidden sibling
-            target = p / os.readlink(f)
-            f.unlink()
-            shutil.rmtree(target, ignore_errors=True)
-        elif f.is_dir():
-            shutil.rmtree(f)
-        elif f.exists():
-            f.unlink()
+        remove_version(Path(out) / name)
 
 
 @contextlib.contextmanager

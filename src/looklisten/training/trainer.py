@@ -333,7 +333,10 @@ class Trainer:
         progress: bool = True,
         workers: int = 0,
         env: DistEnv = SINGLE,
+        warm_start: bool = True,
     ):
+        """``warm_start`` False: leave ``train.init`` alone (a resumed run loads its own
+        checkpoint, so the run it was initialised from may be gone or moved)."""
         self.cfg = cfg
         self.out = Path(out)
         self.train_set = train_set
@@ -358,7 +361,7 @@ class Trainer:
                 lambda module, args: tuple(a.to(self.dtype) for a in args)
             )
         self.init_info = None
-        if t.init:  # before wrapping; a resumed run then loads its own checkpoint over it
+        if t.init and warm_start:  # before wrapping
             self.init_info = init_weights(self.model, t.init, cfg)
             if env.is_main:
                 log.info(
@@ -516,7 +519,15 @@ class Trainer:
             stream=stream,
         )
         trainer = cls(
-            cfg, out, train_set, val_set, dev, progress=progress, workers=workers, env=env
+            cfg,
+            out,
+            train_set,
+            val_set,
+            dev,
+            progress=progress,
+            workers=workers,
+            env=env,
+            warm_start=not resume,
         )
         trainer.own = own
         trainer.total_videos = total_videos
