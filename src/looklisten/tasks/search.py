@@ -38,9 +38,12 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from looklisten.tasks.index import EmbeddingIndex, Hit
 
 __all__ = ["SearchResult", "build_index", "embed_query", "pool", "query_when", "search"]
 
@@ -575,8 +578,8 @@ class SearchResult(Sequence):
     ----------
     query : dict
         What :func:`embed_query` returns plus ``target``, ``label``,
-        ``checkpoint`` and ``sample_rate`` (the model's); its arrays (``vector``, ``pixels``, ``wave``,
-        ``signal``) print as their shapes.
+        ``checkpoint`` and ``sample_rate`` (the model's); its arrays
+        (``vector``, ``pixels``, ``wave``, ``signal``) print as their shapes.
     index : EmbeddingIndex
         The index searched.
     per_video : int
@@ -584,7 +587,9 @@ class SearchResult(Sequence):
         groups a file's hits together (files by their best score).
     """
 
-    def __init__(self, hits, query: dict[str, Any], index, per_video: int = 1) -> None:
+    def __init__(
+        self, hits: Sequence[Hit], query: dict[str, Any], index: EmbeddingIndex, per_video: int = 1
+    ) -> None:
         self._hits = tuple(hits)
         self.query = _Query(query)
         self.index = index
@@ -594,7 +599,7 @@ class SearchResult(Sequence):
         return len(self._hits)
 
     @overload
-    def __getitem__(self, i: int) -> Any: ...
+    def __getitem__(self, i: int) -> Hit: ...
     @overload
     def __getitem__(self, i: slice) -> SearchResult: ...
     def __getitem__(self, i):
@@ -602,14 +607,14 @@ class SearchResult(Sequence):
             return SearchResult(self._hits[i], self.query, self.index, self.per_video)
         return self._hits[i]
 
-    def by_video(self) -> dict[str, list]:
+    def by_video(self) -> dict[str, list[Hit]]:
         """The hits grouped by file: ``{file: [hits, best first]}``, files by their best score."""
-        groups: dict[str, list] = {}
+        groups: dict[str, list[Hit]] = {}
         for h in self._hits:
             groups.setdefault(h.file, []).append(h)
         return groups
 
-    def rows(self) -> list[tuple[int, Any]]:
+    def rows(self) -> list[tuple[int, Hit]]:
         """``(rank, hit)`` in the order shown: by rank, or by file when ``per_video > 1``."""
         ranked = list(enumerate(self._hits, 1))
         if self.per_video <= 1:
