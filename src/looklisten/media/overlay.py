@@ -3,7 +3,10 @@
 * :func:`overlay` paints a heatmap over a frame (upsampled to it); optionally
   outlines a ground-truth box.
 * :func:`write_overlay_png` writes that picture as a PNG (atomically), with a
-  legend strip below the frame by default (:func:`legend_strip`).
+  legend strip below the frame by default (:func:`legend_strip`): below, not
+  in a corner, because the sounding object can be anywhere, corners included,
+  and a small frame has no corner to spare; the frame's pixels stay where
+  they were (a box drawn in frame coordinates still fits).
 * :func:`write_overlay_video` re-encodes a whole video with per-frame heatmaps
   blended in, keeping the original sound, frame rate, timestamps and duration.
 
@@ -25,7 +28,9 @@ How a map looks (the same choices in all three functions):
 * ``cmap="jet"`` (any name in ``matplotlib.colormaps``): the map is coloured
   with the colour map and its opacity is ``alpha * value`` (``alpha``
   defaults to 0.5): the look before the highlight, the same bytes. A map
-  peaking at 0.6 is then hard to see (measured in ``tests/test_overlay_visible.py``).
+  peaking at 0.6 is then hard to see: on frames of the demo clips its top
+  10 % changes by 15 to 29 levels of 255 on average (RGB), against 61 to 72
+  with the highlight (``tests/test_overlay_visible.py`` measures it).
 * ``normalize=True``: each map is min-max stretched to [0, 1] on its own (per
   frame) before colouring and fading, so its peak is always opaque. This shows
   where the *relative* maximum is, but a silent frame (all values near 0) then
@@ -185,7 +190,7 @@ def highlight_ramp(values: np.ndarray) -> np.ndarray:
     -------
     np.ndarray, float64, same shape
         0 for values up to :data:`HIGHLIGHT_FLOOR` (0.1), exactly 1 at 1,
-        increasing in between (0.71 at 0.61, 0.5 at 0.42 with gamma 0.7).
+        increasing in between (0.67 at 0.61, 0.5 at 0.43, 0.35 at 0.3).
     """
     v = np.asarray(values, dtype=np.float64)
     r = np.clip((v - HIGHLIGHT_FLOOR) / (1.0 - HIGHLIGHT_FLOOR), 0.0, 1.0)
