@@ -150,10 +150,10 @@ def main() -> None:
         )
 
         def run_audio(audio=audio, sr=sr, model=model):
-            embed_audio(audio, sr=sr, model=model, hop=args.hop, batch_size=args.batch_size)
+            embed_audio(model, audio, sr=sr, hop=args.hop, batch_size=args.batch_size)
 
         def run_images(images=images, model=model):
-            embed_image(images, model=model, batch_size=args.batch_size)
+            embed_image(model, images, batch_size=args.batch_size)
 
         def run_net(m=model, w=windows):
             with torch.inference_mode():

@@ -76,10 +76,10 @@ def test_every_name_works_after_every_submodule_is_imported(tmp_path, monkeypatc
 
     wave = np.zeros(16000, np.float32)
     for _ in range(2):
-        emb, times = ll.embed_audio(wave, sr=16000, model=ave, hop=0.5)
+        emb, times = ll.embed_audio(ave, wave, sr=16000, hop=0.5)
         assert emb.shape[0] == len(times) == 3
-        assert ll.embed_image(np.zeros((80, 96, 3), np.uint8), model=ave).shape[0] == 1
-        out = ll.embed_video(clip, model=ave, hop=1.0)
+        assert ll.embed_image(ave, np.zeros((80, 96, 3), np.uint8)).shape[0] == 1
+        out = ll.embed_video(ave, clip, hop=1.0)
         assert out["audio_embedding"].shape == out["image_embedding"].shape
     ll.build_index([data], runs["ave"], tmp_path / "index", progress=False, device="cpu")
     hits = ll.search(tmp_path / "index", video=clip, at=2.0, k=3, device="cpu")

@@ -110,7 +110,7 @@ def test_audio_windows_are_what_the_docstring_says(model):
     """center=True: window i is centred at i*hop, zero-padded by half a window at the start."""
     sr, n = model.cfg.audio.sample_rate, model.cfg.audio.clip_samples
     x = np.random.default_rng(1).uniform(-0.5, 0.5, int(2.0 * sr)).astype(np.float32)
-    emb, ts = embed_audio(x, sr=sr, model=model, hop=0.25)
+    emb, ts = embed_audio(model, x, sr=sr, hop=0.25)
     np.testing.assert_allclose(ts, np.arange(9) * 0.25)
     assert emb.shape == (9, model.cfg.model.embed_dim)
     manual = np.stack(
@@ -124,7 +124,7 @@ def test_audio_windows_are_what_the_docstring_says(model):
         ref = model.embed_audio(torch.from_numpy(manual)).numpy()
     np.testing.assert_allclose(emb[[0, 3, 8]], ref, atol=ATOL)
 
-    emb2, ts2 = embed_audio(x, sr=sr, model=model, hop=0.25, center=False)
+    emb2, ts2 = embed_audio(model, x, sr=sr, hop=0.25, center=False)
     np.testing.assert_allclose(ts2, 0.5 + np.arange(5) * 0.25)
     with torch.no_grad():
         first = model.embed_audio(torch.from_numpy(x[None, :n])).numpy()
@@ -134,27 +134,27 @@ def test_audio_windows_are_what_the_docstring_says(model):
 def test_audio_array_kinds_agree(model):
     sr = model.cfg.audio.sample_rate
     x = (0.4 * np.sin(np.arange(int(1.5 * sr)) * 0.05)).astype(np.float32)
-    ref, ts = embed_audio(x, sr=sr, model=model, hop=0.5)
+    ref, ts = embed_audio(model, x, sr=sr, hop=0.5)
     assert len(ts) == 4
     # a tensor, a stereo (C, N) array and an (N, C) array give the same
     for arr in (torch.from_numpy(x), np.stack([x, x]), np.stack([x, x], axis=1)):
-        e, t = embed_audio(arr, sr=sr, model=model, hop=0.5)
+        e, t = embed_audio(model, arr, sr=sr, hop=0.5)
         np.testing.assert_allclose(e, ref, atol=ATOL)
         np.testing.assert_array_equal(t, ts)
     # int16 samples are scaled by 1/32768 (quantisation noise moves the log of
     # near-silent spectrogram bins a little)
-    e16, _ = embed_audio(np.round(x * 32767).astype(np.int16), sr=sr, model=model, hop=0.5)
+    e16, _ = embed_audio(model, np.round(x * 32767).astype(np.int16), sr=sr, hop=0.5)
     assert (np.sum(e16 * ref, axis=1) > 0.98).all()
     # another sample rate is resampled: same duration, same number of windows
     x48 = (0.4 * np.sin(np.arange(int(1.5 * 48000)) * 0.05 / 3)).astype(np.float32)
-    e48, t48 = embed_audio(x48, sr=48000, model=model, hop=0.5)
+    e48, t48 = embed_audio(model, x48, sr=48000, hop=0.5)
     np.testing.assert_array_equal(t48, ts)
     assert np.abs(e48 - ref).max() < 0.05
     # a list gives a list
-    out = embed_audio([x, x48], sr=sr, model=model, hop=0.5)
+    out = embed_audio(model, [x, x48], sr=sr, hop=0.5)
     assert isinstance(out, list) and len(out) == 2
     with pytest.raises(ValueError, match="sample rate"):
-        embed_audio(x, model=model)
+        embed_audio(model, x)
 
 
 # ---------------------------------------------------------------------------- images
@@ -162,24 +162,24 @@ def test_audio_array_kinds_agree(model):
 
 def test_images_from_files_arrays_tensors_lists(model, media):
     pixels = np.array(Image.open(media["png"]).convert("RGB"))
-    ref = embed_image(pixels, model=model)
+    ref = embed_image(model, pixels)
     assert ref.shape == (1, model.cfg.model.embed_dim)
-    np.testing.assert_allclose(embed_image(media["png"], model=model), ref, atol=ATOL)
-    np.testing.assert_allclose(embed_image(str(media["png"]), model=model), ref, atol=ATOL)
-    np.testing.assert_allclose(embed_image(torch.from_numpy(pixels), model=model), ref, atol=ATOL)
+    np.testing.assert_allclose(embed_image(model, media["png"]), ref, atol=ATOL)
+    np.testing.assert_allclose(embed_image(model, str(media["png"])), ref, atol=ATOL)
+    np.testing.assert_allclose(embed_image(model, torch.from_numpy(pixels)), ref, atol=ATOL)
     chw = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255  # float, channels first
-    np.testing.assert_allclose(embed_image(chw, model=model), ref, atol=ATOL)
-    jpg = embed_image(media["jpg"], model=model)  # lossy, but close
+    np.testing.assert_allclose(embed_image(model, chw), ref, atol=ATOL)
+    jpg = embed_image(model, media["jpg"])  # lossy, but close
     assert float((jpg @ ref.T)[0, 0]) > 0.9
-    batch = embed_image([media["png"], np.stack([pixels, pixels[::-1]]), media["jpg"]], model)
+    batch = embed_image(model, [media["png"], np.stack([pixels, pixels[::-1]]), media["jpg"]])
     assert batch.shape == (4, model.cfg.model.embed_dim)
     np.testing.assert_allclose(batch[0], ref[0], atol=ATOL)
     np.testing.assert_allclose(batch[1], ref[0], atol=ATOL)
-    assert embed_image([], model=model).shape == (0, model.cfg.model.embed_dim)
+    assert embed_image(model, []).shape == (0, model.cfg.model.embed_dim)
 
 
 def test_ave_embeddings_are_unit_vectors_l3_are_conv4_features(model, media, tmp_path):
-    e = embed_image(media["png"], model=model)
+    e = embed_image(model, media["png"])
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
     cfg = get_config("tiny", arch="l3")
     l3 = create_model(cfg).eval()
@@ -205,8 +205,8 @@ def test_training_mode_model_is_embedded_in_eval_mode(ckpt, media):
     net = create_model(get_config("tiny", arch="ave"))
     net.load_state_dict(get_model(ckpt, "cpu").state_dict())
     net.train()
-    a = embed_image(media["png"], net, batch_size=1)
-    b = embed_image(media["png"], get_model(ckpt, "cpu"))
+    a = embed_image(net, media["png"], batch_size=1)
+    b = embed_image(get_model(ckpt, "cpu"), media["png"])
     np.testing.assert_allclose(a, b, atol=ATOL)
     assert net.training  # the caller's mode is restored
 
@@ -223,8 +223,8 @@ def test_embed_many_does_not_leak_modes_into_the_callers_loop(ckpt, media):
 
 def test_model_path_is_loaded_once(ckpt, media):
     assert get_model(ckpt, "cpu") is get_model(str(ckpt), "cpu")
-    e1 = embed_image(media["png"], model=ckpt, device="cpu")
-    e2 = embed_image(media["png"], model=get_model(ckpt, "cpu"))
+    e1 = embed_image(ckpt, media["png"], device="cpu")
+    e2 = embed_image(get_model(ckpt, "cpu"), media["png"])
     np.testing.assert_allclose(e1, e2, atol=0)
 
 
@@ -254,22 +254,22 @@ def test_video_audio_and_frames_are_time_aligned(model, tmp_path):
                 near = np.abs(w[pos - 20 : pos + 20])
                 assert int(np.argmax(near)) - 20 in range(-2, 3)
                 assert near.max() > 0.3
-    out = embed_video(clip.path, model, hop=0.35)
+    out = embed_video(model, clip.path, hop=0.35)
     np.testing.assert_array_equal(out["timestamps"], ts)
     with torch.no_grad():
         ref_a = model.embed_audio(torch.from_numpy(np.stack(windows))).numpy()
     np.testing.assert_allclose(out["audio_embedding"], ref_a, atol=ATOL)
-    np.testing.assert_allclose(out["image_embedding"], embed_image(squares, model), atol=ATOL)
+    np.testing.assert_allclose(out["image_embedding"], embed_image(model, squares), atol=ATOL)
 
 
 def test_video_image_embedding_is_the_frame_at_each_time(model, media):
-    out = embed_video(media["video"], model, hop=0.5, center=False)
+    out = embed_video(model, media["video"], hop=0.5, center=False)
     ts = out["timestamps"]
     np.testing.assert_allclose(ts, [0.5, 1.0, 1.5, 2.0, 2.5])
     frames = np.stack([read_frame(media["video"], t, size=model.cfg.vision.resize) for t in ts])
-    np.testing.assert_allclose(out["image_embedding"], embed_image(frames, model), atol=ATOL)
+    np.testing.assert_allclose(out["image_embedding"], embed_image(model, frames), atol=ATOL)
     # audio embeddings match embed_audio on the file (same decode)
-    a, ta = embed_audio(media["video"], model=model, hop=0.5, center=False)
+    a, ta = embed_audio(model, media["video"], hop=0.5, center=False)
     np.testing.assert_allclose(a, out["audio_embedding"], atol=ATOL)
     np.testing.assert_array_equal(ta, ts)
 
@@ -340,11 +340,11 @@ def test_bad_inputs_name_the_file_and_others_still_embed(model, media, bad):
     assert "NaN" in str(got[len(inputs) - 2][1])
     assert isinstance(got[len(inputs) - 1][1], ValueError)
     with pytest.raises(MediaError, match="empty"):
-        embed_audio(bad["empty audio"], model=model)
+        embed_audio(model, bad["empty audio"])
     with pytest.raises(MediaError, match="cut.mp4"):
-        embed_video(bad["truncated video"], model)
+        embed_video(model, bad["truncated video"])
     with pytest.raises(MediaError, match="no video stream or image"):
-        embed_image(media["wav"], model)
+        embed_image(model, media["wav"])
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -378,7 +378,7 @@ def test_cli_embeds_a_folder_and_reports_bad_files(ckpt, media, bad, tmp_path, c
         assert z["audio_embedding"].shape == z["image_embedding"].shape == (7, 64)
         assert Path(str(z["checkpoint"])) == Path(ckpt).absolute() / "checkpoint"
         assert bool(z["center"]) and float(z["hop"]) == 0.5
-        ref = embed_video(media["video"], ckpt, hop=0.5, device="cpu")
+        ref = embed_video(ckpt, media["video"], hop=0.5, device="cpu")
         np.testing.assert_allclose(z["image_embedding"], ref["image_embedding"], atol=ATOL)
     with np.load(out / "noise.wav.npz") as z:
         assert str(z["modality"]) == "audio" and z["embedding"].shape == (5, 64)

@@ -119,16 +119,16 @@ def test_every_entry_point_takes_the_camera_avi(camera, tmp_path, monkeypatch):
     avol_cfg = get_config("tiny", arch="avol")
     avol = create_model(avol_cfg).eval()
 
-    emb, ts = embed_audio(camera.path, model=ave, hop=0.5)
+    emb, ts = embed_audio(ave, camera.path, hop=0.5)
     assert len(emb) == len(ts) >= 8 and np.isfinite(emb).all()
-    video = embed_video(camera.path, model=ave, hop=0.5)
+    video = embed_video(ave, camera.path, hop=0.5)
     n = len(video["timestamps"])
     assert video["audio_embedding"].shape[0] == video["image_embedding"].shape[0] == n >= 8
     maps, times = localize_video(avol, camera.path, hop=0.5)
     assert len(maps) == len(times) >= 8 and np.isfinite(maps).all()
     index, failures = build_index([camera.path.parent], ave, tmp_path / "index", progress=False)
     assert failures == []
-    _, hits, _ = search(tmp_path / "index", video=camera.path, at=2.0, target="audio", k=2)
+    hits = search(tmp_path / "index", video=camera.path, at=2.0, target="audio", k=2)
     assert hits and hits[0].file.endswith("camera.avi")
     manifest = scan_folder(camera.path.parent, progress=False)
     assert [v.path for v in manifest.videos] == ["camera.avi"], manifest.rejected

@@ -128,7 +128,7 @@ def test_embedding_search_and_localisation_feed_the_reference(setup, t):
     ref_img, ref_wav = reference(setup, t)
 
     take(setup)
-    out = embed_video(clip, model=run, hop=0.1, device="cpu")
+    out = embed_video(run, clip, hop=0.1, device="cpu")
     img, wav = take(setup)
     i = int(np.argmin(np.abs(out["timestamps"] - t)))
     assert out["timestamps"][i] == pytest.approx(t)
@@ -209,8 +209,8 @@ def test_every_sample_type_and_layout_is_the_same_sound(setup, kind):
     want = _signal_as("float32")
     np.testing.assert_array_equal(to_mono_float(x), want)
     assert torch.equal(model.inputs.audio(x, sr=SR), model.inputs.audio(want, sr=SR))
-    e1, _ = embed_audio(x, sr=SR, model=model, hop=0.5)
-    e0, _ = embed_audio(want, sr=SR, model=model, hop=0.5)
+    e1, _ = embed_audio(model, x, sr=SR, hop=0.5)
+    e0, _ = embed_audio(model, want, sr=SR, hop=0.5)
     np.testing.assert_array_equal(e1, e0)
     with MediaReader(setup["clip"]) as r:
         frame = r.read_frame(1.0)
@@ -225,7 +225,7 @@ def test_float_and_uint8_pictures_are_the_same_picture(setup):
     with MediaReader(setup["clip"]) as r:
         frame = r.read_frame(1.0)
     as_float = frame.astype(np.float32) / 255
-    np.testing.assert_array_equal(embed_image(frame, model), embed_image(as_float, model))
+    np.testing.assert_array_equal(embed_image(model, frame), embed_image(model, as_float))
     assert torch.equal(model.inputs.image(frame), model.inputs.image(as_float))
     wave = _signal_as("float32")
     np.testing.assert_array_equal(

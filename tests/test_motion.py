@@ -307,13 +307,13 @@ def test_motion_variants_train_end_to_end_and_embed(clips, tmp_path, monkeypatch
     summary = train(clips, run, cfg, progress=False, cache="memory")
     assert summary["steps"] == 2 and 0.0 <= summary["val_avc_accuracy"] <= 1.0
     clip = _moving_clip(clips)
-    out = embed_video(clip, model=run, hop=1.0)
+    out = embed_video(run, clip, hop=1.0)
     d = cfg.model.embed_dim
     assert out["image_embedding"].shape == out["audio_embedding"].shape == (4, d)
     np.testing.assert_allclose(np.linalg.norm(out["image_embedding"], axis=1), 1.0, atol=1e-5)
     # frames at different times (different motion) embed differently
     assert not np.allclose(out["image_embedding"][1], out["image_embedding"][2])
-    still = embed_image(np.full((50, 70, 3), 128, np.uint8), model=run)
+    still = embed_image(run, np.full((50, 70, 3), 128, np.uint8))
     assert still.shape == (1, d)
     # a search query from a video moment embeds the same frame window / flow as the index
     from looklisten.models.checkpoint import load_model

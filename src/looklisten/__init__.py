@@ -8,8 +8,8 @@ never loads the training code)::
     cfg = looklisten.get_config("tiny", arch="ave")       # presets: looklisten.list_presets()
     looklisten.train("videos/", "runs/ave", cfg)           # a folder of videos -> a run
     model = looklisten.load_model("runs/ave")              # model.cfg, model.inputs
-    emb, times = looklisten.embed_audio("dog.wav", model=model)
-    out = looklisten.embed_video("clip.mp4", model=model)  # time-aligned audio + image
+    emb, times = looklisten.embed_audio(model, "dog.wav")
+    out = looklisten.embed_video(model, "clip.mp4")  # time-aligned audio + image
     looklisten.build_index(["media/"], "runs/ave", "index/")
     hits = looklisten.search("index/", image="dog.jpg")
     heat = looklisten.localize("runs/avol", "frame.png", "bark.wav")

@@ -314,7 +314,15 @@ def get_model(model, device: str | torch.device | None = None, arch: str | None 
         _check_arch(model.cfg.model.arch, arch, "the model")
         return model
     if not isinstance(model, (str, os.PathLike)):
-        raise TypeError(f"expected an AVNet or a checkpoint path, got {type(model).__name__}")
+        raise TypeError(
+            f"expected a model (an AVNet or a run / checkpoint folder) first, got "
+            f"{type(model).__name__}"
+        )
+    if Path(model).is_file():
+        raise ValueError(
+            f"{model}: a file, not a model: give a run or checkpoint folder (the model "
+            "comes first, e.g. embed_audio(model, audio))"
+        )
     # Not .resolve(): RUN/checkpoint is a link swapped on every save, keep the link.
     ckpt = Path(os.path.abspath(resolve(model)))
     _check_arch(load_config(ckpt).model.arch, arch, str(model))
@@ -329,6 +337,39 @@ def get_model(model, device: str | torch.device | None = None, arch: str | None 
     while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
         _MODEL_CACHE.popitem(last=False)
     return net
+
+
+def is_model(x) -> bool:
+    """Whether ``x`` is a model: an AVNet, or a run / checkpoint folder (not data)."""
+    if isinstance(x, torch.nn.Module):
+        return True
+    if isinstance(x, (str, os.PathLike)) and Path(x).is_dir():
+        p = Path(x)
+        return has_checkpoint(p) or (p / "model.safetensors").is_file()
+    return False
+
+
+def model_first(fn):
+    """Decorate an entry point called ``fn(model, data, ...)``: the older data-first calls
+    (``fn(data, ..., model=m)``, ``fn(data, m)``) still work, with a warning naming the
+    new form."""
+    import functools
+
+    from looklisten.core.deprecation import deprecated
+
+    new_form = f"{fn.__name__}(model, ...)"
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if "model" in kwargs and args:  # fn(data, ..., model=m)
+            deprecated(f"{fn.__name__}(data, ..., model=m) is deprecated: call {new_form}")
+            return fn(kwargs.pop("model"), *args, **kwargs)
+        if len(args) >= 2 and not is_model(args[0]) and is_model(args[1]):  # fn(data, m)
+            deprecated(f"{fn.__name__}(data, model) is deprecated: call {new_form}")
+            return fn(args[1], args[0], *args[2:], **kwargs)
+        return fn(*args, **kwargs)
+
+    return call
 
 
 def _check_arch(have: str, want: str | None, what: str) -> None:

@@ -51,8 +51,8 @@ float rounding differs, ~1e-6).
 Example
 -------
 >>> from looklisten.tasks.embed import embed_audio, embed_video  # doctest: +SKIP
->>> emb, ts = embed_audio("dog.wav", model="runs/ave", hop=0.5)  # doctest: +SKIP
->>> out = embed_video("clip.mp4", model="runs/ave", hop=1.0)  # doctest: +SKIP
+>>> emb, ts = embed_audio("runs/ave", "dog.wav", hop=0.5)  # doctest: +SKIP
+>>> out = embed_video("runs/ave", "clip.mp4", hop=1.0)  # doctest: +SKIP
 >>> out["audio_embedding"].shape, out["image_embedding"].shape, out["timestamps"]
 """
 
@@ -82,7 +82,7 @@ from looklisten.inputs.prepare import (
     to_mono_float,
     window_times,
 )
-from looklisten.models.checkpoint import get_model
+from looklisten.models.checkpoint import get_model, model_first
 from looklisten.models.runtime import eval_mode, model_device
 
 if TYPE_CHECKING:
@@ -451,10 +451,11 @@ def _error_name(x) -> str:
 # ---------------------------------------------------------------------------
 
 
+@model_first
 def embed_audio(
+    model,
     audio,
     sr: int | None = None,
-    model=None,
     hop: float = 0.1,
     center: bool = True,
     batch_size: int = 64,
@@ -464,6 +465,10 @@ def embed_audio(
 
     Parameters
     ----------
+    model : AVNet or path-like
+        The model, or a run / checkpoint directory (loaded once and cached).
+        It comes first in every entry point (``embed_*``, ``localize*``); the
+        older ``embed_audio(audio, sr, model=m)`` still works, with a warning.
     audio : np.ndarray, torch.Tensor, path-like, or a list of them
         Samples, shape (N,) or (C, N) / (N, C) (channels are averaged; the
         channel axis is the shorter one), float in [-1, 1] or int16 / int32;
@@ -472,8 +477,6 @@ def embed_audio(
     sr : int, optional
         Sample rate of array input (required for arrays; ignored for files).
         Resampled to the model's ``cfg.audio.sample_rate``.
-    model : AVNet or path-like
-        The model, or a run / checkpoint directory (loaded once and cached).
     hop : float
         Seconds between window centres.
     center : bool
@@ -502,9 +505,10 @@ def embed_audio(
     return out if many else out[0]
 
 
+@model_first
 def embed_image(
+    model,
     images,
-    model=None,
     batch_size: int = 64,
     device: str | torch.device | None = None,
 ) -> np.ndarray:
@@ -512,13 +516,13 @@ def embed_image(
 
     Parameters
     ----------
+    model : AVNet or path-like
     images : np.ndarray, torch.Tensor, path-like, or a list of them
         One image (H, W, 3) or a batch (N, H, W, 3) (also (H, W), 4 channels
         (alpha dropped), or channels first), uint8 or float in [0, 1]; or image
         files (PNG, JPEG, ...; a video gives its first frame). Any size: each
         image is scaled to the model's ``cfg.vision.resize`` shorter side and
         centre-cropped, as in evaluation.
-    model : AVNet or path-like
     batch_size : int
         Images per forward pass (results do not depend on it).
     device : str or torch.device, optional
@@ -558,9 +562,10 @@ def embed_frame_at(reader, t: float, model=None, device=None) -> np.ndarray:
         return engine._forward("image", [item])[0]
 
 
+@model_first
 def embed_video(
+    model,
     path,
-    model=None,
     hop: float = 0.1,
     center: bool = True,
     batch_size: int = 64,
@@ -573,8 +578,8 @@ def embed_video(
 
     Parameters
     ----------
-    path : path-like, or a list of them
     model : AVNet or path-like
+    path : path-like, or a list of them
     hop, center, batch_size, device
         As in :func:`embed_audio`.
 
