@@ -81,7 +81,7 @@ def test_every_name_works_after_every_submodule_is_imported(tmp_path, monkeypatc
         assert ll.embed_image(ave, np.zeros((80, 96, 3), np.uint8)).shape[0] == 1
         out = ll.embed_video(ave, clip, hop=1.0)
         assert out["audio_embedding"].shape == out["image_embedding"].shape
-    ll.build_index([data], runs["ave"], tmp_path / "index", progress=False, device="cpu")
+    ll.build_index(runs["ave"], [data], tmp_path / "index", progress=False, device="cpu")
     hits = ll.search(tmp_path / "index", video=clip, at=2.0, k=3, device="cpu")
     assert len(hits) == 3
     frame = np.zeros((96, 128, 3), np.uint8)

@@ -325,7 +325,16 @@ def test_majority_of_the_training_folds_clips():
 
 def test_cli_probe_esc50_official_folds_end_to_end(esc50, checkpoint, capsys):
     res = run_cli(
-        capsys, "eval", "probe", esc50, "--dataset", "esc50", "--checkpoint", checkpoint, "--quiet"
+        capsys,
+        "eval",
+        "probe",
+        esc50,
+        "--dataset",
+        "esc50",
+        "--checkpoint",
+        checkpoint,
+        "--quiet",
+        "--save",
     )
     assert res["dataset"] == "esc50" and res["folds"] == [1, 2, 3, 4, 5]
     assert res["clips"] == 30 and res["windows"] == 28 * 2 + 5 + 1  # 2 s, one 5 s, one 0.4 s
@@ -365,7 +374,6 @@ def test_cli_probe_urbansound8k_and_esc10(tmp_path, esc50, checkpoint, capsys):
         checkpoint,
         "--classifier",
         "logreg",
-        "--no-save",
         "--quiet",
     )
     assert res["folds"] == [1, 2, 3] and res["folds_without_clips"] == list(range(4, 11))
@@ -379,7 +387,6 @@ def test_cli_probe_urbansound8k_and_esc10(tmp_path, esc50, checkpoint, capsys):
         "--esc10",
         "--checkpoint",
         checkpoint,
-        "--no-save",
         "--quiet",
     )
     assert res["dataset"] == "esc10" and res["clips"] == 20 and res["classes"] == 2

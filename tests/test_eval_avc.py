@@ -103,7 +103,7 @@ def test_one_video_is_one_clear_error(run, tmp_path, capsys):
 
 def test_cli_prints_one_json_object_and_saves_it(run, capsys):
     argv = ["eval", "avc", run / "data", "--checkpoint", run / "random", "--pairs", 32]
-    argv += ["--seed", 3, "--batch-size", 16, "--cache", "files", "--workers", 0]
+    argv += ["--seed", 3, "--batch-size", 16, "--cache", "files", "--workers", 0, "--save"]
     rc = main([str(a) for a in [*argv, "--device", "cpu", "--quiet"]])
     out = capsys.readouterr()
     assert rc == 0, out.err

@@ -171,7 +171,7 @@ def test_eval_localization_reports_ceiling_one_metrics_breakdowns_and_negatives(
     rc = main(
         args
         + ["--times", "2", "--quiet", "--compare", str(runs["ave"]), "--png-dir", str(png)]
-        + ["--png-count", "4", "--no-save"]
+        + ["--png-count", "4"]
     )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
@@ -228,7 +228,7 @@ def test_eval_localization_reports_ceiling_one_metrics_breakdowns_and_negatives(
 
 def test_eval_localization_without_negatives(runs, anywhere, capsys):
     args = ["eval", "localization", str(anywhere), "--checkpoint", str(runs["avol"])]
-    rc = main(args + ["--times", "1", "--quiet", "--no-negatives", "--no-save"])
+    rc = main(args + ["--times", "1", "--quiet", "--no-negatives"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "negative_audio" not in json.loads(captured.out)
@@ -287,7 +287,7 @@ def test_compare_with_a_motion_model_scores_its_own_frame_window(
 
     monkeypatch.setattr(prepare.Inputs, "frame", frame)
     args = ["eval", "localization", str(anywhere), "--checkpoint", str(runs["avol"])]
-    args += ["--times", "1", "--quiet", "--no-save", "--compare", str(tmp_path / "motion")]
+    args += ["--times", "1", "--quiet", "--compare", str(tmp_path / "motion")]
     rc = main(args)
     captured = capsys.readouterr()
     assert rc == 0, captured.err

@@ -159,6 +159,7 @@ def test_cli_probe_audio_on_demo_annotations(run, capsys, monkeypatch):
         "--folds",
         3,
         "--quiet",
+        "--save",
     )
     assert res["items"] == 10 * 3 and res["files"] == 10  # 3 s clips: windows at 0.5, 1.5, 2.5
     assert res["labels_from"] == "annotations" and res["folds"] == 3 and res["classes"] >= 2
@@ -195,7 +196,6 @@ def test_cli_probe_images_from_folders(run, tmp_path, capsys):
         3,
         "--layer",
         "conv3_2",
-        "--no-save",
         "--quiet",
     )
     assert res["labels_from"] == "folders" and res["items"] == 12 and res["classes"] == 2

@@ -78,7 +78,7 @@ def test_wav_bytes_round_trip(tmp_path):
 def test_cli_units_writes_galleries(run, capsys, monkeypatch):
     monkeypatch.setenv("LOOKLISTEN_CACHE", str(run / "cache"))
     argv = ["eval", "units", run / "data", "--checkpoint", run / "run", "--top", 3, "--units", 2]
-    rc = main([str(a) for a in [*argv, "--quiet"]])
+    rc = main([str(a) for a in [*argv, "--quiet", "--save"]])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     res = json.loads(captured.out)

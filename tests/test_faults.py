@@ -126,7 +126,7 @@ def test_every_entry_point_takes_the_camera_avi(camera, tmp_path, monkeypatch):
     assert video["audio_embedding"].shape[0] == video["image_embedding"].shape[0] == n >= 8
     maps, times = localize_video(avol, camera.path, hop=0.5)
     assert len(maps) == len(times) >= 8 and np.isfinite(maps).all()
-    index, failures = build_index([camera.path.parent], ave, tmp_path / "index", progress=False)
+    index, failures = build_index(ave, [camera.path.parent], tmp_path / "index", progress=False)
     assert failures == []
     hits = search(tmp_path / "index", video=camera.path, at=2.0, target="audio", k=2)
     assert hits and hits[0].file.endswith("camera.avi")

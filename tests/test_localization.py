@@ -233,7 +233,9 @@ def test_overlay_box_outline():
 
 def test_write_overlay_png(tmp_path):
     frame = _frame(50, 70)
-    p = write_overlay_png(tmp_path / "sub" / "o.png", frame, np.eye(5), box=(10, 10, 40, 30))
+    p = write_overlay_png(
+        tmp_path / "sub" / "o.png", frame, np.eye(5), box=(10, 10, 40, 30), legend=False
+    )
     img = Image.open(io.BytesIO(p.read_bytes()))
     assert img.format == "PNG" and img.size == (70, 50) and img.mode == "RGB"
     ref = overlay(frame, np.eye(5), box=(10, 10, 40, 30))

@@ -334,7 +334,9 @@ def test_a_malformed_vggss_json_is_one_clear_line(tmp_path, text, where):
 
 def test_eval_localization_flickr_end_to_end(flickr, avol_run, capsys):
     args = ["eval", "localization", str(flickr), "--checkpoint", str(avol_run)]
-    rc = main(args + ["--dataset", "flickr", "--test-list", str(flickr / "flickr_test.csv")])
+    rc = main(
+        args + ["--dataset", "flickr", "--test-list", str(flickr / "flickr_test.csv"), "--save"]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     res = json.loads(captured.out)
@@ -389,7 +391,7 @@ def test_eval_localization_vggss_api(flickr, avol_run, tmp_path):
 
 
 def test_demo_options_are_refused_with_a_dataset(flickr, avol_run, capsys):
-    args = ["eval", "localization", str(flickr), "--checkpoint", str(avol_run), "--no-save"]
+    args = ["eval", "localization", str(flickr), "--checkpoint", str(avol_run)]
     assert main(args + ["--dataset", "flickr", "--times", "3", "--compare", "x"]) == 2
     assert "--times, --compare" in capsys.readouterr().err
     assert main(args + ["--gt-path", str(flickr / "Annotations")]) == 2

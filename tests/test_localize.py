@@ -221,7 +221,9 @@ def test_cli_image_and_audio_to_png(avol_run, tmp_path, capsys):
         + ["--audio", str(wav)]
     )
     assert rc == 0, capsys.readouterr().err
-    assert Image.open(out).size == (80, 60)
+    from looklisten.media.overlay import legend_strip
+
+    assert Image.open(out).size == (80, 60 + legend_strip(80).shape[0])  # the legend below
     rc = main(
         ["localize", str(img_path), "--checkpoint", str(avol_run), "--out", str(out)]
         + ["--audio", str(wav), "--audio-at", "1.0", "--mode", "crop"]
@@ -265,7 +267,9 @@ def test_cli_errors(avol_run, l3_run, clip, tmp_path, capsys):
 def test_eval_localization_json(avol_run, demo, tmp_path, capsys):
     png_dir = tmp_path / "png"
     args = ["eval", "localization", str(demo), "--checkpoint", str(avol_run)]
-    rc = main(args + ["--times", "2", "--quiet", "--png-dir", str(png_dir), "--png-count", "2"])
+    rc = main(
+        args + ["--times", "2", "--quiet", "--png-dir", str(png_dir), "--png-count", "2", "--save"]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     res = json.loads(captured.out)
@@ -291,9 +295,9 @@ def test_eval_localization_json(avol_run, demo, tmp_path, capsys):
     vs = res["avol_minus_best_baseline"]  # (tests/test_eval_localization.py checks it)
     assert vs["resampled"].startswith("3 clips")
     assert json.loads((avol_run / "eval" / "localization.json").read_text()) == res
-    # --no-save leaves the run alone
+    # without --save the run is left alone
     (avol_run / "eval" / "localization.json").unlink()
-    assert main(args + ["--times", "1", "--quiet", "--max-clips", "1", "--no-save"]) == 0
+    assert main(args + ["--times", "1", "--quiet", "--max-clips", "1"]) == 0
     assert not (avol_run / "eval").joinpath("localization.json").exists()
     # a run folder that cannot be written: the result is still printed, the failure named
     import looklisten.models.checkpoint
@@ -304,10 +308,11 @@ def test_eval_localization_json(avol_run, demo, tmp_path, capsys):
     capsys.readouterr()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(looklisten.models.checkpoint, "save_eval", read_only)
-        assert main(args + ["--times", "1", "--quiet", "--max-clips", "1"]) == 1
+        assert main(args + ["--times", "1", "--quiet", "--max-clips", "1", "--save"]) == 1
     captured = capsys.readouterr()
     assert json.loads(captured.out)["samples"] == 1
-    assert "could not save localization.json" in captured.err and "--no-save" in captured.err
+    assert "could not save localization.json" in captured.err
+    assert "without --save nothing is written" in captured.err
 
 
 def test_eval_uses_held_out_clips_of_the_training_folder(avol, demo, tmp_path, capsys):

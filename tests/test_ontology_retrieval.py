@@ -355,7 +355,7 @@ def test_cli_eval_retrieval_with_ontology(clips, onto_file, tmp_path, capsys):
     ave, l3 = _save(tmp_path / "ave", "ave", 0), _save(tmp_path / "l3", "l3", 2)
     labels = clips.parent / f"{clips.name}_segments.csv"
     args = ["eval", "retrieval", str(clips), "--checkpoint", str(ave)]
-    args += ["--baseline-checkpoint", str(l3), "--cca-dim", "2", "--quiet", "--no-save"]
+    args += ["--baseline-checkpoint", str(l3), "--cca-dim", "2", "--quiet"]
     assert main(args + ["--labels", str(labels), "--ontology", str(onto_file)]) == 0
     res = json.loads(capsys.readouterr().out)
     rel = res["relevance"]

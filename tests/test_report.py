@@ -336,9 +336,9 @@ def real_report(tmp_path_factory):
             cli("train", data, "--model", arch, "--out", tmp / arch, *small)
         loc = ["--quiet", "--times", 2, "--compare", tmp / "ave", "--png-count", 2]
         loc += ["--png-dir", tmp / "avol" / "eval" / "overlays"]
-        cli("eval", "localization", data, "--checkpoint", tmp / "avol", *loc)
+        cli("eval", "localization", data, "--checkpoint", tmp / "avol", *loc, "--save")
         units = ["--units", 2, "--top", 3, "--quiet"]
-        cli("eval", "units", data, "--checkpoint", tmp / "ave", *units)
+        cli("eval", "units", data, "--checkpoint", tmp / "ave", *units, "--save")
         out = tmp / "page.html"
         cli("report", tmp / "ave", "--with", tmp / "avol", "--out", out, "--quiet")
     return out

@@ -76,7 +76,7 @@ def library(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def index_dir(library, ckpt, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("idx") / "index"
-    _, failures = build_index([library], ckpt, out, hop=0.5, progress=False, device="cpu")
+    _, failures = build_index(ckpt, [library], out, hop=0.5, progress=False, device="cpu")
     assert failures == []
     return out
 
@@ -209,7 +209,7 @@ def test_index_from_embed_npz_files(library, ckpt, tmp_path, capsys):
 
 def test_ivf_and_hnsw_kinds(library, ckpt, tmp_path):
     for kind in ("ivf", "hnsw"):
-        build_index([library], ckpt, tmp_path / kind, kind=kind, hop=0.5, progress=False)
+        build_index(ckpt, [library], tmp_path / kind, kind=kind, hop=0.5, progress=False)
         index = EmbeddingIndex.load(tmp_path / kind)
         assert index.kind == kind and index.count("audio") == 13
 
@@ -322,7 +322,7 @@ def test_index_labels_demo_items_by_the_sound_heard_then(demo, ckpt, tmp_path):
     assert main(["embed", str(demo), "--checkpoint", str(ckpt), "--out", str(emb), *args]) == 0
     for src in (demo, emb):
         out = tmp_path / f"index_{src.name}"
-        build_index([src], ckpt, out, hop=1.0, progress=False)
+        build_index(ckpt, [src], out, hop=1.0, progress=False)
         index = EmbeddingIndex.load(out)
         for modality in ("audio", "image"):
             items = index.meta(modality)

@@ -65,7 +65,7 @@ def media_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def index_dir(media_dir, ckpt) -> Path:  # noqa: F811
     out = media_dir.parent / "videos.index"
-    _, failures = build_index([media_dir], ckpt, out, progress=False, device="cpu")
+    _, failures = build_index(ckpt, [media_dir], out, progress=False, device="cpu")
     assert failures == []
     return out
 
@@ -242,7 +242,7 @@ def test_an_index_folder_can_be_copied_and_moved_with_its_media(media_dir, ckpt,
         (media / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(media_dir / rel, media / rel)
     run = shutil.copytree(ckpt, old / "run")
-    build_index([media], run, old / "videos.index", progress=False, device="cpu")
+    build_index(run, [media], old / "videos.index", progress=False, device="cpu")
     static = media / "birds" / "static.mp4"
     ask = dict(at=2.5, target="audio", k=4, per_video=2, device="cpu")
     before = search(old / "videos.index", video=static, **ask)

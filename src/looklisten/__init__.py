@@ -10,7 +10,7 @@ never loads the training code)::
     model = looklisten.load_model("runs/ave")              # model.cfg, model.inputs
     emb, times = looklisten.embed_audio(model, "dog.wav")
     out = looklisten.embed_video(model, "clip.mp4")  # time-aligned audio + image
-    looklisten.build_index(["media/"], "runs/ave", "index/")
+    looklisten.build_index("runs/ave", ["media/"], "index/")
     hits = looklisten.search("index/", image="dog.jpg")
     heat = looklisten.localize("runs/avol", "frame.png", "bark.wav")
     maps, times = looklisten.localize_video("runs/avol", "clip.mp4")

@@ -130,7 +130,7 @@ def _overlay_video(data: Path, run: Path, out_dir: Path) -> Path | None:
     model = get_model(run, arch="avol")
     heat, times, prob = localize_video(model, src, with_probability=True)
     dst = out_dir / f"{Path(val[0]).stem}_avol.mp4"
-    write_overlay_video(src, dst, paint_visible(model, heat, prob), times, alpha=0.5)
+    write_overlay_video(src, dst, paint_visible(model, heat, prob), times)
     return dst
 
 

@@ -111,7 +111,7 @@ EZ-VSL's test code does (224x224 frame, soft consensus ground truth on Flickr,
 map >= its median), beside the whole-image, centre-prior and random-map
 baselines, pixel AP, best-threshold IoU, pointing, AVOL-Net minus the best
 baseline with 95 % intervals over images, and the published EZ-VSL figures.
-Unreadable items are listed under 'failed'. Saved as
+Unreadable items are listed under 'failed'. --save keeps it as
 RUN/eval/localization_<dataset>.json. The demo-clip options (--split, --times,
 --mode, --threshold, --max-clips, --no-negatives, --compare, --png-*) do not
 apply to it.
@@ -255,7 +255,7 @@ file (pieces of one file never on both sides). Prints one JSON object with mean 
 std accuracy, per-fold accuracy, item/file/class counts, chance, and baselines on
 the same items and folds: the same architecture with random weights, hand-made
 features (audio: log-mel band mean and std; images: 8x8x8 RGB histogram) and the
-majority label. With --checkpoint RUN it is also saved to RUN/eval/probe_<modality>.json.
+majority label. --save keeps it in RUN/eval/probe_<modality>.json.
 
 Layers (each branch): conv1_1 conv1_2 pool1 conv2_1 conv2_2 pool2 conv3_1 conv3_2
 pool3 conv4_1 conv4_2.
@@ -273,7 +273,7 @@ folds, each clip's class from its windows' scores averaged, leave one official f
 out (5 for ESC-50, 10 for UrbanSound8K; --folds and --labels do not apply). The JSON
 adds per-fold accuracies of the model and every baseline, the margin over the best
 baseline with a 95% paired bootstrap interval over clips, and (ESC-50) the published
-figures. Saved to RUN/eval/probe_<dataset>.json (probe_esc10.json with --esc10).
+figures. --save keeps it in RUN/eval/probe_<dataset>.json (probe_esc10.json with --esc10).
 """
 
 
@@ -436,10 +436,11 @@ What the units learned: for every unit (channel) of each branch's last conv laye
 (conv4_2, or --layer), the frames and 1 s sounds (every --hop s of the held-out videos
 of RUN/split.json when DATA is the run's training folder, else of every file in DATA)
 that excite it most (maximum of its map), and, where labels exist, its label
-selectivity. Writes galleries for the --units most selective units per branch under
-RUN/eval/units/ (image units: PNG thumbnails with the unit's map overlaid; audio
-units: spectrogram PNGs with the map and WAV snippets), and prints one JSON object
-(saved to RUN/eval/units.json) listing the units, most selective first.
+selectivity. Writes galleries for the --units most selective units per branch (image
+units: PNG thumbnails with the unit's map overlaid; audio units: spectrogram PNGs with
+the map and WAV snippets) into a temporary folder, or with --save under RUN/eval/units/,
+and prints one JSON object (with --save also RUN/eval/units.json) listing the units,
+most selective first.
 """
 
 
@@ -447,7 +448,7 @@ def cmd_eval_units(args) -> int:
     from looklisten.evaluation.units import evaluate_units
 
     out_dir = None
-    if args.no_save:
+    if not args.save:  # the galleries go beside the run only with --save
         import tempfile
 
         out_dir = Path(tempfile.mkdtemp(prefix="looklisten-units-")) / "units"
@@ -467,7 +468,8 @@ def add_units_cli(eval_subparsers) -> None:
         help="the frames and sounds that excite each unit most, label selectivity, galleries (JSON)",
         description=UNITS_HELP,
         data_help="folder of videos",
-        saves="RUN/eval/units.json; the galleries go to a temporary folder",
+        saves="RUN/eval/units.json and the galleries in RUN/eval/units (without it the "
+        "galleries go to a temporary folder, named in the JSON)",
         hop=1.0,
         labels=True,
     )

@@ -602,15 +602,37 @@ def add_eval_parser(
     batch_size: int | None = 64,
     **options,
 ) -> argparse.ArgumentParser:
-    """One ``looklisten eval NAME``: DATA, ``--no-save`` (``saves`` names what it skips)
-    and the :func:`add_command` options (``--checkpoint`` unless ``checkpoint_help`` is None).
+    """One ``looklisten eval NAME``: DATA, the :func:`add_command` options (``--checkpoint``
+    unless ``checkpoint_help`` is None) and how the result is kept: with a checkpoint,
+    ``--save`` writes ``saves`` into the run (an evaluation leaves a run it reads alone
+    by default: it may be someone else's); without one (an evaluation that trains its
+    own runs into OUT) ``--no-save`` skips ``saves``.
     """
     sp = add_command(
         eval_subparsers, name, checkpoint=checkpoint_help, batch_size=batch_size, **options
     )
     sp.add_argument("data", metavar="DATA", help=data_help)
-    sp.add_argument("--no-save", action="store_true", help=f"do not write {saves}")
+    if checkpoint_help is None:
+        sp.add_argument("--no-save", action="store_true", help=f"do not write {saves}")
+    else:
+        sp.add_argument(
+            "--save",
+            action="store_true",
+            help=f"also write {saves}, where 'looklisten report' shows it (default: "
+            "print only; redirect the printed JSON to keep it elsewhere)",
+        )
+        sp.add_argument("--no-save", action=_NoSave, nargs=0, help=argparse.SUPPRESS)
     return sp
+
+
+class _NoSave(argparse.Action):
+    """``--no-save``, the default since evaluations stopped writing into runs: accepted."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(
+            "looklisten eval: --no-save is the default now (--save writes into the run)",
+            file=sys.stderr,
+        )
 
 
 def show_progress(args) -> bool:
@@ -619,13 +641,13 @@ def show_progress(args) -> bool:
 
 
 def finish_eval(args, result: dict, name: str | None = None) -> int:
-    """Print an evaluation's JSON and save it to ``RUN/eval/<name>`` (unless ``--no-save``).
+    """Print an evaluation's JSON and, with ``--save``, save it to ``RUN/eval/<name>``.
 
     Printed first: a run folder that cannot be written (a shared, read-only
     model) costs the saved copy, not the result.
     """
     print(json.dumps(result, indent=2))
-    if name is None or args.no_save:
+    if name is None or not args.save:
         return 0
     from looklisten.models.checkpoint import save_eval
 
@@ -634,7 +656,7 @@ def finish_eval(args, result: dict, name: str | None = None) -> int:
     except OSError as e:
         print(
             f"looklisten eval: could not save {name} beside {args.checkpoint} ({e}); "
-            "the result is printed above (--no-save skips saving)",
+            "the result is printed above (without --save nothing is written)",
             file=sys.stderr,
         )
         return 1

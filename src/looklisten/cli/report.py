@@ -10,7 +10,7 @@ REPORT_HELP = """\
 Write one self-contained HTML page about a run (RUN/report.html): summary,
 training and validation curves, retrieval examples on held-out videos with
 thumbnails and audio players, AVOL-Net localisation overlays, the evaluations
-saved in RUN/eval/ (retrieval, localisation, linear probes, shortcut audit,
+saved in RUN/eval/ by 'looklisten eval ... --save' (retrieval, localisation, linear probes, shortcut audit,
 unit galleries) and the run's config. Pictures and sounds are embedded as data
 URIs: the page needs nothing else. What is missing is named, with the command
 that makes it. --with adds more runs to the same page.

@@ -42,7 +42,7 @@ players.
 def cmd_index(args) -> int:
     from looklisten.tasks.search import build_index
 
-    _, failures = call(build_index, args, progress=not args.quiet)
+    _, failures = call(build_index, args, model=args.checkpoint, progress=not args.quiet)
     from looklisten.tasks.index import EmbeddingIndex
 
     index = EmbeddingIndex.load(args.out, verify=False)

@@ -36,7 +36,6 @@ import dataclasses
 import hashlib
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -916,7 +916,7 @@ def _write_overlays(
     written = []
     for s in shown:
         heat = _painted(s["heat"], float(np.max(s["heat"])), detector)
-        img = _boxed(overlay(_display_frame(data, s), heat, alpha=0.5), s)
+        img = _boxed(overlay(_display_frame(data, s), heat), s)
         path = png_dir / f"{Path(s['name']).stem}_t{s['t']:.2f}_{s['label']}.png"
         atomic_write_bytes(path, encode_png(img))
         written.append(str(path))
@@ -951,9 +951,7 @@ def _write_negative_strips(
             m = s["negative_maps"].get(kind)
             if m is not None:
                 panels.append((kind, heatmap_to_frame(m, s["size"], cfg, mode), float(np.max(m))))
-        imgs = [
-            _boxed(overlay(frame, _painted(h, p, detector), alpha=0.6), s) for _, h, p in panels
-        ]
+        imgs = [_boxed(overlay(frame, _painted(h, p, detector)), s) for _, h, p in panels]
         gap = np.full((frame.shape[0], 4, 3), 255, np.uint8)
         strip = np.concatenate([x for img in imgs for x in (img, gap)][:-1], axis=1)
         path = png_dir / f"{Path(s['name']).stem}_t{s['t']:.2f}_negatives.png"

@@ -351,8 +351,8 @@ def is_model(x) -> bool:
 
 def model_first(fn):
     """Decorate an entry point called ``fn(model, data, ...)``: the older data-first calls
-    (``fn(data, ..., model=m)``, ``fn(data, m)``) still work, with a warning naming the
-    new form."""
+    (``fn(data, ..., model=m)``, ``fn(data, m)``; for :func:`build_index`, whose model
+    may be None, ``fn(data, None)``) still work, with a warning naming the new form."""
     import functools
 
     from looklisten.core.deprecation import deprecated
@@ -364,7 +364,7 @@ def model_first(fn):
         if "model" in kwargs and args:  # fn(data, ..., model=m)
             deprecated(f"{fn.__name__}(data, ..., model=m) is deprecated: call {new_form}")
             return fn(kwargs.pop("model"), *args, **kwargs)
-        if len(args) >= 2 and not is_model(args[0]) and is_model(args[1]):  # fn(data, m)
+        if len(args) >= 2 and not is_model(args[0]) and (is_model(args[1]) or args[1] is None):
             deprecated(f"{fn.__name__}(data, model) is deprecated: call {new_form}")
             return fn(args[1], args[0], *args[2:], **kwargs)
         return fn(*args, **kwargs)

@@ -71,31 +71,35 @@ UNIT_ITEMS = 5
 EVAL_FILES: dict[str, tuple[str, str, tuple[str, ...] | None]] = {
     "avc": (
         "Correspondence (AVC) accuracy on a folder",
-        "looklisten eval avc {data} --checkpoint {run}",
+        "looklisten eval avc {data} --checkpoint {run} --save",
         None,
     ),
     "retrieval": (
         "Cross-modal retrieval",
-        "looklisten eval retrieval {data} --checkpoint {run} --baseline-checkpoint L3RUN",
+        "looklisten eval retrieval {data} --checkpoint {run} --baseline-checkpoint L3RUN --save",
         ("ave",),
     ),
     "localization": (
         "Localisation",
-        "looklisten eval localization {data} --checkpoint {run}",
+        "looklisten eval localization {data} --checkpoint {run} --save",
         ("avol",),
     ),
     "probe_audio": (
         "Linear probe: audio",
-        "looklisten eval probe {data} --checkpoint {run} --modality audio",
+        "looklisten eval probe {data} --checkpoint {run} --modality audio --save",
         None,
     ),
     "probe_image": (
         "Linear probe: image",
-        "looklisten eval probe {data} --checkpoint {run} --modality image",
+        "looklisten eval probe {data} --checkpoint {run} --modality image --save",
         None,
     ),
     "shortcut": ("Shortcut audit", "looklisten eval shortcut {data} --out {run}/eval", None),
-    "units": ("What the units learned", "looklisten eval units {data} --checkpoint {run}", None),
+    "units": (
+        "What the units learned",
+        "looklisten eval units {data} --checkpoint {run} --save",
+        None,
+    ),
 }
 
 ARCH_NAMES = {"l3": "L3-Net", "ave": "AVE-Net", "avol": "AVOL-Net"}

@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
+from looklisten.models.checkpoint import model_first
+
 if TYPE_CHECKING:
     from looklisten.tasks.index import EmbeddingIndex, Hit
 
@@ -112,9 +114,10 @@ def _items_of(result: dict[str, Any], file: str, label_fn) -> dict[str, tuple[np
     return out
 
 
+@model_first
 def build_index(
-    sources: list[str | os.PathLike],
-    checkpoint: str | os.PathLike | None,
+    model,
+    sources: str | os.PathLike | list[str | os.PathLike],
     out: str | os.PathLike,
     *,
     kind: str = "flat",
@@ -134,13 +137,16 @@ def build_index(
 
     Parameters
     ----------
-    sources : list of path-like
+    model : AVNet, path-like or None
+        The model (first, as in every entry point; the older
+        ``build_index(sources, checkpoint, out)`` still works, with a warning),
+        or a run / checkpoint directory; None takes the checkpoint recorded in
+        the ``.npz`` files.
+    sources : path-like or list of path-like
         Folders (searched recursively) and files: media files are embedded,
         ``.npz`` files from ``looklisten embed`` are read (their checkpoint
         must be the index's). Files are classified by content: a video stream
         in an ``.ogg`` / ``.m4a`` file is indexed as a video.
-    checkpoint : path-like or None
-        The model; None takes the checkpoint recorded in the ``.npz`` files.
     out : path-like
         Index directory (written atomically).
     kind : {"flat", "ivf", "hnsw"}
@@ -174,6 +180,8 @@ def build_index(
     from looklisten.tasks.embed import embed_many
     from looklisten.tasks.index import EmbeddingIndex
 
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
     files = find_media(sources, MEDIA_EXTENSIONS | {".npz"})
     if not files:
         raise ValueError(f"no media or .npz files in {', '.join(map(str, sources))}")
@@ -192,7 +200,7 @@ def build_index(
             loaded.append((p, r, _load_npz(p)))
         except MediaError as e:
             failures.append(str(e))
-    if checkpoint is None:
+    if model is None:
         ckpts = {d["checkpoint"] for _, _, d in loaded}
         if len(ckpts) != 1:
             raise ValueError(
@@ -200,9 +208,9 @@ def build_index(
                 + (", ".join(sorted(ckpts)) if ckpts else "no checkpoint")
                 + ")"
             )
-        checkpoint = ckpts.pop()
-    model = get_model(checkpoint, device)
-    ckpt = getattr(model, "checkpoint_path", os.path.abspath(checkpoint))
+        model = ckpts.pop()
+    given, model = model, get_model(model, device)
+    ckpt = getattr(model, "checkpoint_path", None) or os.path.abspath(given)
     windows = {d["windows"] for _, _, d in loaded if d["windows"] is not None}
     if not media and len(windows) == 1:  # the .npz files' windows
         hop, center = windows.pop()
