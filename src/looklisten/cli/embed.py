@@ -56,9 +56,8 @@ def add_cli(subparsers) -> None:
 
 def cmd_embed(args) -> int:
     """Run ``looklisten embed``; return the exit code (1 if any input failed)."""
-    from tqdm.auto import tqdm
-
     from looklisten.core.fileio import WriteError, atomic_write_bytes, check_writable
+    from looklisten.core.progress import progress_bar
     from looklisten.inputs.prepare import check_hop, find_media
     from looklisten.media.video import MediaError
     from looklisten.models.checkpoint import get_model
@@ -82,7 +81,7 @@ def cmd_embed(args) -> int:
     if not files:
         print("looklisten embed: no media files found", file=sys.stderr)
         return 1
-    bar = tqdm(total=len(files), desc="embed", unit="file", disable=not show_progress(args))
+    bar = progress_bar(total=len(files), desc="embed", unit="file", disable=not show_progress(args))
     todo = [i for i in range(len(files)) if i not in dupes]
     for i, reason in dupes.items():
         bar.write(f"error: {files[i][0]}: {reason}", file=sys.stderr)

@@ -636,8 +636,9 @@ class _NoSave(argparse.Action):
 
 
 def show_progress(args) -> bool:
-    """Progress bars unless ``--quiet`` or stderr is not a terminal."""
-    return not args.quiet and sys.stderr.isatty()
+    """Progress unless ``--quiet``: a bar on a terminal, plain lines in a log
+    (:func:`looklisten.core.progress.progress_bar`)."""
+    return not args.quiet
 
 
 def finish_eval(args, result: dict, name: str | None = None) -> int:
@@ -704,12 +705,23 @@ class _Formatter(logging.Formatter):
         return f"{record.levelname} {record.name}: {record.getMessage()}"
 
 
+def _log_to_stderr(verbose: bool) -> None:
+    """looklisten's log records to stderr (this call's stderr: main() may run many times in
+    one process, e.g. in tests), formatted by :class:`_Formatter`."""
+    log = logging.getLogger("looklisten")
+    for h in [h for h in log.handlers if getattr(h, "looklisten_cli", False)]:
+        log.removeHandler(h)
+    handler = logging.StreamHandler()
+    handler.looklisten_cli = True
+    handler.setFormatter(_Formatter())
+    log.addHandler(handler)
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = logging.StreamHandler()
-    handler.setFormatter(_Formatter())
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
+    _log_to_stderr(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -714,9 +714,9 @@ def make_demo_data(
         }
         for p in _plan(videos, int(seed), classes, voices)
     ]
-    from tqdm import tqdm
+    from looklisten.core.progress import progress_bar
 
-    bar = tqdm(total=videos, desc="demo clips", unit="clip", disable=not progress)
+    bar = progress_bar(total=videos, desc="demo clips", unit="clip", disable=not progress)
     results: list[dict[str, Any] | None] = [None] * videos
     try:
         if workers == 1:

@@ -284,8 +284,9 @@ class MemorySource:
         cfg: Config,
         workers: int = 2,
         progress: bool = True,
+        what: str = "videos",
     ):
-        from tqdm.auto import tqdm
+        from looklisten.core.progress import progress_bar
 
         self.videos = videos
         self.audio_cfg = cfg.audio
@@ -305,7 +306,9 @@ class MemorySource:
         self.tracks: list[np.ndarray] = [None] * len(jobs)  # type: ignore[list-item]
         self.flows: list[np.ndarray | None] = [None] * len(jobs)
         self.flow_seconds = 0.0
-        bar = tqdm(total=len(jobs), desc="decode", unit="video", disable=not progress)
+        bar = progress_bar(
+            total=len(jobs), desc=f"decode {what}", unit="video", disable=not progress
+        )
         from looklisten.core.pool import process_pool
 
         with process_pool(workers) as ex:  # spawned (see looklisten.core.pool)

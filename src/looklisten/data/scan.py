@@ -181,11 +181,11 @@ def scan_folder(
             todo.append(rel)
 
     if todo:
-        from tqdm.auto import tqdm
+        from looklisten.core.progress import progress_bar
 
         workers = workers or min(8, os.cpu_count() or 1)
         jobs = [(str(root), rel, min_seconds) for rel in todo]
-        bar = tqdm(total=len(jobs), desc="scan", unit="file", disable=not progress)
+        bar = progress_bar(total=len(jobs), desc="scan", unit="file", disable=not progress)
         if workers > 1 and len(jobs) > 4:
             from looklisten.core.pool import process_pool
 

@@ -245,7 +245,7 @@ def shard_folder(
         The contents of ``out/index.json``; ``written`` and ``skipped`` count
         the shards (re)written and those found complete.
     """
-    from tqdm.auto import tqdm
+    from looklisten.core.progress import progress_bar
 
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
@@ -289,7 +289,7 @@ def shard_folder(
         for v in groups[s]
     ]
     workers = max(1, workers or os.cpu_count() or 1)
-    bar = tqdm(total=len(videos), desc="shard", unit="video", disable=not progress)
+    bar = progress_bar(total=len(videos), desc="shard", unit="video", disable=not progress)
     bar.update(len(videos) - len(jobs))
     results = _imap_bounded(_encode_video, jobs, workers, ahead=4 * workers)
     for s in todo:
@@ -560,7 +560,7 @@ class ShardSet:
         """Copy remote shards (default: all) into the local cache; no-op for local folders."""
         if not self.remote:
             return
-        from tqdm.auto import tqdm
+        from looklisten.core.progress import progress_bar
 
         fs, path = _fsspec(self.location)
         self.local_dir.mkdir(parents=True, exist_ok=True)
@@ -572,7 +572,7 @@ class ShardSet:
             if not (local.is_file() and local.stat().st_size == sh["bytes"]):
                 todo.append(sh)
         clean_leftovers(self.local_dir)
-        for sh in tqdm(todo, desc="fetch", unit="shard", disable=not progress):
+        for sh in progress_bar(todo, desc="fetch", unit="shard", disable=not progress):
             local = self.local_dir / sh["name"]
             tmp = local.with_name(temp_prefix(local) + "fetch")
             fs.get(f"{path.rstrip('/')}/{sh['name']}", str(tmp))

@@ -101,7 +101,9 @@ def _source(root, videos, cfg, cache: str, progress: bool):
     if cache_mode(videos, cfg, cache) == "memory":
         try:
             workers = min(len(videos), os.cpu_count() or 1)
-            return MemorySource(root, videos, cfg, workers=workers, progress=progress), "memory"
+            return MemorySource(
+                root, videos, cfg, workers=workers, progress=progress, what="test videos"
+            ), "memory"
         except MediaError as e:  # a file that does not decode whole: pair by pair
             log.warning("%s; decoding each pair from the files instead", e)
     return FileSource(root, videos, cfg), "files"
@@ -197,8 +199,8 @@ def evaluate_avc(
         DATA has fewer than 2 usable videos, or ``pairs`` / ``batch_size`` < 1.
     """
     from sklearn.metrics import roc_auc_score
-    from tqdm.auto import tqdm
 
+    from looklisten.core.progress import progress_bar
     from looklisten.data.demo_data import off_screen
     from looklisten.data.sampler import VAL_EPOCH, PairDataset, PairSampler
     from looklisten.data.scan import scan_folder, video_folder
@@ -239,7 +241,7 @@ def evaluate_avc(
     keys = ("frame_video", "frame_time", "audio_video", "audio_center")
     provenance: dict[str, list] = {k: [] for k in keys}
     with eval_mode(model):
-        for batch in tqdm(loader, desc="AVC pairs", unit="batch", disable=not progress):
+        for batch in progress_bar(loader, desc="AVC pairs", unit="batch", disable=not progress):
             image = transform(batch["frame"].to(dev), train=False)
             if cfg.train.channels_last:
                 fmt = torch.channels_last if image.ndim == 4 else torch.channels_last_3d

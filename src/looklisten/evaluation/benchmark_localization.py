@@ -275,7 +275,7 @@ def evaluate_benchmark_localization(
         JSON-ready: ``n``, ``avol``, ``baselines``, ``avol_minus_best_baseline``,
         ``published``, ``protocol``, ``failed``, ``notes`` (and where the data came from).
     """
-    from tqdm.auto import tqdm
+    from looklisten.core.progress import progress_bar
 
     bench = find_benchmark(data, dataset, gt_path, test_list)
     model = get_model(checkpoint, device, arch="avol")
@@ -284,7 +284,7 @@ def evaluate_benchmark_localization(
     rec = {m: {"ciou": [], "ap": [], "iou": [], "point": []} for m in METHODS}
     prior, flat = centre_prior(GT_SIZE, GT_SIZE), whole_image(GT_SIZE, GT_SIZE)
     ids, map_sizes, tiled, empty = [], set(), 0, 0
-    bar = tqdm(total=len(bench.items), desc="images", unit="img", disable=not progress)
+    bar = progress_bar(total=len(bench.items), desc="images", unit="img", disable=not progress)
     for start in range(0, len(bench.items), CHUNK):
         loaded = []
         for item in bench.items[start : start + CHUNK]:

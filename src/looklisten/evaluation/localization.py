@@ -451,8 +451,7 @@ def evaluate_localization(
     dict
         JSON-ready; see the module docstring.
     """
-    from tqdm.auto import tqdm
-
+    from looklisten.core.progress import progress_bar
     from looklisten.data.demo_data import load_annotations, sounding_object, sounding_segment
     from looklisten.evaluation.map_metrics import (
         IOU_THRESHOLDS,
@@ -492,7 +491,9 @@ def evaluate_localization(
     samples: list[dict[str, Any]] = []
     in_video: list[dict[str, Any]] = []  # frames whose own sound no visible object makes
     skipped_clips = []
-    for clip_no, name in enumerate(tqdm(files, desc="decode", unit="clip", disable=not progress)):
+    for clip_no, name in enumerate(
+        progress_bar(files, desc="decode test clips", unit="clip", disable=not progress)
+    ):
         ann = anns[name]
         times = sample_times(ann, times_per_clip, cfg.audio.clip_seconds)
         if not times:
@@ -548,7 +549,11 @@ def evaluate_localization(
     geometry: list[tuple[float, float]] = []
     map_sizes: set[tuple[int, int]] = set()
     for i, (s, hmap) in enumerate(
-        zip(tqdm(samples, desc="score", unit="frame", disable=not progress), maps, strict=True)
+        zip(
+            progress_bar(samples, desc="score maps", unit="frame", disable=not progress),
+            maps,
+            strict=True,
+        )
     ):
         H, W = s["size"]
         boxes, obj = s["boxes"], s["obj"]

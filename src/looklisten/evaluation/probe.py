@@ -375,8 +375,7 @@ def collect_features(
         ``features`` {name: (N, D)}, ``labels`` (N,), ``groups`` (N,) file index,
         ``times`` (N,), ``failed`` list of "path: reason".
     """
-    from tqdm.auto import tqdm
-
+    from looklisten.core.progress import progress_bar
     from looklisten.tasks.features import batches, iter_items
 
     failed: list[str] = []
@@ -389,7 +388,7 @@ def collect_features(
             if lab is not None:
                 yield i, t, lab, item
 
-    bar = tqdm(desc=f"{modality} items", unit="item", disable=not progress)
+    bar = progress_bar(desc=f"{modality} items", unit="item", disable=not progress)
     for batch in batches(labelled(), batch_size):
         items = [b[3] for b in batch]
         for name, fn in featurizers.items():

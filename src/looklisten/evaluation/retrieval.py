@@ -282,13 +282,12 @@ def collect_items(
         ``groups`` (N,) int (video index), ``times`` (N,), ``files`` (N,),
         ``failed``: list of "path: reason" of unusable videos.
     """
-    from tqdm.auto import tqdm
-
+    from looklisten.core.progress import progress_bar
     from looklisten.tasks.embed import embed_many
 
     img, aud, labs, groups, times, files, failed = [], [], [], [], [], [], []
     results: dict[int, dict] = {}
-    bar = tqdm(total=len(videos), desc=desc, unit="video", disable=not progress)
+    bar = progress_bar(total=len(videos), desc=desc, unit="video", disable=not progress)
     for key, res, err in embed_many(videos, model, hop=hop, center=False, batch_size=batch_size):
         bar.update()
         if err is not None:

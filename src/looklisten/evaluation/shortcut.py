@@ -131,15 +131,14 @@ class AudioTrackSource:
     """
 
     def __init__(self, root, videos, cfg, progress: bool = False):
-        from tqdm.auto import tqdm
-
+        from looklisten.core.progress import progress_bar
         from looklisten.media.video import read_audio
 
         self.videos = videos
         self.audio_cfg = cfg.audio
         self.vision_cfg = cfg.vision
         self.tracks = []
-        for v in tqdm(videos, desc="decode audio", unit="video", disable=not progress):
+        for v in progress_bar(videos, desc="decode audio", unit="video", disable=not progress):
             self.tracks.append(read_audio(Path(root) / v.path, 0.0, None, cfg.audio.sample_rate))
         r = cfg.vision.resize
         self._black = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (r, r, 3))

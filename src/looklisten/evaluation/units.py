@@ -181,8 +181,7 @@ def _choose_files(data: Path, checkpoint, modality: str) -> tuple[list[str], str
 
 def _scan_branch(model, modality, files, labels, layer, top, hop, batch_size, progress):
     """One pass over the items: running top-k, label counts, and the kept items."""
-    from tqdm.auto import tqdm
-
+    from looklisten.core.progress import progress_bar
     from looklisten.tasks.features import batches, iter_items, layer_maps
 
     failed: list[str] = []
@@ -190,7 +189,7 @@ def _scan_branch(model, modality, files, labels, layer, top, hop, batch_size, pr
     meta: list[tuple[int, float, Any]] = []  # item id -> (file index, time, label)
     kept: dict[int, np.ndarray] = {}
     counts: Counter = Counter()
-    bar = tqdm(desc=f"{modality} units", unit="item", disable=not progress)
+    bar = progress_bar(desc=f"{modality} units", unit="item", disable=not progress)
     for batch in batches(iter_items(files, model.cfg, modality, hop, failed), batch_size):
         ids = np.arange(len(meta), len(meta) + len(batch))
         for i, t, _ in batch:

@@ -485,8 +485,7 @@ def localize_video(
     ValueError
         Not an AVOL-Net; bad options.
     """
-    from tqdm.auto import tqdm
-
+    from looklisten.core.progress import progress_bar
     from looklisten.media.video import MediaError, MediaReader
 
     resolution = resolution or ("map" if mode == "full" else "frame")
@@ -506,7 +505,7 @@ def localize_video(
         starts = np.array([window_start(t, sr, n) for t in times], dtype=np.int64)
         out: list[np.ndarray] = []
         probs: list[float] = []
-        bar = tqdm(total=len(times), desc="localize", unit="frame", disable=not progress)
+        bar = progress_bar(total=len(times), desc="localize", unit="frame", disable=not progress)
         chunk_start = 0
         while chunk_start < len(times):
             # Times whose windows fit in one decoded chunk of audio (sample-aligned,

@@ -170,9 +170,8 @@ def build_index(
     failures : list of str
         ``"path: reason"`` for each input that could not be used.
     """
-    from tqdm.auto import tqdm
-
     from looklisten.core.fileio import check_writable
+    from looklisten.core.progress import progress_bar
     from looklisten.data.labels import Labels
     from looklisten.inputs.prepare import MEDIA_EXTENSIONS, find_media
     from looklisten.media.video import MediaError
@@ -250,7 +249,7 @@ def build_index(
         source = d["source"] or str(p)[: -len(".npz")]
         add(d, os.path.abspath(source), rel)
 
-    bar = tqdm(total=len(media), desc="index", unit="file", disable=not progress)
+    bar = progress_bar(total=len(media), desc="index", unit="file", disable=not progress)
     paths = [str(p) for p, _ in media]
     results = embed_many(inputs=paths, model=model, hop=hop, center=center, batch_size=batch_size)
     for key, res, err in results:

@@ -252,11 +252,12 @@ def _make_source(
     cache: str,
     progress: bool,
     env: DistEnv = SINGLE,
+    what: str = "videos",
 ):
     """'memory' | 'files' | 'auto' (memory when it fits in ``LOOKLISTEN_CACHE_MB``, default 3000)."""
     if cache_mode(videos, cfg, cache) == "memory":
         procs = max(1, (os.cpu_count() or 1) // env.local_world_size)
-        return MemorySource(root, videos, cfg, workers=procs, progress=progress)
+        return MemorySource(root, videos, cfg, workers=procs, progress=progress, what=what)
     return FileSource(root, videos, cfg)
 
 
@@ -443,20 +444,19 @@ class Trainer:
             )
             if main:
                 barrier(env)
-        if main:
-            manifest.write(out)
-            if manifest.rejected:
-                log.warning(
-                    "%d file(s) rejected, see %s", len(manifest.rejected), out / "rejected.tsv"
-                )
         train_v, val_v = manifest.split(cfg.sampler.val_fraction, cfg.sampler.split_seed)
-        if len(train_v) < 2 or len(val_v) < 2:
+        if len(train_v) < 2 or len(val_v) < 2:  # the reasons in the message: no folder is left
             what = (
                 "training needs 2 training and 2 validation videos (it got "
                 f"{len(train_v)} and {len(val_v)})"
             )
             raise ValueError(too_few_videos(data, manifest, what))
         if main:
+            manifest.write(out)
+            if manifest.rejected:
+                log.warning(
+                    "%d file(s) rejected, see %s", len(manifest.rejected), out / "rejected.tsv"
+                )
             atomic_write_json(
                 out / "split.json",
                 {"train": [v.path for v in train_v], "val": [v.path for v in val_v]},
@@ -486,8 +486,11 @@ class Trainer:
             src_train = shards.source(train_v, cfg)
             src_val = shards.source(val_v, cfg)
         else:
-            src_train = _make_source(manifest.root, train_v, cfg, cache, progress and main, env)
-            src_val = _make_source(manifest.root, val_v, cfg, cache, progress and main, env)
+            show = progress and main
+            src_train = _make_source(
+                manifest.root, train_v, cfg, cache, show, env, "training videos"
+            )
+            src_val = _make_source(manifest.root, val_v, cfg, cache, show, env, "validation videos")
         if workers is None:
             workers = 0 if isinstance(src_train, MemorySource) else t.num_workers
         share = env.world_size if own else 1  # "own": each rank's own pairs
@@ -752,7 +755,7 @@ class Trainer:
         that all agree), with a checkpoint and no validation; the summary's
         ``preempted`` is the signal's name.
         """
-        from tqdm.auto import tqdm
+        from looklisten.core.progress import progress_bar
 
         t = self.cfg.train
         env = self.env
@@ -766,7 +769,7 @@ class Trainer:
         if max_steps is not None:
             total = min(total, max_steps)
         start_time = self._fit_start = time.time()
-        bar = tqdm(
+        bar = progress_bar(
             total=total, initial=self.step, desc="train", unit="step", disable=not self.progress
         )
         sampler = _GlobalBatches(
