@@ -14,7 +14,14 @@ Embed audio, image and video files with a trained model: 1 s audio windows every
 --hop seconds (timestamps are window centres; by default the first window is
 centred at 0 s with half a window of zero padding, --no-center starts the first
 window at 0 s, centred at 0.5 s) and, for videos, the frame shown at each
-window centre.
+window centre. Files are classified by content (a video stream in an .ogg or
+.m4a file is embedded as a video).
+
+The hop and centring differ from 'looklisten index' on purpose: embed gives
+features every 0.1 s centred as OpenL3's are (the first window at 0 s), while an
+index keeps one item a second with windows inside the file (--hop 1.0, centred at
+0.5 s, 1.5 s, ...) to stay small. Both take --hop; 'index --center' and
+'embed --no-center' give the other placement.
 
 Writes one OUT/<relative path>.npz per input (a file's relative path is its name;
 inside a folder, its path within the folder) holding: 'modality' (audio, image or

@@ -20,7 +20,7 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from looklisten.core.fileio import remove_version
+from looklisten.core.fileio import WriteError, remove_version
 from looklisten.models.checkpoint import CHECKPOINT_DIR, EVAL_DIR, has_checkpoint
 
 #: What a run writes into its folder (cleared by ``overwrite``; a run's other
@@ -96,7 +96,10 @@ def run_lock(out: str | os.PathLike, enabled: bool = True) -> Iterator[None]:
         yield
         return
     path = Path(out) / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:  # a read-only or forbidden run folder: one line, exit code 74
+        raise WriteError.of(path, e) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
