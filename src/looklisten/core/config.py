@@ -609,6 +609,9 @@ AVOL_NULL_FRACTION = 0.2
 def get_config(preset: str = DEFAULT_PRESET, arch: str | None = None, **overrides: Any) -> Config:
     """Build a preset's config, optionally for another head and with overrides.
 
+    An AVE-Net trains with ``train.objective="infonce"`` unless the preset is
+    one of a paper's or the overrides set another (:data:`ARCH_OBJECTIVES`).
+
     Parameters
     ----------
     preset : str
@@ -618,9 +621,6 @@ def get_config(preset: str = DEFAULT_PRESET, arch: str | None = None, **override
         The head; defaults to the preset's (``l3`` for the size presets).
     **overrides
         Dotted field overrides, e.g. ``**{"train.batch_size": 32}``.
-
-    An AVE-Net trains with ``train.objective="infonce"`` unless the preset
-    reproduces a paper or ``overrides`` say otherwise (:data:`ARCH_OBJECTIVES`).
     """
     if preset not in _PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known: {', '.join(list_presets())}")
