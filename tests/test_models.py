@@ -141,7 +141,8 @@ def test_checkpoint_round_trip(tmp_path):
     save_checkpoint(tmp_path / "run", model, cfg, opt, {"step": 2})
     siblings = [p.name for p in (tmp_path / "run").iterdir()]
     assert siblings.count("checkpoint") == 1
-    assert len([s for s in siblings if s.startswith(".checkpoint")]) == 1  # the live version only
+    assert [s for s in siblings if s.startswith(".checkpoint")] == []  # a plain folder, swapped
+    assert not (tmp_path / "run" / "checkpoint").is_symlink()
 
 
 def test_evaluations_are_saved_in_the_run_whichever_path_names_it(tmp_path):

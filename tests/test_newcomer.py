@@ -256,7 +256,10 @@ def test_evaluations_leave_the_run_alone_unless_save(videos, tmp_path, capsys):
 # ------------------------------------------------------------------ messages, progress
 
 
-def test_progress_is_plain_lines_in_a_log(videos, tmp_path, capsys):
+def test_progress_is_plain_lines_in_a_log(videos, tmp_path, capsys, monkeypatch):
+    from looklisten.core import progress
+
+    monkeypatch.setattr(progress, "LINE_DELAY_SECONDS", 0.0)  # this short work too
     rc, out = _train(capsys, videos, tmp_path / "run", "--max-steps", 2, quiet=False)
     assert rc == 0 and "\r" not in out.err
     lines = out.err.splitlines()
@@ -271,7 +274,7 @@ def test_progress_lines_come_every_tenth_of_the_work(capsys, monkeypatch):
     from looklisten.core import progress
 
     monkeypatch.setattr(progress, "LINE_EVERY_SECONDS", 3600.0)
-    bar = progress.progress_bar(total=100, desc="embed", unit="file", mininterval=0)
+    bar = progress.progress_bar(total=100, desc="embed", unit="file", mininterval=0, delay=0)
     for _ in range(100):
         bar.update()
         time.sleep(0.0005)
@@ -280,6 +283,11 @@ def test_progress_lines_come_every_tenth_of_the_work(capsys, monkeypatch):
     assert lines[0].startswith("embed: 0/100 file (0%)")
     assert lines[-1].startswith("embed: 100/100 file (100%)")
     assert 10 <= len(lines) <= 12, lines
+    # work that ends within LINE_DELAY_SECONDS leaves no line at all
+    bar = progress.progress_bar(total=3, desc="embed", unit="file")
+    bar.update(3)
+    bar.close()
+    assert capsys.readouterr().err == ""
 
 
 def test_a_video_in_an_audio_container_is_embedded_as_a_video(tmp_path, videos, capsys):

@@ -115,9 +115,13 @@ def test_calibration_trains_the_calibration_only(arch):
 
 
 def test_config_objectives():
+    from looklisten.core.config import ARCH_OBJECTIVES, PAPER_PRESETS
+
     for preset in list_presets():
         for arch in ARCHS:
-            assert get_config(preset, arch=arch).train.objective == "avc", (preset, arch)
+            # each head's best measured objective; the papers' presets keep the papers' loss
+            want = "avc" if preset in PAPER_PRESETS else ARCH_OBJECTIVES.get(arch, "avc")
+            assert get_config(preset, arch=arch).train.objective == want, (preset, arch)
     assert isinstance(create_loss(get_config("tiny")), AVCLoss)
     assert isinstance(
         create_loss(get_config("tiny", arch="ave", **{"train.objective": "infonce"})),
@@ -293,6 +297,8 @@ for objective, arch in [("infonce", "ave"), ("mil", "avol")]:
     grads[objective] = {n: p.grad for n, p in model.named_parameters()}
 if env.rank == 0:
     torch.save(grads, sys.argv[1])
+if env.distributed:  # leave together, as train() does: a gloo rank tearing its connections
+    torch.distributed.barrier()  # down while the other still works was seen to abort
 shutdown(env)
 """
 

@@ -263,7 +263,7 @@ def l3_ckpt(tmp_path_factory) -> Path:
 def test_eval_retrieval_json_with_baselines(demo, ckpt, l3_ckpt, capsys):
     rc = main(
         ["eval", "retrieval", str(demo), "--checkpoint", str(ckpt)]
-        + ["--baseline-checkpoint", str(l3_ckpt), "--cca-dim", "4", "--quiet"]
+        + ["--baseline-checkpoint", str(l3_ckpt), "--cca-dim", "4", "--quiet", "--save"]
     )
     assert rc == 0
     res = json.loads(capsys.readouterr().out)  # exactly one JSON object

@@ -3,9 +3,10 @@
 A bar redrawn with carriage returns floods a log file, a pipe or a batch job's
 output with thousands of fragments. Where stderr is not a terminal (or
 ``LOOKLISTEN_PROGRESS=lines``), :func:`progress_bar` writes whole lines
-instead: one when the work starts, then one every :data:`LINE_EVERY_FRACTION`
-of it or every :data:`LINE_EVERY_SECONDS`, whichever comes first, and one at
-the end, e.g.::
+instead: none for work done within :data:`LINE_DELAY_SECONDS` (one file
+embedded, a small folder scanned), else one when the work has gone on that
+long, then one every :data:`LINE_EVERY_FRACTION` of it or every
+:data:`LINE_EVERY_SECONDS`, whichever comes first, and one at the end, e.g.::
 
     train: 120/400 steps (30%) [00:41<01:36, 2.91 steps/s, loss=0.612, acc=0.688]
 
@@ -21,9 +22,11 @@ import time
 
 from tqdm.auto import tqdm
 
-#: A plain line every tenth of the work, and at least once a minute.
+#: A plain line every tenth of the work, and at least once a minute; none for work
+#: that ends within a few seconds.
 LINE_EVERY_FRACTION = 0.1
 LINE_EVERY_SECONDS = 60.0
+LINE_DELAY_SECONDS = 3.0
 
 
 class _Lines(tqdm):
@@ -35,6 +38,8 @@ class _Lines(tqdm):
 
     def display(self, msg=None, pos=None):
         total, now = self.total, time.time()
+        if self._last_n is None and now - getattr(self, "start_t", now) < self.delay:
+            return True  # short work leaves no line
         due = (
             self._last_n is None  # the start
             or now - self._last_t >= LINE_EVERY_SECONDS
@@ -57,7 +62,7 @@ class _Lines(tqdm):
     def close(self):
         if getattr(self, "disable", True):
             return
-        if self._last_n != self.n:  # the last line, whatever the timing
+        if self._last_n is not None and self._last_n != self.n:  # the last line, if any
             self._last_t, self._last_n = 0.0, -1
             self.display()
         self.disable = True  # tqdm's own close would end with a blank line
@@ -88,4 +93,5 @@ def progress_bar(iterable=None, *, desc: str, unit: str, disable: bool = False, 
     else:
         fmt = "{desc}: {n_fmt} {unit} [{elapsed}, {rate_fmt}{postfix}]"
     kwargs.setdefault("mininterval", 1.0)
+    kwargs.setdefault("delay", LINE_DELAY_SECONDS)
     return _Lines(iterable, desc=desc, unit=unit, file=file, bar_format=fmt, **kwargs)
