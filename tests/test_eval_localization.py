@@ -224,6 +224,12 @@ def test_eval_localization_reports_ceiling_one_metrics_breakdowns_and_negatives(
 
     with Image.open(strips[0]["png"]) as im:
         assert im.width > 3 * im.height  # side by side
+    from looklisten.media.overlay import legend_strip
+
+    for png in (res["overlays"][0], strips[0]["png"]):  # each picture carries its legend
+        with Image.open(png) as im:
+            legend = legend_strip(im.width)
+            assert np.array_equal(np.asarray(im.convert("RGB"))[-len(legend) :], legend)
 
 
 def test_eval_localization_without_negatives(runs, anywhere, capsys):

@@ -914,14 +914,14 @@ def _write_overlays(
     png_dir: Path, data: Path, shown: list[dict[str, Any]], count: int, detector
 ) -> list[str]:
     from looklisten.core.fileio import atomic_write_bytes
-    from looklisten.media.overlay import encode_png, overlay
+    from looklisten.media.overlay import encode_png, overlay, with_legend
 
     # Two-object samples first: they show whether the map picks the right object.
     shown = sorted(shown, key=lambda s: (len(s["boxes"]) != 2, s["clip"]))[: max(0, count)]
     written = []
     for s in shown:
         heat = _painted(s["heat"], float(np.max(s["heat"])), detector)
-        img = _boxed(overlay(_display_frame(data, s), heat), s)
+        img = with_legend(_boxed(overlay(_display_frame(data, s), heat), s))
         path = png_dir / f"{Path(s['name']).stem}_t{s['t']:.2f}_{s['label']}.png"
         atomic_write_bytes(path, encode_png(img))
         written.append(str(path))
@@ -944,7 +944,7 @@ def _write_negative_strips(
     makes the sound, as ``looklisten localize`` draws them.
     """
     from looklisten.core.fileio import atomic_write_bytes
-    from looklisten.media.overlay import encode_png, overlay
+    from looklisten.media.overlay import encode_png, overlay, with_legend
 
     shown = [s for s in shown if s.get("negative_maps")]
     shown = sorted(shown, key=lambda s: (len(s["boxes"]) != 1, s["clip"]))[: max(0, count)]
@@ -958,7 +958,7 @@ def _write_negative_strips(
                 panels.append((kind, heatmap_to_frame(m, s["size"], cfg, mode), float(np.max(m))))
         imgs = [_boxed(overlay(frame, _painted(h, p, detector)), s) for _, h, p in panels]
         gap = np.full((frame.shape[0], 4, 3), 255, np.uint8)
-        strip = np.concatenate([x for img in imgs for x in (img, gap)][:-1], axis=1)
+        strip = with_legend(np.concatenate([x for img in imgs for x in (img, gap)][:-1], axis=1))
         path = png_dir / f"{Path(s['name']).stem}_t{s['t']:.2f}_negatives.png"
         atomic_write_bytes(path, encode_png(strip))
         written.append(
