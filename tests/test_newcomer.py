@@ -305,3 +305,21 @@ def test_a_video_in_an_audio_container_is_embedded_as_a_video(tmp_path, videos, 
         assert str(z["modality"]) == "video" and z["image_embedding"].shape[0] > 0
     with np.load(tmp_path / "emb" / "voice.m4a.npz") as z:
         assert str(z["modality"]) == "audio"
+
+
+def test_an_empty_folder_names_what_embed_and_index_look_for(tmp_path, capsys):
+    from looklisten.models.checkpoint import save_checkpoint
+    from looklisten.models.network import create_model
+
+    cfg = get_config("tiny", arch="ave")
+    run = tmp_path / "ave"
+    save_checkpoint(run, create_model(cfg), cfg)
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "notes.txt").write_text("not media")
+    assert main(["embed", str(empty), "--checkpoint", str(run), "--out", str(tmp_path / "e")]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert f"no media files in {empty}" in line and ".mp4" in line and ".wav" in line
+    assert main(["index", str(empty), "--checkpoint", str(run), "--out", str(tmp_path / "i")]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "no media or .npz files" in line and ".npz" in line and ".mkv" in line

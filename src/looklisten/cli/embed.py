@@ -65,7 +65,7 @@ def cmd_embed(args) -> int:
     """Run ``looklisten embed``; return the exit code (1 if any input failed)."""
     from looklisten.core.fileio import WriteError, atomic_write_bytes, check_writable
     from looklisten.core.progress import progress_bar
-    from looklisten.inputs.prepare import check_hop, find_media
+    from looklisten.inputs.prepare import check_hop, find_media, searched_for
     from looklisten.media.video import MediaError
     from looklisten.models.checkpoint import get_model
     from looklisten.tasks.embed import embed_many, npz_bytes, result_arrays
@@ -86,7 +86,8 @@ def cmd_embed(args) -> int:
             targets[target] = i
     failed = 0
     if not files:
-        print("looklisten embed: no media files found", file=sys.stderr)
+        where = ", ".join(map(str, args.inputs))
+        print(f"looklisten embed: no media files in {where} ({searched_for()})", file=sys.stderr)
         return 1
     bar = progress_bar(total=len(files), desc="embed", unit="file", disable=not show_progress(args))
     todo = [i for i in range(len(files)) if i not in dupes]

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from looklisten.core.fileio import atomic_write_json, atomic_write_text
-from looklisten.inputs.prepare import MEDIA_EXTENSIONS, find_media
+from looklisten.inputs.prepare import MEDIA_EXTENSIONS, find_media, searched_for
 
 SCAN_VERSION = 1
 
@@ -83,10 +83,7 @@ def video_folder(path: str | os.PathLike) -> Path:
 def too_few_videos(data: str | os.PathLike, manifest: Manifest, what: str) -> str:
     """Why ``manifest`` cannot give ``what``: no media files at all, or why each was rejected."""
     if not manifest.videos and not manifest.rejected:
-        return (
-            f"{data}: holds no media files (searched it and its sub-folders for "
-            f"{' '.join(sorted(MEDIA_EXTENSIONS))})"
-        )
+        return f"{data}: holds no media files ({searched_for()})"
     total = len(manifest.videos) + len(manifest.rejected)
     reasons = Counter(r for _, r in manifest.rejected).most_common(3)
     why = "; ".join(f"{n} {'file' if n == 1 else 'files'}: {r}" for r, n in reasons)

@@ -105,6 +105,11 @@ IMAGE_EXTENSIONS = frozenset(".png .jpg .jpeg .bmp .gif .webp .tif .tiff .ppm .p
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS | IMAGE_EXTENSIONS
 
 
+def searched_for(extensions: Iterable[str] = MEDIA_EXTENSIONS) -> str:
+    """What a folder search looks for, for a message: ``searched it and its sub-folders for .3gp ...``."""
+    return f"searched it and its sub-folders for {' '.join(sorted(extensions))}"
+
+
 def media_kind(info: MediaInfo) -> str:
     """Classify a file by what it contains (not its name): video, image or audio."""
     if info.has_video and not info.has_audio:

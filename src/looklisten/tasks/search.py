@@ -173,7 +173,7 @@ def build_index(
     from looklisten.core.fileio import check_writable
     from looklisten.core.progress import progress_bar
     from looklisten.data.labels import Labels
-    from looklisten.inputs.prepare import MEDIA_EXTENSIONS, find_media
+    from looklisten.inputs.prepare import MEDIA_EXTENSIONS, find_media, searched_for
     from looklisten.media.video import MediaError
     from looklisten.models.checkpoint import get_model
     from looklisten.tasks.embed import embed_many
@@ -183,7 +183,9 @@ def build_index(
         sources = [sources]
     files = find_media(sources, MEDIA_EXTENSIONS | {".npz"})
     if not files:
-        raise ValueError(f"no media or .npz files in {', '.join(map(str, sources))}")
+        exts = MEDIA_EXTENSIONS | {".npz"}
+        where = ", ".join(map(str, sources))
+        raise ValueError(f"no media or .npz files in {where} ({searched_for(exts)})")
     # the index is written once, at the end: a disk that takes no writes is refused now
     check_writable(Path(os.path.abspath(out)).parent)
     roots = [Path(s) for s in sources if Path(s).is_dir()]
