@@ -14,6 +14,7 @@ Every clip is self-describing, robust to lossy coding:
 from __future__ import annotations
 
 import os
+import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -221,6 +222,17 @@ def make_clip(
         channels=channels if samples is not None else 0,
         options=options,
     )
+
+
+def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> Path:
+    """Write mono float samples in [-1, 1] as a 16-bit PCM WAV file; return its path."""
+    pcm = np.round(np.clip(samples, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm.tobytes())
+    return Path(path)
 
 
 def truncate(src: str | os.PathLike, dst: str | os.PathLike, fraction: float = 0.5) -> Path:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import base64
 import io
 import re
-import wave
 
 import av
 import numpy as np
 import pytest
 import torch
-from media import make_clip
+from media import make_clip, write_wav
 from PIL import Image
 
 from looklisten.cli.main import main
@@ -202,21 +201,11 @@ def test_legend_strip_shows_the_look(tmp_path):
 # ---------------------------------------------------------------------------
 
 
-def _wav(path, seconds=1.0, sr=16000):
-    t = np.arange(int(seconds * sr)) / sr
-    x = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes(x.tobytes())
-    return path
-
-
 def test_cli_png_defaults_and_options(avol_run, frames, tmp_path, capsys):
     img = tmp_path / "frame.png"
     Image.fromarray(frames[1]).save(img)
-    wav = _wav(tmp_path / "a.wav")
+    t = np.arange(16000) / 16000
+    wav = write_wav(tmp_path / "a.wav", 0.3 * np.sin(2 * np.pi * 440 * t), 16000)
     base = ["localize", str(img), "--checkpoint", str(avol_run), "--audio", str(wav)]
     base += ["--paint-always"]
 
