@@ -528,3 +528,19 @@ def test_make_demo_data_cli_layout(tmp_path, capsys, monkeypatch):
     assert all(a["width"] == 64 for a in anns.values())
     with pytest.raises(SystemExit):
         main(["make-demo-data", str(out), "--layout", "centre"])
+
+
+def test_mixed_layout_is_clip_by_clip_the_train_or_the_anywhere_clip(tmp_path):
+    """layout="mixed" (the demo's training sets): each clip is exactly the clip that
+    "train" or "anywhere" makes at its place, about half of each."""
+    kw = {"videos": 12, "size": (64, 48)}
+    made = {
+        layout: load_annotations(_small(tmp_path / layout, layout=layout, **kw))
+        for layout in ("train", "anywhere", "mixed")
+    }
+    picked = []
+    for name, ann in made["mixed"].items():
+        layout = ann.get("layout", "train")
+        assert ann == made[layout][name], name
+        picked.append(layout)
+    assert 3 <= picked.count("anywhere") <= 9, picked

@@ -19,12 +19,16 @@ Clip content
     box area) is 45-70 % of the frame height, capped to fit; one object roams the
     whole frame, two live in the left and right halves. Large objects are mostly
     near the centre, so a centred prior localises them well.
-  - ``"anywhere"`` (for evaluation sets): object size is log-uniform in 15-70 % of
+  - ``"anywhere"`` (evaluation sets): object size is log-uniform in 15-70 % of
     the frame height (capped so that the object fits its area) and the position is
     uniform over wherever the object fits, so objects appear at the corners and
     edges as often as anywhere else. One object's area is the whole frame; two
     objects get the two sides of a random vertical or horizontal line at 35-65 %
     of the frame's width or height.
+  - ``"mixed"`` (the demo's training sets): each clip is laid out ``"anywhere"``
+    with probability :data:`MIXED_ANYWHERE_FRACTION`, ``"train"`` otherwise, so
+    that a test set laid out ``"anywhere"`` is in the training distribution while
+    large objects still teach what each thing looks like.
 
   In half of the clips the objects stay still, in the other half they drift
   linearly and bounce off the edges of their area.
@@ -133,9 +137,11 @@ DIGIT_CLASSES: list[str] = [str(d) for d in range(10)]
 TWO_OBJECT_FRACTION = 0.3
 MOVING_FRACTION = 0.5
 SIZE_RANGE = (0.45, 0.7)  # sqrt(box area) / frame height
-#: Object placements (``layout=``): training clips, or evaluation clips with objects
-#: anywhere in the frame, small to large (see the module docstring).
-LAYOUTS = ("train", "anywhere")
+#: Object placements (``layout=``): large central objects, objects anywhere in the
+#: frame from small to large, or a clip-by-clip mix of the two (see the module docstring).
+LAYOUTS = ("train", "anywhere", "mixed")
+#: Share of a ``"mixed"`` layout's clips laid out ``"anywhere"`` (the others: ``"train"``).
+MIXED_ANYWHERE_FRACTION = 0.5
 ANYWHERE_SIZE_RANGE = (0.15, 0.7)  # sqrt(box area) / frame height, log-uniform
 ANYWHERE_SPLIT_RANGE = (0.35, 0.65)  # where the line between two objects' areas lies
 SPEED_RANGE = (15.0, 45.0)  # px / s
@@ -491,7 +497,10 @@ def _render_clip(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     n_frames = max(1, int(round(duration * fps)))
     bg, bg_kind = _background(np.random.default_rng((seed, k, 0)), (W, H))
     rng = np.random.default_rng((seed, k, 1))
-    anywhere = job["layout"] == "anywhere"
+    anywhere = job["layout"] == "anywhere" or (
+        job["layout"] == "mixed"  # a draw of its own: the clip's other draws stay as they were
+        and np.random.default_rng((seed, k, 3)).random() < MIXED_ANYWHERE_FRACTION
+    )
 
     # Areas: the whole frame, or the left and right halves (random order); layout
     # "anywhere": the two sides of a random vertical or horizontal line.
@@ -646,11 +655,12 @@ def make_demo_data(
         writers and the training voices; ``"test"``: MNIST test-set writers (other
         people) and voices never used for training, including two human speakers.
         Stamps have a single exemplar per class, so only ``"train"`` is accepted.
-    layout : {"train", "anywhere"}
+    layout : {"train", "anywhere", "mixed"}
         Where the objects are and how large (see :data:`LAYOUTS` and the module
-        docstring). ``"train"``: large objects, mostly near the centre (training
-        sets). ``"anywhere"``: small to large objects anywhere in the frame, corners
+        docstring). ``"train"``: large objects, mostly near the centre.
+        ``"anywhere"``: small to large objects anywhere in the frame, corners
         and edges included, for evaluation sets that a centred prior cannot solve.
+        ``"mixed"``: half of the clips of each (training sets like the test).
     negatives : float
         Share of the clips with one segment whose sound no visible object
         makes: silence, noise only, or a class not shown (see "Sounds from
