@@ -19,6 +19,7 @@ import looklisten.training.trainer as trainer_mod
 from looklisten.core.config import ARCHS, get_config, list_presets
 from looklisten.data.scan import Manifest, VideoEntry
 from looklisten.models.losses import (
+    AllPairsAVCLoss,
     AVCLoss,
     CalibrationLoss,
     ContrastiveObjective,
@@ -130,7 +131,7 @@ def test_config_objectives():
     for arch, objective, words in [
         ("l3", "infonce", ("train.objective='infonce'", "model.arch='ave'")),
         ("ave", "mil", ("train.objective='mil'", "model.arch='avol'")),
-        ("ave", "clip", ("train.objective", "avc, infonce, mil")),
+        ("ave", "clip", ("train.objective", "avc, avc-all, infonce, mil")),
     ]:
         with pytest.raises(ValueError) as e:
             get_config("tiny", arch=arch, **{"train.objective": objective})
@@ -272,7 +273,7 @@ from looklisten.training.distributed import (
 
 env = init_from_env(torch.device("cpu"))
 grads = {}
-for objective, arch in [("infonce", "ave"), ("mil", "avol")]:
+for objective, arch in [("infonce", "ave"), ("mil", "avol"), ("avc-all", "l3")]:
     over = {"vision.image_size": 64, "vision.resize": 72, "train.objective": objective}
     cfg = get_config("tiny", arch=arch, **over)
     torch.manual_seed(0)
@@ -292,7 +293,7 @@ for objective, arch in [("infonce", "ave"), ("mil", "avol")]:
     loss_fn = create_loss(cfg)
     o = net(image, wave)
     feats = {k: all_gather_cat(o[k], env) for k in loss_fn.keys}
-    terms = loss_fn(feats, model.head, video, video, model.log_temperature)
+    terms = loss_fn(feats, model.head, video, video, getattr(model, "log_temperature", None))
     terms["loss"].backward()
     grads[objective] = {n: p.grad for n, p in model.named_parameters()}
 if env.rank == 0:
@@ -338,3 +339,80 @@ def test_two_processes_compute_the_gradient_of_one(tmp_path):
                 torch.testing.assert_close(
                     two[k] / scale, one[k] / scale, rtol=0, atol=1e-9, msg=f"{objective} {k}"
                 )
+
+
+# -- avc-all: the papers' loss on every pair of the batch ------------------------------
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_all_pairs_logit_is_the_heads_own_logit_for_every_pair(arch):
+    torch.manual_seed(0)
+    cfg = get_config("tiny", arch=arch, **{"train.objective": "avc-all"})
+    model = create_model(cfg).eval()
+    assert not hasattr(model, "log_temperature")  # no temperature to learn
+    image = torch.randn(5, *cfg.vision.shape)
+    wave = torch.randn(5, cfg.audio.clip_samples) * 0.1
+    with torch.no_grad():
+        v, a = model.forward_features(image, wave)
+        out = model.head(v, a)
+        keys = create_loss(cfg).keys
+        every = model.head.all_pairs_logit(out[keys[0]], out[keys[1]])  # (5, 5)
+        assert every.shape == (5, 5)
+        for shift in range(5):  # image i with audio i - shift, through the head's forward
+            logit = model.head(v, a.roll(shift, 0))["logit"]
+            torch.testing.assert_close(
+                every[torch.arange(5), (torch.arange(5) - shift) % 5], logit, rtol=1e-4, atol=1e-4
+            )
+
+
+def test_avc_all_by_hand():
+    """Balanced BCE: the mean over positives and over the negatives of other videos."""
+
+    class Head(torch.nn.Module):
+        def all_pairs_logit(self, x, y):
+            return x @ y.T
+
+    s = torch.tensor([[2.0, -1.0, 0.5], [0.0, 1.0, 3.0], [-2.0, 1.0, -0.5]])
+    out = {"image_features": s, "audio_features": torch.eye(3)}
+    video = torch.tensor([0, 0, 1])  # pairs (0, 1) and (1, 0) are of one video
+    loss_fn = AllPairsAVCLoss("l3")
+
+    def sp(z):  # softplus: BCE(z, 0) = sp(z), BCE(z, 1) = sp(-z)
+        return math.log1p(math.exp(z))
+
+    terms = loss_fn(out, Head(), video, video)
+    pos = [sp(-2.0), sp(-1.0), sp(0.5)]
+    neg = [sp(0.5), sp(3.0), sp(-2.0), sp(1.0)]  # (0,2), (1,2), (2,0), (2,1)
+    assert terms["loss"].item() == pytest.approx(0.5 * (sum(pos) / 3 + sum(neg) / 4), rel=1e-6)
+    # balanced accuracy: positives 2 of 3 right (s > 0), negatives 1 of 4 (s <= 0)
+    assert terms["correct"].item() / terms["pairs"].item() == pytest.approx(0.5 * (2 / 3 + 1 / 4))
+    # a null row (row 2: silence) is a negative of every image, its own included
+    terms = loss_fn(
+        out, Head(), video, torch.tensor([0, 0, -1]), positive=torch.tensor([1, 1, 0]) > 0
+    )
+    pos = [sp(-2.0), sp(-1.0)]
+    neg = [sp(0.5), sp(3.0), sp(-2.0), sp(1.0), sp(-0.5)]
+    assert terms["loss"].item() == pytest.approx(0.5 * (sum(pos) / 2 + sum(neg) / 5), rel=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["l3", "avol"])
+def test_training_with_avc_all(toy, tmp_path, arch):
+    torch.manual_seed(0)
+    cfg = get_config("tiny", arch=arch, **RUN, **{"train.objective": "avc-all"})
+    run = tmp_path / "run"
+    trainer = Trainer.from_folder(toy, run, cfg, device="cpu", progress=False, workers=0)
+    assert trainer.train_set.sampler.positive_fraction == 1.0  # in-batch negatives
+    batch = torch.utils.data.default_collate([trainer.train_set[k] for k in range(8)])
+    losses = []
+    for _ in range(4):
+        trainer.step = 0
+        losses.append(trainer.train_step(batch)[0].item())
+    assert losses[-1] < losses[0], losses
+    trainer.step = 0
+    summary = trainer.fit(max_steps=4)
+    assert summary["steps"] == 4 and 0.0 <= summary["val_avc_accuracy"] <= 1.0
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_recs = [r for r in recs if r["split"] == "train"]
+    assert train_recs and all(0 <= r["avc_accuracy"] <= 1 for r in train_recs)
+    assert all("temperature" not in r for r in train_recs)
+    assert "log_temperature" not in load_file(str(run / "checkpoint" / "model.safetensors"))

@@ -34,11 +34,15 @@ ARCHS = ("l3", "ave", "avol")
 #: Allowed values of the config's choice fields.
 AUDIO_KINDS = ("spectrogram", "logmel")
 OPTIMIZERS = ("adam", "sgd")
-#: Training objectives: the papers' binary AVC loss, or a contrastive one over
-#: the batch (InfoNCE for AVE-Net, its multiple-instance form for AVOL-Net).
-OBJECTIVES = ("avc", "infonce", "mil")
+#: Training objectives: the papers' binary AVC loss on balanced pairs, the same
+#: loss on every pair of a batch of positives ("avc-all", any head), or a
+#: contrastive one over the batch (InfoNCE for AVE-Net, its multiple-instance form
+#: for AVOL-Net).
+OBJECTIVES = ("avc", "avc-all", "infonce", "mil")
 #: The head each contrastive objective needs.
 OBJECTIVE_ARCH = {"infonce": "ave", "mil": "avol"}
+#: The objectives with a temperature (logits = cosine / tau).
+TEMPERATURE_OBJECTIVES = ("infonce", "mil")
 #: The contrastive temperature never goes below this (logits at most 100 x cosine).
 MIN_TEMPERATURE = 0.01
 SCHEDULES = ("step", "cosine")
@@ -259,8 +263,14 @@ class TrainConfig:
 
     @property
     def contrastive(self) -> bool:
-        """A contrastive objective: positives-only training pairs, in-batch negatives."""
+        """Positives-only training pairs, the batch's other pairs the negatives
+        (every objective but the papers' balanced ``avc``)."""
         return self.objective != "avc"
+
+    @property
+    def has_temperature(self) -> bool:
+        """The objective scales cosines by a temperature (InfoNCE, MIL)."""
+        return self.objective in TEMPERATURE_OBJECTIVES
 
 
 @dataclass(frozen=True)

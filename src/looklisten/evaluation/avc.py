@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from looklisten.core.config import TEMPERATURE_OBJECTIVES
+
 __all__ = ["evaluate_avc"]
 
 log = logging.getLogger(__name__)
@@ -336,7 +338,7 @@ def evaluate_avc(
             "correct": correct["model"],
             "group": groups,
         }
-    if objective != "avc":
+    if objective in TEMPERATURE_OBJECTIVES:
         result.setdefault("warnings", []).append(
             f"trained with the {objective!r} objective: the logit is the head's calibration, "
             "trained on detached features with in-batch negatives (not the shortcut-free "

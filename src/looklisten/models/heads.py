@@ -5,6 +5,8 @@ Every head takes the two conv4_2 maps, vision ``v`` (B, C, h, w) and audio
 frame and the audio correspond, shape (B,). A two-way softmax over
 (no, yes) logits, as in the papers, is the same model as a sigmoid of their
 difference, so every head reports that difference and one loss serves all.
+``all_pairs_logit(x, y)`` scores every image of a batch with every audio, (N, M),
+from the features the head returns (the ``avc-all`` objective).
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ def global_max_pool(x: torch.Tensor) -> torch.Tensor:
 
 
 class L3Head(nn.Module):
-    """L3-Net fusion: max-pool both maps, concat, fc 2C->fusion_dim + ReLU, fc ->2."""
+    """L3-Net fusion: max-pool both maps, concat, fc 2C->fusion_dim + ReLU, fc ->2.
+
+    ``image_features`` / ``audio_features`` (B, C) are the pooled maps (for the
+    ``avc-all`` objective, looklisten.models.losses).
+    """
 
     def __init__(self, channels: int, fusion_dim: int = 128):
         super().__init__()
@@ -27,9 +33,22 @@ class L3Head(nn.Module):
         self.fc2 = nn.Linear(fusion_dim, 2)
 
     def forward(self, v: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = torch.cat([global_max_pool(v), global_max_pool(a)], dim=1)  # (B, 2C)
-        logits = self.fc2(F.relu(self.fc1(x)))  # (B, 2): (no, yes)
-        return {"logits": logits, "logit": logits[:, 1] - logits[:, 0]}
+        pv, pa = global_max_pool(v), global_max_pool(a)  # (B, C) each
+        logits = self.fc2(F.relu(self.fc1(torch.cat([pv, pa], dim=1))))  # (B, 2): (no, yes)
+        return {
+            "logits": logits,
+            "logit": logits[:, 1] - logits[:, 0],
+            "image_features": pv,
+            "audio_features": pa,
+        }
+
+    def all_pairs_logit(self, pv: torch.Tensor, pa: torch.Tensor) -> torch.Tensor:
+        """AVC log-odds (N, M) of every image (N, C) with every audio (M, C), pooled."""
+        c = pv.shape[1]
+        w, b = self.fc1.weight, self.fc1.bias  # (F, 2C): fc1(cat(v, a)) = Wv v + Wa a + b
+        h = F.relu((pv @ w[:, :c].T)[:, None] + (pa @ w[:, c:].T)[None] + b)  # (N, M, F)
+        logits = self.fc2(h)  # (N, M, 2)
+        return logits[..., 1] - logits[..., 0]
 
 
 class EmbedMLP(nn.Module):
@@ -77,6 +96,13 @@ class AVEHead(nn.Module):
         logits = self.pair_logits(ev, ea)
         return logits[:, 1] - logits[:, 0]
 
+    def all_pairs_logit(self, ev: torch.Tensor, ea: torch.Tensor) -> torch.Tensor:
+        """AVC log-odds (N, M) of every image embedding (N, D) with every audio one (M, D)."""
+        # unit vectors: |x - y|^2 = 2 - 2 <x, y> (clamped: no infinite gradient at 0)
+        dist = (2 - 2 * ev @ ea.T).clamp_min(1e-12).sqrt()  # (N, M)
+        logits = self.fc(dist[..., None])  # (N, M, 2)
+        return logits[..., 1] - logits[..., 0]
+
     def forward(self, v: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
         ev, ea = self.embed_vision(v), self.embed_audio(a)
         logits = self.pair_logits(ev, ea)  # (B, 2)
@@ -121,6 +147,12 @@ class AVOLHead(nn.Module):
     def avc_logit(self, fv: torch.Tensor, fa: torch.Tensor) -> torch.Tensor:
         """The AVC log-odds (B,) of feature pairs: ``forward``'s ``logit``."""
         return torch.amax(self.map_logits(fv, fa), dim=(1, 2))
+
+    def all_pairs_logit(self, fv: torch.Tensor, fa: torch.Tensor) -> torch.Tensor:
+        """AVC log-odds (N, M) of every map (N, D, h, w) with every audio (M, D)."""
+        sim = torch.einsum("idhw,jd->ijhw", fv, fa)  # (N, M, h, w)
+        w, b = self.calibration.weight.view(()), self.calibration.bias.view(())
+        return (w * sim + b).amax(dim=(2, 3))  # the 1x1 calibration conv, then max
 
     def forward(self, v: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
         fv = self.vision(v)  # (B, D, h, w)

@@ -4,6 +4,9 @@
 
 ``"avc"``      :class:`AVCLoss`, the papers' binary correspondence loss on
                balanced positive / negative pairs.
+``"avc-all"``  :class:`AllPairsAVCLoss`, the same loss on every pair of a batch
+               of positives: N positives and about N^2 negatives from the
+               trunk passes that "avc" spends on N / 2 of each (any head).
 ``"infonce"``  AVE-Net: :class:`InfoNCELoss`, symmetric InfoNCE over the batch
                (CLIP style) on the unit-norm embeddings of positive pairs.
 ``"mil"``      AVOL-Net: :class:`MILNCELoss`, the same over the max over
@@ -170,6 +173,68 @@ class CalibrationLoss(nn.Module):
         return loss, correct, n_pos + n_neg
 
 
+class AllPairsAVCLoss(nn.Module):
+    """The papers' AVC loss on every pair of a batch of positive pairs (``"avc-all"``).
+
+    A batch of N positive pairs (image i, audio i) gives N positives and the
+    N (N - 1) pairs of image i with audio j != i, of another video, as
+    negatives; null rows (a sound nothing on screen makes, ``positive`` false)
+    are negatives of every image, their own included. Every pair is scored by
+    the head itself (``head.all_pairs_logit``: L3's fusion layers, AVE's
+    distance -> fc, AVOL's calibrated map -> max), so ``out["logit"]`` is what
+    is trained, as with ``"avc"``, and the loss is the balanced binary
+    cross-entropy ``(mean_pos BCE(s, 1) + mean_neg BCE(s, 0)) / 2``: its
+    decision threshold stays 0 for balanced pairs. Returns the same terms as
+    :class:`ContrastiveObjective`; ``correct`` / ``pairs`` give the balanced
+    accuracy over the batch's pairs.
+    """
+
+    KEYS = {
+        "l3": ("image_features", "audio_features"),
+        "ave": ("image_embedding", "audio_embedding"),
+        "avol": ("image_features", "audio_features"),
+    }
+
+    def __init__(self, arch: str):
+        super().__init__()
+        self.keys = self.KEYS[arch]
+
+    def forward(
+        self,
+        out: dict[str, torch.Tensor],
+        head: nn.Module,
+        image_video: torch.Tensor,
+        audio_video: torch.Tensor,
+        log_temperature: torch.Tensor | None = None,
+        positive: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        image, audio = (_wide(out[k]) for k in self.keys)
+        n = len(image)
+        logit = head.all_pairs_logit(image, audio).float()  # (N, N)
+        eye = torch.eye(n, dtype=torch.bool, device=logit.device)
+        if positive is None:
+            positive = torch.ones(n, dtype=torch.bool, device=logit.device)
+        pos = eye & positive[:, None]  # (N, N)
+        neg = (image_video[:, None] != audio_video[None, :]) & ~eye  # another video's sound
+        neg |= eye & ~positive[:, None]  # a null row: its own pair is a negative
+        # null sounds are of no video (ids < 0): negatives of every image
+        bce = F.binary_cross_entropy_with_logits
+        loss_pos = bce(logit, torch.ones_like(logit), reduction="none")
+        loss_neg = bce(logit, torch.zeros_like(logit), reduction="none")
+        n_pos, n_neg = pos.sum().clamp_min(1), neg.sum().clamp_min(1)
+        loss = 0.5 * ((loss_pos * pos).sum() / n_pos + (loss_neg * neg).sum() / n_neg)
+        # balanced accuracy, as counts over the N rows (summed over log steps)
+        acc = 0.5 * (((logit > 0) & pos).sum() / n_pos + ((logit <= 0) & neg).sum() / n_neg)
+        zero = loss.detach() * 0
+        return {
+            "loss": loss,
+            "contrastive": loss.detach(),
+            "calibration": zero,
+            "correct": acc * n,
+            "pairs": torch.full((), n, device=logit.device),
+        }
+
+
 class ContrastiveObjective(nn.Module):
     """A contrastive loss plus the head's calibration term (see the module docstring).
 
@@ -217,8 +282,10 @@ class ContrastiveObjective(nn.Module):
 
 
 def create_loss(cfg: Config) -> nn.Module:
-    """The training objective of ``cfg.train.objective``: :class:`AVCLoss` or
-    a :class:`ContrastiveObjective`."""
+    """The training objective of ``cfg.train.objective``: :class:`AVCLoss`,
+    :class:`AllPairsAVCLoss` or a :class:`ContrastiveObjective`."""
     if cfg.train.objective == "avc":
         return AVCLoss()
+    if cfg.train.objective == "avc-all":
+        return AllPairsAVCLoss(cfg.model.arch)
     return ContrastiveObjective(cfg.train.objective)

@@ -31,7 +31,7 @@ class AVNet(nn.Module):
     wave  : (B, N) float mono waveform, N = cfg.audio.clip_samples
 
     ``forward`` returns the head's dict; ``out["logit"]`` (B,) is the log-odds
-    that frame and audio correspond. With a contrastive ``train.objective`` the
+    that frame and audio correspond. With InfoNCE or MIL (``train.objective``) the
     model also holds ``log_temperature`` (a scalar parameter: log tau).
     """
 
@@ -57,7 +57,7 @@ class AVNet(nn.Module):
         # a trained checkpoint's is fitted on its validation pairs)
         self.detector = UNCALIBRATED
         t = cfg.train
-        if t.contrastive:
+        if t.has_temperature:
             # log tau of the contrastive objective (looklisten.models.losses): in the
             # model, so that it is checkpointed; frozen unless learn_temperature.
             init = torch.tensor(math.log(t.temperature))

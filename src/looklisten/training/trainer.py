@@ -14,16 +14,18 @@ What a run writes::
 DATA is a folder of videos or a shard folder / URL (see looklisten.data.shards).
 
 Objective (``train.objective``, see looklisten.models.losses): "avc" trains on
-balanced positive / negative pairs with the papers' loss; "infonce" (AVE-Net)
-and "mil" (AVOL-Net) on positive pairs only, the batch's other pairs being the
-negatives, plus the head's AVC calibration on detached features. Null pairs
+balanced positive / negative pairs with the papers' loss; "avc-all" with the
+same loss on every pair of a batch of positive pairs (the batch's other pairs
+being the negatives); "infonce" (AVE-Net) and "mil" (AVOL-Net) on positive pairs
+only, likewise, plus the head's AVC calibration on detached features. Null pairs
 (``sampler.null_fraction``: a frame with silence or noise only; AVOL-Net's
 default) are label-0 pairs for every objective (see looklisten.data.sampler). Validation
 pairs are the balanced AVC pairs for every objective, so ``val_avc_accuracy``
-means the same whatever the run minimised. A contrastive run's train records
+means the same whatever the run minimised. An InfoNCE or MIL run's train records
 add ``contrastive_loss`` and ``calibration_loss`` (``loss`` is their sum) and
 ``temperature``; its ``avc_accuracy`` is the calibration's, on the batch's
-positives and in-batch negatives.
+positives and in-batch negatives (``avc-all``: the balanced accuracy over all
+the batch's pairs).
 
 Determinism: pair k of epoch e is a pure function of (seed, e, k) (see
 looklisten.data.sampler) and its augmentation of (seed, step, position in the global
@@ -660,7 +662,7 @@ class Trainer:
                 self.model.head,
                 image_video,
                 audio_video,
-                self.model.log_temperature,
+                getattr(self.model, "log_temperature", None),  # avc-all: none
                 positive,
             )
             loss, correct, pairs = terms["loss"], terms["correct"], terms["pairs"]
@@ -804,7 +806,7 @@ class Trainer:
                     "pairs_per_s": seen * t.batch_size / max(dt, 1e-9),
                     "time": time.time() - start_time,
                 }
-                if t.contrastive:  # the loss is their sum
+                if t.has_temperature:  # the loss is their sum
                     rec["contrastive_loss"], rec["calibration_loss"] = parts[0] / n, parts[1] / n
                     rec["temperature"] = self._temperature()
                 self._log(rec)
