@@ -172,6 +172,8 @@ def cmd_make_demo_data(args) -> int:
     what = f"{args.kind} ({args.split} exemplars)" if args.kind == "digits" else args.kind
     if args.layout == "anywhere":
         what += ", objects anywhere in the frame, small to large,"
+    elif args.layout == "mixed":
+        what += ", half with large central objects, half with objects anywhere,"
     if args.negatives:
         what += f" {args.negatives:.0%} of them with a sound from nothing on screen,"
     print(f"wrote {args.videos} clips of {what} and annotations to {out}")
@@ -192,7 +194,12 @@ def cmd_demo(args) -> int:
     )
     out = Path(args.out)
     for arch, s in summary["runs"].items():
-        print(f"{arch:5s} held-out AVC accuracy {_f(s['val_avc_accuracy'])} (chance 0.5)")
+        line = f"{arch:5s} held-out AVC accuracy {_f(s['val_avc_accuracy'])} (chance 0.5)"
+        if "test_avc" in s:
+            t = s["test_avc"]
+            lo, hi = t["ci95"]
+            line += f"; on the test set {_f(t['accuracy'])} (95% interval {_f(lo)} .. {_f(hi)})"
+        print(line)
     if "retrieval" in summary:
         print(f"retrieval nDCG@30 on {summary['test_data']}:")
         for direction, row in summary["retrieval"].items():
@@ -221,6 +228,12 @@ def cmd_demo(args) -> int:
             )
         print(f"  two objects, which one sounds: {_f(avol['two_object_accuracy'])} (chance 0.5)")
         neg = loc.get("negative_audio") or {}
+        if neg.get("own"):
+            own = neg["own"]
+            print(
+                f"  maps of the clips' own sound: mean peak {_f(own['mean_peak'])}, "
+                f"{own['detect@0.5']:.0%} of them reach 0.5"
+            )
         parts = [
             f"{k.replace('_', ' ')} {_f(neg[k]['roc_auc'])}"
             for k in ("silence", "noise", "absent_class", "other_clip", "in_video")
@@ -415,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
             "writers, synthetic and human voices; --split test draws writers and voices never "
             "used by --split train). --layout anywhere makes evaluation sets: objects "
             "anywhere in the frame (corners and edges too) and small to large, so a centred "
-            "prior does not localise them."
+            "prior does not localise them; --layout mixed makes training sets like them."
         ),
     )
     sp.add_argument("out", metavar="OUT")
@@ -431,10 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--layout",
-        choices=("train", "anywhere"),
+        choices=("train", "anywhere", "mixed"),
         default="train",
-        help="train: large objects, mostly near the centre (training sets); anywhere: for "
-        "evaluation sets, objects anywhere in the frame and small to large",
+        help="train: large objects, mostly near the centre; anywhere: for evaluation sets, "
+        "objects anywhere in the frame and small to large; mixed: half of the clips of each "
+        "(training sets like an anywhere test set; the demo's)",
     )
     sp.add_argument(
         "--negatives",
