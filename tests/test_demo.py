@@ -70,6 +70,19 @@ def test_demo_trains_three_models_evaluates_and_writes_overlays(tmp_path, capsys
     assert "held-out exemplars (digits" in printed
     # where the time went
     assert {"train l3", "train digits", "eval retrieval", "report"} <= set(summary["seconds"])
+    assert "minutes per phase: " in printed and "train l3 " in printed
+    # every network on the same fixed pairs of the test set
+    for arch in ("l3", "ave", "avol"):
+        avc = json.loads((out / arch / "eval" / "avc.json").read_text())
+        assert avc["data"] == str(test) and avc["pairs"] == 1024
+        assert summary["runs"][arch]["test_avc"]["accuracy"] == avc["accuracy"]
+    assert "on the test set" in printed
+    # the training clips mix both layouts; L3 and AVOL train on every pair of each batch
+    layouts = {json.loads(x).get("layout", "train") for x in (data / "annotations.jsonl").open()}
+    assert layouts == {"train", "anywhere"}
+    for arch, objective in (("l3", "avc-all"), ("ave", "infonce"), ("avol", "avc-all")):
+        cfg = json.loads((out / arch / "checkpoint" / "config.json").read_text())
+        assert cfg["train"]["objective"] == objective and cfg["vision"]["image_size"] == 128
     html = (out / "report.html").read_text()
     assert summary["report"] == str(out / "report.html") and "AVOL-Net" in html and "<audio" in html
 

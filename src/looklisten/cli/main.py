@@ -262,6 +262,10 @@ def cmd_demo(args) -> int:
         )
         for direction, row in dg["held_out_retrieval"].items():
             print(f"  {direction} nDCG@30: AVE-Net {_f(row['model'])}, random {_f(row['random'])}")
+    seconds = summary.get("seconds") or {}
+    if seconds:
+        phases = ", ".join(f"{k} {v / 60:.1f}" for k, v in seconds.items())
+        print(f"minutes per phase: {phases} (total {sum(seconds.values()) / 60:.1f})")
     print(f"summary: {out / 'metrics.json'}")
     if "report" in summary:
         print(f"report: {summary['report']}")
