@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from media import CLICK_AT, decode_index, make_clip, truncate
+from media import CLICK_AT, decode_index, make_clip, truncate, write_wav
 from PIL import Image
 
 from looklisten.cli.main import main
@@ -28,16 +27,6 @@ from looklisten.tasks.embed import (
 )
 
 ATOL = 1e-5
-
-
-def _write_wav(path: Path, x: np.ndarray, sr: int) -> Path:
-    pcm = np.round(np.clip(x, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes(pcm.tobytes())
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +58,7 @@ def media(tmp_path_factory) -> dict[str, Path]:
     files["video"] = make_clip(d / "clip.mp4", "h264-aac", 3.0, 10.0, size=(96, 72), gop=5).path
     files["webm"] = make_clip(d / "clip.webm", "vp9-opus", 2.0, 10.0, size=(96, 72)).path
     files["m4a"] = make_clip(d / "sound.m4a", "aac-m4a", 2.5).path
-    files["wav"] = _write_wav(d / "noise.wav", 0.3 * rng.standard_normal(16000 * 2), 16000)
+    files["wav"] = write_wav(d / "noise.wav", 0.3 * rng.standard_normal(16000 * 2), 16000)
     img = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
     Image.fromarray(img).save(d / "pic.png")
     Image.fromarray(img).save(d / "pic.jpg", quality=90)
