@@ -97,7 +97,7 @@ class AVEHead(nn.Module):
         return logits[:, 1] - logits[:, 0]
 
     def all_pairs_logit(self, ev: torch.Tensor, ea: torch.Tensor) -> torch.Tensor:
-        """AVC log-odds (N, M) of every image embedding (N, D) with every audio one (M, D)."""
+        """AVC log-odds (N, M) of every unit-norm image embedding (N, D) with every audio one (M, D)."""
         # unit vectors: |x - y|^2 = 2 - 2 <x, y> (clamped: no infinite gradient at 0)
         dist = (2 - 2 * ev @ ea.T).clamp_min(1e-12).sqrt()  # (N, M)
         logits = self.fc(dist[..., None])  # (N, M, 2)
