@@ -272,7 +272,17 @@ def digits(tmp_path_factory):
     out = {}
     for split, n in (("train", 5), ("test", 4)):
         d = tmp_path_factory.mktemp(f"digits-{split}")
-        make_demo_data(d, videos=n, seed=DIGIT_SEED, kind="digits", split=split, progress=False)
+        # the shipped exemplars as they are, 6 s (vary: test_vary_* below)
+        make_demo_data(
+            d,
+            videos=n,
+            seed=DIGIT_SEED,
+            kind="digits",
+            split=split,
+            duration=6.0,
+            vary=False,
+            progress=False,
+        )
         out[split] = (d, load_annotations(d))
     return out
 
@@ -375,6 +385,86 @@ def test_make_demo_data_cli_digits(tmp_path, capsys):
     assert "digits (test exemplars)" in capsys.readouterr().out
     anns = load_annotations(out)
     assert len(anns) == 2 and all(a["split"] == "test" for a in anns.values())
+
+
+def test_digits_training_sets_vary_every_exemplar_by_default(tmp_path):
+    from looklisten.data.augment import VOICE_RANGES
+
+    train = make_demo_data(
+        tmp_path / "train", videos=4, seed=3, kind="digits", workers=1, progress=False
+    )
+    anns = load_annotations(train)
+    assert len(anns) == 4
+    for ann in anns.values():
+        assert ann["duration"] == demo_data.DIGITS_TRAIN_DURATION
+        assert len(ann["voice_variants"]) == len(ann["labels"]) + sum(
+            s.get("source") == "offscreen" for s in ann["sounding"]
+        )
+        for v in ann["voice_variants"]:
+            assert VOICE_RANGES["speed"][0] <= v["speed"] <= VOICE_RANGES["speed"][1]
+        assert all("strokes" in o for o in ann["objects"])
+    # the same clips without variation: same labels and voices, other pixels and sound
+    plain = make_demo_data(
+        tmp_path / "plain", videos=4, seed=3, kind="digits", vary=False, workers=1, progress=False
+    )
+    for name, ann in load_annotations(plain).items():
+        assert "voice_variants" not in ann and "strokes" not in ann["objects"][0]
+        assert ann["labels"] == anns[name]["labels"] and ann["voice"] == anns[name]["voice"]
+        f0, a0, _ = _decode(plain / name)
+        f1, a1, _ = _decode(train / name)
+        assert np.abs(f0.astype(float) - f1).mean() > 0.5 and np.abs(a0 - a1).mean() > 1e-3
+    # test sets keep the held-out writers and voices as they are
+    test = make_demo_data(
+        tmp_path / "test", videos=2, kind="digits", split="test", workers=1, progress=False
+    )
+    for ann in load_annotations(test).values():
+        assert "voice_variants" not in ann and ann["duration"] == demo_data.DEFAULT_DURATION
+    with pytest.raises(ValueError, match="vary"):
+        make_demo_data(tmp_path / "s", videos=1, vary=True, progress=False)
+
+
+def test_vary_voice_and_strokes():
+    from looklisten.data.augment import vary_strokes, vary_voice
+
+    sr = 16000
+    t = np.arange(sr // 2) / sr
+    x = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    outs = [vary_voice(x, sr, np.random.default_rng(k)) for k in range(12)]
+    assert any("reverb" in p for _, p in outs) and any("reverb" not in p for _, p in outs)
+    for y, p in outs:
+        assert y.dtype == np.float32 and np.isfinite(y).all()
+        assert abs(np.abs(y).max() - 0.5) < 1e-4  # the input's peak
+        n = len(x) / p["speed"]  # the speed is annotated to 3 decimals
+        if "reverb" not in p:
+            assert abs(len(y) - n) < 1 + 1e-3 * n
+            # the tone moves with the speed: its strongest frequency is 440 * speed
+            f = np.fft.rfftfreq(len(y), 1 / sr)[np.argmax(np.abs(np.fft.rfft(y)))]
+            assert abs(f - 440 * p["speed"]) < 6, (f, p)
+        else:
+            assert abs(len(y) - (n + p["reverb"]["rt60"] * sr)) < 20  # rt60: 3 decimals too
+    y0, p0 = vary_voice(x, sr, np.random.default_rng(5))
+    y1, p1 = vary_voice(x, sr, np.random.default_rng(5))
+    assert p0 == p1 and np.array_equal(y0, y1)
+
+    img = np.zeros((28, 28), np.uint8)
+    img[6:22, 12:16] = 255  # a "1"
+    a, p = vary_strokes(img, np.random.default_rng(0))
+    assert a.shape == (56, 56) and a.dtype == np.uint8
+    assert set(p) == {"rotate_deg", "shear", "scale", "stroke"}
+    ink = (a > 128).sum() / 4  # at 28 px
+    assert 0.4 * 64 < ink < 2.5 * 64  # still a stroke of about its area
+    b, q = vary_strokes(img, np.random.default_rng(0))
+    assert np.array_equal(a, b) and p == q
+
+
+def test_digit_voices_subset(tmp_path):
+    human = [v for v in demo_data.digit_voices("test") if v.startswith("tuxpaint-")]
+    out = make_demo_data(
+        tmp_path / "h", videos=3, kind="digits", split="test", voices=human, progress=False
+    )
+    assert {a["voice"] for a in load_annotations(out).values()} <= set(human)
+    with pytest.raises(ValueError, match="unknown voices"):
+        make_demo_data(tmp_path / "x", videos=1, kind="digits", voices=human, progress=False)
 
 
 # --------------------------------------------------------------------------- layouts

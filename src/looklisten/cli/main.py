@@ -176,7 +176,8 @@ def cmd_make_demo_data(args) -> int:
         what += ", half with large central objects, half with objects anywhere,"
     if args.negatives:
         what += f" {args.negatives:.0%} of them with a sound from nothing on screen,"
-    print(f"wrote {args.videos} clips of {what} and annotations to {out}")
+    n = sum(1 for line in open(out / "annotations.jsonl", encoding="utf-8") if line.strip())
+    print(f"wrote {n} clips of {what} and annotations to {out}")
     return 0
 
 
@@ -436,7 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     sp.add_argument("out", metavar="OUT")
-    sp.add_argument("--videos", type=int, default=240)
+    sp.add_argument(
+        "--videos",
+        type=int,
+        help="clips (default: 240; digits training sets: many more, shorter ones, as "
+        "DIGITS_TRAIN_VIDEOS and DIGITS_TRAIN_DURATION in looklisten.data.demo_data say)",
+    )
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--workers", type=int, default=2)
     sp.add_argument("--kind", choices=("stamps", "digits"), default="stamps")
@@ -462,6 +468,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of the clips with one segment whose sound no visible object makes "
         "(silence, noise only, or a class not shown), annotated with object null "
         "(default 0)",
+    )
+    sp.add_argument(
+        "--duration",
+        type=float,
+        help="seconds per clip (default: 6; digits training sets: shorter)",
+    )
+    sp.add_argument(
+        "--no-vary",
+        dest="vary",
+        action="store_false",
+        default=None,
+        help="digits training sets: use the shipped handwriting and recordings as they are "
+        "(default: every digit drawn and every recording spoken anew, see looklisten.data.augment)",
+    )
+    sp.add_argument(
+        "--voices",
+        type=lambda s: [v for v in s.split(",") if v],
+        metavar="V1,V2",
+        help="digits: speak with these voices of the split only (e.g. the human speakers "
+        "tuxpaint-en,tuxpaint-en-gb of --split test)",
     )
     sp.set_defaults(func=cmd_make_demo_data)
 

@@ -97,6 +97,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
+from looklisten.data.augment import vary_strokes, vary_voice
+
 #: Audio sample rate of the generated clips, Hz.
 SAMPLE_RATE = 48000
 
@@ -133,6 +135,12 @@ KINDS = ("stamps", "digits")
 #: Exemplar splits of the digits (``split=``): disjoint writers and voices.
 SPLITS = ("train", "test")
 DIGIT_CLASSES: list[str] = [str(d) for d in range(10)]
+#: Clips and their length (s) by default.
+DEFAULT_VIDEOS, DEFAULT_DURATION = 240, 6.0
+#: The digits' training sets by default: many short clips, each with its own
+#: handwriting and voice (``vary``), so that pairing a clip's look with its sound
+#: costs more than recognising the digit (benchmarks/digits_categories.py).
+DIGITS_TRAIN_VIDEOS, DIGITS_TRAIN_DURATION = 2000, 2.0
 
 TWO_OBJECT_FRACTION = 0.3
 MOVING_FRACTION = 0.5
@@ -228,20 +236,30 @@ def digit_sound(voice: str, digit: int, sample_rate: int = SAMPLE_RATE) -> np.nd
     return np.ascontiguousarray(x.mean(axis=0) if x.ndim == 2 else x.reshape(-1))
 
 
-def _digit_sprite(split: str, digit: int, rng: np.random.Generator, ink: np.ndarray):
-    """A random handwritten ``digit`` of ``split`` in colour ``ink``: RGBA, exemplar id."""
+def _digit_sprite(
+    split: str,
+    digit: int,
+    rng: np.random.Generator,
+    ink: np.ndarray,
+    vary: np.random.Generator | None = None,
+):
+    """A random handwritten ``digit`` of ``split`` in colour ``ink``: RGBA, exemplar id
+    and, with ``vary`` (a generator), the stroke variation drawn from it (else None)."""
     images, labels, source = _digit_images(split)
     i = int(rng.choice(np.flatnonzero(labels == digit)))
+    image, params = images[i], None
+    if vary is not None:
+        image, params = vary_strokes(image, vary)
     # MNIST's strokes have a faint fringe that, upscaled, tints the whole box: keep
     # the strokes (grey level 0.25 -> transparent, 0.75 -> opaque).
-    alpha = np.clip((images[i] / 255.0 - 0.25) * 2.0, 0.0, 1.0)
+    alpha = np.clip((image / 255.0 - 0.25) * 2.0, 0.0, 1.0)
     alpha = np.rint(alpha * 255).astype(np.uint8)
     ys, xs = np.nonzero(alpha >= ALPHA_FLOOR)
     alpha = alpha[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     rgba = np.empty((*alpha.shape, 4), np.uint8)
     rgba[..., :3] = ink
     rgba[..., 3] = alpha
-    return rgba, f"mnist-{split}-{int(source[i])}"
+    return rgba, f"mnist-{split}-{int(source[i])}", params
 
 
 def _ink(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
@@ -513,6 +531,8 @@ def _render_clip(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if rng.random() < 0.5:
             areas.reverse()
     margin = 2
+    # a stream of its own: the clip's other draws stay what they are without variation
+    vary = np.random.default_rng((seed, k, 4)) if job["vary"] else None
     objects, tracks = [], []
     for label, (ax0, ay0, ax1, ay1) in zip(labels, areas):
         if anywhere:
@@ -521,9 +541,9 @@ def _render_clip(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
             side = rng.uniform(*SIZE_RANGE) * H
         if digits:
             ink = _ink(rng, bg[ay0:ay1, ax0:ax1])
-            src, exemplar = _digit_sprite(job["split"], int(label), rng, ink)
+            src, exemplar, strokes = _digit_sprite(job["split"], int(label), rng, ink, vary)
         else:
-            src, exemplar = _stamp_image(label), label
+            src, exemplar, strokes = _stamp_image(label), label, None
         sprite = _scaled_sprite(
             src, side, 0.95 * (ax1 - ax0 - 2 * margin), 0.95 * (ay1 - ay0 - 2 * margin)
         )
@@ -554,6 +574,7 @@ def _render_clip(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
                 "category": "digits" if digits else stamp_index()[label]["category"],
                 "boxes": [[x + tight[0], y + tight[1], x + tight[2], y + tight[3]] for x, y in pos],
                 **({"exemplar": exemplar} if digits else {}),
+                **({"strokes": strokes} if strokes else {}),
             }
         )
 
@@ -574,8 +595,14 @@ def _render_clip(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     schedule = _schedule(rng, len(labels), duration)
     null_rng = np.random.default_rng((seed, k, 2))  # apart: other clips stay as they were
 
+    variants = []
+
     def sound(label):
-        return digit_sound(job["voice"], int(label), sr) if digits else stamp_sound(label, sr)
+        x = digit_sound(job["voice"], int(label), sr) if digits else stamp_sound(label, sr)
+        if vary is not None:  # every recording a voice of its own
+            x, params = vary_voice(x, sr, vary)
+            variants.append(params)
+        return x
 
     recordings = [sound(label) for label in labels]
     offscreen = None
@@ -606,6 +633,7 @@ def _render_clip(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         "background": bg_kind,
         "noise": noise,
         **({"kind": "digits", "split": job["split"], "voice": job["voice"]} if digits else {}),
+        **({"voice_variants": variants} if variants else {}),
         **({"layout": "anywhere"} if anywhere else {}),
     }
 
@@ -615,17 +643,19 @@ def _render_clip(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 
 def make_demo_data(
     out_dir: str | os.PathLike,
-    videos: int = 240,
+    videos: int | None = None,
     seed: int = 0,
     *,
     size: tuple[int, int] = (224, 224),
     fps: float = 15.0,
-    duration: float = 6.0,
+    duration: float | None = None,
     classes: list[str] | None = None,
     kind: str = "stamps",
     split: str = "train",
     layout: str = "train",
     negatives: float = 0.0,
+    vary: bool | None = None,
+    voices: list[str] | None = None,
     workers: int = 2,
     progress: bool = True,
 ) -> Path:
@@ -636,14 +666,16 @@ def make_demo_data(
     out_dir : path-like
         Output folder (created). Files are ``clip_00000.mp4``, ... plus
         ``annotations.jsonl`` (see the module docstring for its format).
-    videos : int
-        Number of clips.
+    videos : int, optional
+        Number of clips. Default: :data:`DIGITS_TRAIN_VIDEOS` for digits training
+        sets (``kind="digits", split="train"``), else 240.
     seed : int
         Random seed; the same seed (and arguments) gives the same annotations.
     size : (width, height)
         Frame size in pixels (both even).
     fps, duration : float
-        Frame rate and clip length in seconds.
+        Frame rate and clip length in seconds (default ``duration``:
+        :data:`DIGITS_TRAIN_DURATION` for digits training sets, else 6).
     classes : list of str, optional
         Classes to use: stamp names (see :func:`available_classes`; default
         :data:`DEFAULT_CLASSES`), or digits ``"0"`` ... ``"9"`` (default all ten).
@@ -665,6 +697,15 @@ def make_demo_data(
         Share of the clips with one segment whose sound no visible object
         makes: silence, noise only, or a class not shown (see "Sounds from
         nothing on screen" in the module docstring). 0: none.
+    vary : bool, optional
+        Digits only: turn every drawn handwritten digit and recording into a new
+        exemplar (random warp and stroke width; speed, spectral envelope, room;
+        :mod:`looklisten.data.augment`), so that no two clips share a look or a
+        sound. Default: on for ``split="train"``, off for ``"test"`` (the held-out
+        writers and voices as they are).
+    voices : list of str, optional
+        Digits only: speak with these voices of ``split`` (:func:`digit_voices`)
+        only, e.g. the two human speakers of the test split. Default: all of them.
     workers : int
         Worker processes (spawned); ``<= 1`` renders in this process.
     progress : bool
@@ -679,6 +720,11 @@ def make_demo_data(
     W, H = (int(v) for v in size)
     if W % 2 or H % 2 or W < 32 or H < 32:
         raise ValueError(f"size must be even and at least 32x32, got {size!r}")
+    digits_train = kind == "digits" and split == "train"
+    if videos is None:
+        videos = DIGITS_TRAIN_VIDEOS if digits_train else DEFAULT_VIDEOS
+    if duration is None:
+        duration = DIGITS_TRAIN_DURATION if digits_train else DEFAULT_DURATION
     if videos < 1:
         raise ValueError(f"videos must be >= 1, got {videos}")
     if fps <= 0 or duration <= 0:
@@ -702,7 +748,21 @@ def make_demo_data(
     if unknown or not classes:
         raise ValueError(f"unknown classes {unknown}; choose from {known}")
     classes = list(dict.fromkeys(classes))
-    voices = digit_voices(split) if kind == "digits" else None
+    if voices is not None:
+        known_voices = digit_voices(split) if kind == "digits" else []
+        bad = [v for v in voices if v not in known_voices]
+        if bad or not voices:
+            raise ValueError(
+                f"unknown voices {bad} for kind {kind!r}, split {split!r}; "
+                f"choose from {known_voices}"
+            )
+        voices = list(dict.fromkeys(voices))
+    elif kind == "digits":
+        voices = digit_voices(split)
+    if vary is None:
+        vary = digits_train
+    if vary and kind != "digits":
+        raise ValueError("vary applies to kind='digits' only (a stamp is its class's exemplar)")
     out.mkdir(parents=True, exist_ok=True)
 
     workers = max(1, min(int(workers), videos))
@@ -720,6 +780,7 @@ def make_demo_data(
             "split": split,
             "layout": layout,
             "negatives": float(negatives),
+            "vary": bool(vary),
             "classes": classes,
         }
         for p in _plan(videos, int(seed), classes, voices)
