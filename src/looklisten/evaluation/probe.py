@@ -12,7 +12,12 @@ and, in the same run on the same items and folds:
   its ``train.seed``), same layer;
 * ``handmade``: log-mel band mean and std over time (audio) or an 8x8x8 joint RGB
   colour histogram (images), see :mod:`looklisten.tasks.features`;
+* ``raw_input``: the input itself, small: the log-mel spectrogram in 16 time bins
+  (audio) or the 32x32 RGB pixels of the centre crop (images);
 * ``majority``: always predicting the most frequent label of the training folds.
+
+``margin``: the model's item accuracy (pooled over the test folds) minus that of
+the best baseline, with a 95 % paired bootstrap interval over files.
 
 Items and labels
 ----------------
@@ -71,6 +76,7 @@ __all__ = [
     "CLASSIFIERS",
     "grouped_folds",
     "cross_validate",
+    "cross_predict",
     "collect_features",
     "evaluate_probe",
     "evaluate_benchmark",
@@ -162,28 +168,45 @@ def cross_validate(
     X: np.ndarray, y: np.ndarray, splits, classifier: str = "svm", seed: int = 0
 ) -> list[float]:
     """Accuracy of a standardised linear classifier on each split's test items."""
+    pred = cross_predict(X, y, splits, classifier, seed)
+    return [float(np.mean(pred[te] == y[te])) for _, te in splits]
+
+
+def cross_predict(
+    X: np.ndarray, y: np.ndarray, splits, classifier: str = "svm", seed: int = 0
+) -> np.ndarray:
+    """Each item's label as predicted by the classifier of the split that tests it.
+
+    Returns an object array (N,); items no split tests are None.
+    """
     from sklearn.exceptions import ConvergenceWarning
 
-    accs = []
+    pred = np.full(len(y), None, dtype=object)
     for tr, te in splits:
         if len(np.unique(y[tr])) < 2:
-            accs.append(float(np.mean(y[te] == y[tr][0])))
+            pred[te] = y[tr][0]
             continue
         clf = _classifier(classifier, seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             clf.fit(X[tr], y[tr])
-        accs.append(float(np.mean(clf.predict(X[te]) == y[te])))
-    return accs
+        pred[te] = clf.predict(X[te])
+    return pred
 
 
 def majority_accuracy(y: np.ndarray, splits) -> list[float]:
     """Accuracy of predicting each training fold's most frequent label."""
-    accs = []
+    pred = majority_predict(y, splits)
+    return [float(np.mean(pred[te] == y[te])) for _, te in splits]
+
+
+def majority_predict(y: np.ndarray, splits) -> np.ndarray:
+    """Each item's prediction by the most frequent label of its split's training items."""
+    pred = np.full(len(y), None, dtype=object)
     for tr, te in splits:
         values, counts = np.unique(y[tr], return_counts=True)
-        accs.append(float(np.mean(y[te] == values[np.argmax(counts)])))
-    return accs
+        pred[te] = values[np.argmax(counts)]
+    return pred
 
 
 # ---------------------------------------------------------------------------
@@ -476,6 +499,8 @@ def evaluate_probe(
         layer_features,
         media_files,
         random_model,
+        raw_input_description,
+        raw_input_features,
     )
 
     if classifier not in CLASSIFIERS:
@@ -520,6 +545,7 @@ def evaluate_probe(
             "model": lambda items: layer_features(model, modality, items, layer),
             "random_weights": lambda items: layer_features(rnd, modality, items, layer),
             "handmade": lambda items: handmade_features(modality, items, cfg),
+            "raw_input": lambda items: raw_input_features(modality, items, cfg),
         },
         cfg,
         modality,
@@ -538,6 +564,28 @@ def evaluate_probe(
     splits = grouped_folds(y.astype(str), groups, folds, seed)
     y = y.astype(str)
     X = got["features"]
+    pred = {k: cross_predict(v, y, splits, classifier, seed) for k, v in X.items()}
+    pred["majority"] = majority_predict(y, splits)
+    tested = np.zeros(len(y), bool)
+    for _, te in splits:
+        tested[te] = True
+    correct = {k: (p[tested] == y[tested]).astype(np.float64) for k, p in pred.items()}
+
+    def fold_accuracy(name: str, **extra) -> dict[str, Any]:
+        return _summary([float(np.mean(pred[name][te] == y[te])) for _, te in splits], **extra)
+
+    baselines = {
+        "random_weights": fold_accuracy(
+            "random_weights",
+            features=f"{layer} of the architecture with its initial random weights "
+            f"(seed {cfg.train.seed})",
+        ),
+        "handmade": fold_accuracy("handmade", features=handmade_description(modality, cfg)),
+        "raw_input": fold_accuracy("raw_input", features=raw_input_description(modality, cfg)),
+        "majority": fold_accuracy("majority", features="the training folds' most frequent label"),
+    }
+    means = {"model": 0.0, **{k: v["mean"] for k, v in baselines.items()}}
+    margin = _margin(correct, means, seed, groups=groups[tested], unit="files")
     result = {
         "evaluation": "probe",
         "protocol": (
@@ -557,21 +605,9 @@ def evaluate_probe(
         "classes": int(len(classes)),
         "class_counts": {str(c): int(n) for c, n in zip(classes, counts)},
         "chance": round(1.0 / len(classes), 4),
-        "accuracy": _summary(cross_validate(X["model"], y, splits, classifier, seed)),
-        "baselines": {
-            "random_weights": _summary(
-                cross_validate(X["random_weights"], y, splits, classifier, seed),
-                features=f"{layer} of the architecture with its initial random weights "
-                f"(seed {cfg.train.seed})",
-            ),
-            "handmade": _summary(
-                cross_validate(X["handmade"], y, splits, classifier, seed),
-                features=handmade_description(modality, cfg),
-            ),
-            "majority": _summary(
-                majority_accuracy(y, splits), features="the training folds' most frequent label"
-            ),
-        },
+        "accuracy": fold_accuracy("model"),
+        "baselines": baselines,
+        "margin": margin,
         "feature_dims": {k: int(v.shape[1]) for k, v in X.items()},
         "labels_from": lab.kind,
         "hop": hop,
@@ -604,24 +640,33 @@ def _benchmark_features(bench, model, rnd, layer: str, hop: float, batch_size, p
     )
 
 
-def _margin(correct: dict[str, np.ndarray], means: dict[str, float], seed: int) -> dict:
-    """Model minus the best baseline (by mean fold accuracy), paired bootstrap over clips."""
+def _margin(
+    correct: dict[str, np.ndarray],
+    means: dict[str, float],
+    seed: int,
+    groups: np.ndarray | None = None,
+    unit: str = "clips",
+) -> dict:
+    """Model minus the best baseline (by mean fold accuracy), paired bootstrap over
+    ``groups`` (default: each item its own group; ``unit`` names them)."""
     from looklisten.evaluation.metrics import paired_bootstrap
 
     best = max((k for k in means if k != "model"), key=lambda k: means[k])
-    clips = np.arange(len(correct["model"]))
-    boot = paired_bootstrap(correct["model"], correct[best], clips, seed=seed)
+    if groups is None:
+        groups = np.arange(len(correct["model"]))
+    item = "clip" if unit == "clips" else "item"
+    boot = paired_bootstrap(correct["model"], correct[best], groups, seed=seed)
     return {
         "over": best,
         "difference": round(boot["difference"], 4),
         "ci": [round(x, 4) for x in boot["ci"]],
         "level": boot["level"],
         "p_not_better": round(boot["p_not_better"], 4),
-        "clips": boot["groups"],
+        unit: boot["groups"],
         "resamples": boot["resamples"],
-        "what": "clip accuracy (pooled over the test folds) of the model minus that of the "
-        f"best baseline ({best}); a paired bootstrap over clips, each resample drawing clips "
-        "with replacement",
+        "what": f"{item} accuracy (pooled over the test folds) of the model minus that of the "
+        f"best baseline ({best}); a paired bootstrap over {unit}, each resample drawing "
+        f"{unit} with replacement",
     }
 
 

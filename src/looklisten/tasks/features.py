@@ -64,6 +64,7 @@ __all__ = [
     "logmel_stats",
     "color_histogram",
     "handmade_features",
+    "raw_input_features",
 ]
 
 MODALITIES = ("audio", "image")
@@ -368,6 +369,47 @@ def handmade_features(modality: str, items: Sequence[np.ndarray], cfg: Config) -
 
     s = cfg.vision.image_size
     return color_histogram([square_crop(x, s, None) for x in items])
+
+
+#: Size of the raw-input baselines (:func:`raw_input_features`): pixels per side of the
+#: image, time bins of the log-mel spectrogram.
+RAW_PIXELS, RAW_TIME_BINS = 32, 16
+
+
+def raw_input_features(modality: str, items: Sequence[np.ndarray], cfg: Config) -> np.ndarray:
+    """The input itself, small: what a probe learns without any network.
+
+    Audio: the log-mel spectrogram of the checkpoint's audio config, averaged into
+    :data:`RAW_TIME_BINS` equal time bins, (B, n_mels * RAW_TIME_BINS). Images: the
+    centre crop the network sees, resized to ``RAW_PIXELS`` x ``RAW_PIXELS`` RGB,
+    (B, 3 * RAW_PIXELS ** 2), values in [0, 1].
+    """
+    import torch
+
+    if modality == "audio":
+        from looklisten.models.audio import Spectrogram
+
+        spec = Spectrogram(dataclasses.replace(cfg.audio, kind="logmel"))
+        with _no_grad():
+            x = spec(torch.from_numpy(np.ascontiguousarray(np.stack(list(items)), np.float32)))
+            x = torch.nn.functional.adaptive_avg_pool1d(x[:, 0], RAW_TIME_BINS)  # (B, M, bins)
+        return x.flatten(1).numpy().astype(np.float32)
+    from looklisten.inputs.prepare import square_crop
+
+    crops = np.stack([square_crop(x, cfg.vision.image_size, None) for x in items])
+    t = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255.0
+    t = torch.nn.functional.interpolate(t, size=(RAW_PIXELS, RAW_PIXELS), mode="area")
+    return t.flatten(1).numpy().astype(np.float32)
+
+
+RAW_INPUT = {
+    "audio": "the log-mel spectrogram itself ({n} bands x {bins} time bins)",
+    "image": "the pixels themselves ({px}x{px} RGB of the centre crop the network sees)",
+}
+
+
+def raw_input_description(modality: str, cfg: Config) -> str:
+    return RAW_INPUT[modality].format(n=cfg.audio.n_mels, bins=RAW_TIME_BINS, px=RAW_PIXELS)
 
 
 HANDMADE = {
