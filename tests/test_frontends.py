@@ -1,6 +1,7 @@
 """Tests of the audio and vision frontends (looklisten.models.audio, looklisten.inputs.prepare)."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -8,7 +9,28 @@ import torch
 
 from looklisten.core.config import VisionConfig, get_config, list_presets
 from looklisten.inputs.prepare import VisionTransform, denormalize, resize_short_side
-from looklisten.models.audio import Spectrogram, mel_filterbank, random_gain
+from looklisten.models.audio import Spectrogram, mel_filterbank, random_gain, random_voice
+
+
+def test_random_voice_changes_speed_and_colour_not_the_word():
+    sr, n = 16000, 16000
+    t = torch.arange(n) / sr
+    tone = 0.5 * torch.sin(2 * math.pi * 440 * t)
+    wave = tone.repeat(64, 1)
+    sped = random_voice(wave, sr, 0.2, 0.0, torch.Generator().manual_seed(0))
+    peaks = torch.fft.rfft(sped).abs().argmax(1).double()  # bin k = k Hz (1 s)
+    assert peaks.min() >= 440 / 1.2 - 2 and peaks.max() <= 440 * 1.2 + 2
+    assert peaks.max() - peaks.min() > 100  # fills the range: other pitches
+    assert torch.equal(random_voice(wave, sr, 0.0, 0.0), wave)
+    # the envelope: a smooth gain per example, within +-eq dB, the same tone otherwise
+    noise = torch.randn(64, n)
+    eq = random_voice(noise, sr, 0.0, 6.0, torch.Generator().manual_seed(1))
+    gain_db = 20 * torch.log10(torch.fft.rfft(eq).abs() / torch.fft.rfft(noise).abs())
+    assert gain_db.abs().max() <= 6.0 + 1e-3
+    assert gain_db[:, 100:].std(0).mean() > 2.0  # examples differ
+    again = random_voice(noise, sr, 0.2, 6.0, torch.Generator().manual_seed(3))
+    assert torch.equal(again, random_voice(noise, sr, 0.2, 6.0, torch.Generator().manual_seed(3)))
+
 
 # ---------------------------------------------------------------------------
 # Audio

@@ -81,6 +81,11 @@ class AudioConfig:
     log_eps: float = 1e-10
     # Training augmentation: random gain in [1 - g, 1 + g].
     gain_jitter: float = 0.1
+    # Training augmentation, another voice per example (models.audio.random_voice):
+    # speed (pitch and tempo) in [1 / (1 + s), 1 + s] and a random spectral envelope
+    # of +-eq_jitter_db dB. 0: off (the papers).
+    speed_jitter: float = 0.0
+    eq_jitter_db: float = 0.0
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -459,6 +464,8 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "audio.fmax": ("> 0 or null", lambda x: x is None or x > 0),
     "audio.log_eps": _pos,
     "audio.gain_jitter": _unit,
+    "audio.speed_jitter": _unit,
+    "audio.eq_jitter_db": _nonneg,
     "vision.image_size": _one,
     "vision.resize": _one,
     "vision.std": ("> 0 each", lambda x: all(e > 0 for e in x)),

@@ -11,6 +11,8 @@ padding, log power. At 48 kHz that is 257 bins x 199 frames (200 with ``pad``).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -166,3 +168,66 @@ def random_gain(wave: Tensor, jitter: float, generator: torch.Generator | None =
     u = torch.rand(wave.shape[0], generator=generator, device=device, dtype=torch.float64)
     gain = (1.0 + jitter * (2.0 * u - 1.0)).to(wave.device, wave.dtype)
     return wave * gain.view(-1, *([1] * (wave.ndim - 1)))
+
+
+#: Bands of :func:`random_voice`'s spectral envelope: log-spaced centres from 100 Hz
+#: to the Nyquist frequency.
+VOICE_EQ_BANDS = 8
+#: float64 draws per example of :func:`random_voice` (speed, then the band gains).
+VOICE_DRAWS = 1 + VOICE_EQ_BANDS
+
+
+def random_voice(
+    wave: Tensor,
+    sample_rate: int,
+    speed: float,
+    eq_db: float,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Another voice for each example: a random speed and a random spectral envelope.
+
+    Per example, the window is played ``f`` times faster about its centre (pitch and
+    tempo together, as a tape; ``log f`` uniform in ``[-log(1 + speed), log(1 +
+    speed)]``; samples from beyond the window's ends are silence), then filtered by
+    a smooth random envelope: :data:`VOICE_EQ_BANDS` log-spaced bands with gains
+    uniform in ``[-eq_db, eq_db]`` dB, linear in log frequency between them. So a
+    clip's own voice, level and colour are not the same twice, while the word is.
+
+    Parameters
+    ----------
+    wave : Tensor, shape (B, N)
+    sample_rate : int
+    speed, eq_db : float
+        Ranges (0: that part off).
+    generator : torch.Generator, optional
+        Source of randomness: :data:`VOICE_DRAWS` float64 draws per example, on its device.
+
+    Returns
+    -------
+    Tensor, shape (B, N)
+        A new tensor; ``wave`` is not modified.
+    """
+    B, N = wave.shape
+    device = generator.device if generator is not None else "cpu"
+    u = torch.rand(B, VOICE_DRAWS, generator=generator, device=device, dtype=torch.float64)
+    u = u.to(wave.device)
+    x = wave.double()
+    if speed > 0:
+        f = torch.exp(math.log1p(speed) * (2 * u[:, :1] - 1))  # (B, 1)
+        c = (N - 1) / 2
+        pos = c + (torch.arange(N, device=wave.device, dtype=torch.float64) - c) * f  # (B, N)
+        inside = (pos >= 0) & (pos <= N - 1)
+        pos = pos.clamp(0, N - 1)
+        i0 = pos.floor().long().clamp(max=N - 2)
+        w = pos - i0
+        x = (x.gather(1, i0) * (1 - w) + x.gather(1, i0 + 1) * w) * inside
+    if eq_db > 0:
+        gains = eq_db * (2 * u[:, 1:] - 1)  # (B, K) dB
+        freqs = torch.fft.rfftfreq(N, 1.0 / sample_rate, device=wave.device, dtype=torch.float64)
+        lo, hi = math.log(100.0), math.log(sample_rate / 2)
+        p = (freqs.clamp(min=100.0).log() - lo) / (hi - lo) * (VOICE_EQ_BANDS - 1)
+        i0 = p.floor().long().clamp(0, VOICE_EQ_BANDS - 2)
+        w = (p - i0).clamp(0, 1)
+        db = gains[:, i0] * (1 - w) + gains[:, i0 + 1] * w  # (B, F)
+        x = torch.fft.irfft(torch.fft.rfft(x, dim=1) * 10 ** (db / 20), n=N, dim=1)
+    return x.to(wave.dtype)

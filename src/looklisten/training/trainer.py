@@ -83,7 +83,7 @@ from looklisten.data.sampler import (
 )
 from looklisten.data.scan import VideoEntry, scan_folder, too_few_videos, video_folder
 from looklisten.inputs.prepare import VisionTransform
-from looklisten.models.audio import random_gain
+from looklisten.models.audio import VOICE_DRAWS, random_gain, random_voice
 from looklisten.models.checkpoint import (
     has_checkpoint,
     init_weights,
@@ -289,11 +289,13 @@ def augmentation_generator(seed: int, step: int, skip: int = 0) -> torch.Generat
     """The augmentation stream of a training step, advanced by ``skip`` float64 draws.
 
     In one process, a step's vision transform draws 5 numbers per example
-    (B x 5), then the audio gain one per example (B). CPU draws are
-    sequential, so the rank computing the examples ``[first, first + b)`` of
-    the global batch skips ``5 * first`` draws for its vision rows and
-    ``5 * B + first`` for its gains: every pair gets the augmentation of its
-    position in the global batch, whatever rank computes it.
+    (B x 5), then the audio gain one per example (B), then the voice
+    (``audio.speed_jitter``, ``audio.eq_jitter_db``) ``VOICE_DRAWS`` per example.
+    CPU draws are sequential, so the rank computing the examples ``[first, first
+    + b)`` of the global batch skips ``5 * first`` draws for its vision rows,
+    ``5 * B + first`` for its gains and ``6 * B + VOICE_DRAWS * first`` for its
+    voices: every pair gets the augmentation of its position in the global batch,
+    whatever rank computes it.
     """
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + step)
     if skip:
@@ -612,9 +614,13 @@ class Trainer:
             image = self.transform(
                 frames, train=True, generator=augmentation_generator(seed, step, 5 * first)
             )
-            if self.cfg.audio.gain_jitter > 0:
-                g = augmentation_generator(seed, step, 5 * self.cfg.train.batch_size + first)
-                wave = random_gain(wave, self.cfg.audio.gain_jitter, g)
+            a, B = self.cfg.audio, self.cfg.train.batch_size
+            if a.gain_jitter > 0:
+                g = augmentation_generator(seed, step, 5 * B + first)
+                wave = random_gain(wave, a.gain_jitter, g)
+            if a.speed_jitter > 0 or a.eq_jitter_db > 0:
+                g = augmentation_generator(seed, step, 6 * B + VOICE_DRAWS * first)
+                wave = random_voice(wave, a.sample_rate, a.speed_jitter, a.eq_jitter_db, g)
         else:
             image = self.transform(frames, train=False)
         image = image.to(self.dtype)
