@@ -50,10 +50,10 @@ def test_rank_slices_of_a_batch_get_the_augmentation_of_their_global_positions()
         assert torch.equal(part, whole[first : first + 2])
         g = augmentation_generator(7, 3, skip=5 * 8 + first)
         assert torch.equal(random_gain(wave[first : first + 2], 0.1, g), gains[first : first + 2])
-    voices = random_voice(wave, 16000, 0.2, 6.0, augmentation_generator(7, 3, skip=6 * 8))
+    voices = random_voice(wave, 16000, 0.2, 6.0, augmentation_generator(7, 3, skip=6 * 8), 5.0)
     for first in (0, 2, 4, 6):
         g = augmentation_generator(7, 3, skip=6 * 8 + VOICE_DRAWS * first)
-        part = random_voice(wave[first : first + 2], 16000, 0.2, 6.0, g)
+        part = random_voice(wave[first : first + 2], 16000, 0.2, 6.0, g, 5.0)
         assert torch.allclose(part, voices[first : first + 2], atol=1e-6)
 
 

@@ -8,8 +8,20 @@ import pytest
 import torch
 
 from looklisten.core.config import VisionConfig, get_config, list_presets
-from looklisten.inputs.prepare import VisionTransform, denormalize, resize_short_side
-from looklisten.models.audio import Spectrogram, mel_filterbank, random_gain, random_voice
+from looklisten.inputs.prepare import (
+    CHANNEL_ORDERS,
+    VisionTransform,
+    denormalize,
+    random_channel_order,
+    resize_short_side,
+)
+from looklisten.models.audio import (
+    VOICE_NOISE_RANGE_DB,
+    Spectrogram,
+    mel_filterbank,
+    random_gain,
+    random_voice,
+)
 
 
 def test_random_voice_changes_speed_and_colour_not_the_word():
@@ -28,8 +40,29 @@ def test_random_voice_changes_speed_and_colour_not_the_word():
     gain_db = 20 * torch.log10(torch.fft.rfft(eq).abs() / torch.fft.rfft(noise).abs())
     assert gain_db.abs().max() <= 6.0 + 1e-3
     assert gain_db[:, 100:].std(0).mean() > 2.0  # examples differ
-    again = random_voice(noise, sr, 0.2, 6.0, torch.Generator().manual_seed(3))
-    assert torch.equal(again, random_voice(noise, sr, 0.2, 6.0, torch.Generator().manual_seed(3)))
+    again = random_voice(noise, sr, 0.2, 6.0, torch.Generator().manual_seed(3), 5.0)
+    assert torch.equal(
+        again, random_voice(noise, sr, 0.2, 6.0, torch.Generator().manual_seed(3), 5.0)
+    )
+    # added noise: at an SNR in [5, 5 + VOICE_NOISE_RANGE_DB] dB
+    noisy = random_voice(wave, sr, 0.0, 0.0, torch.Generator().manual_seed(4), 5.0)
+    snr = 10 * torch.log10(wave.pow(2).mean(1) / (noisy - wave).pow(2).mean(1))
+    assert snr.min() >= 5.0 - 1e-6 and snr.max() <= 5.0 + VOICE_NOISE_RANGE_DB + 1e-6
+    assert snr.max() - snr.min() > 10  # fills the range
+
+
+def test_random_channel_order():
+    frames = torch.randint(0, 256, (600, 2, 4, 4, 5), dtype=torch.uint8)  # RGB + 2 flow
+    out = random_channel_order(frames, torch.Generator().manual_seed(0))
+    assert torch.equal(out[..., 3:], frames[..., 3:])  # flow stays
+    seen = []
+    for b in range(len(frames)):
+        order = next(
+            o for o in CHANNEL_ORDERS if torch.equal(out[b, ..., :3], frames[b][..., list(o)])
+        )
+        seen.append(order)
+    counts = [seen.count(o) for o in CHANNEL_ORDERS]
+    assert min(counts) > 60, counts  # all six, about equally often
 
 
 # ---------------------------------------------------------------------------

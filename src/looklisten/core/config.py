@@ -86,6 +86,8 @@ class AudioConfig:
     # of +-eq_jitter_db dB. 0: off (the papers).
     speed_jitter: float = 0.0
     eq_jitter_db: float = 0.0
+    # ... and noise at an SNR of noise_snr_db to noise_snr_db + 20 dB, white to pink.
+    noise_snr_db: float = 0.0
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -137,6 +139,9 @@ class VisionConfig:
     hflip: bool = True
     brightness: float = 0.4
     saturation: float = 0.4
+    # Training augmentation: the RGB channels in a random order per example
+    # (inputs.prepare.random_channel_order), where colour says nothing about the class.
+    channel_shuffle: bool = False
     # Random-resized-crop-free: the crop is a plain random crop of the resized frame.
     # AVE+MF (Objects that Sound): K consecutive frames centred on the pair's
     # frame (indices i - K // 2 ... i + (K - 1) // 2), one crop / flip / jitter for
@@ -466,6 +471,7 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "audio.gain_jitter": _unit,
     "audio.speed_jitter": _unit,
     "audio.eq_jitter_db": _nonneg,
+    "audio.noise_snr_db": _nonneg,
     "vision.image_size": _one,
     "vision.resize": _one,
     "vision.std": ("> 0 each", lambda x: all(e > 0 for e in x)),

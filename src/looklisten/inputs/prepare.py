@@ -433,6 +433,27 @@ def centre_square(img: np.ndarray, cfg: Config) -> np.ndarray:
     return np.ascontiguousarray(square_crop(img, r, None))
 
 
+#: The six orders of the RGB channels (:func:`random_channel_order`).
+CHANNEL_ORDERS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
+
+
+def random_channel_order(frames: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Each example's RGB channels in one of the six orders, drawn uniformly.
+
+    ``frames``: uint8 (B, [K,] H, W, C) with RGB first (flow channels, if any, stay);
+    one float64 draw per example from ``generator`` (on its device). Returns a new tensor.
+    """
+    x = torch.as_tensor(frames)
+    B = x.shape[0]
+    device = generator.device if generator is not None else "cpu"
+    u = torch.rand(B, generator=generator, device=device, dtype=torch.float64).to(x.device)
+    k = (u * len(CHANNEL_ORDERS)).long().clamp_(max=len(CHANNEL_ORDERS) - 1)
+    order = torch.tensor(CHANNEL_ORDERS, device=x.device)[k]  # (B, 3)
+    rest = torch.arange(3, x.shape[-1], device=x.device).expand(B, -1)
+    index = torch.cat([order, rest], 1).view(B, *([1] * (x.ndim - 2)), x.shape[-1])
+    return torch.gather(x, -1, index.expand(x.shape))
+
+
 # ITU-R BT.601 luma weights, for the grayscale image of the saturation jitter.
 _LUMA = (0.299, 0.587, 0.114)
 

@@ -173,8 +173,11 @@ def random_gain(wave: Tensor, jitter: float, generator: torch.Generator | None =
 #: Bands of :func:`random_voice`'s spectral envelope: log-spaced centres from 100 Hz
 #: to the Nyquist frequency.
 VOICE_EQ_BANDS = 8
-#: float64 draws per example of :func:`random_voice` (speed, then the band gains).
-VOICE_DRAWS = 1 + VOICE_EQ_BANDS
+#: float64 draws per example of :func:`random_voice`: the speed, the band gains, then
+#: the added noise's SNR, colour and seed.
+VOICE_DRAWS = 1 + VOICE_EQ_BANDS + 3
+#: Width (dB) of the range of SNRs of :func:`random_voice`'s added noise.
+VOICE_NOISE_RANGE_DB = 20.0
 
 
 def random_voice(
@@ -183,15 +186,19 @@ def random_voice(
     speed: float,
     eq_db: float,
     generator: torch.Generator | None = None,
+    noise_snr_db: float = 0.0,
 ) -> Tensor:
-    """Another voice for each example: a random speed and a random spectral envelope.
+    """Another voice (and room) for each example: speed, spectral envelope, noise.
 
     Per example, the window is played ``f`` times faster about its centre (pitch and
     tempo together, as a tape; ``log f`` uniform in ``[-log(1 + speed), log(1 +
     speed)]``; samples from beyond the window's ends are silence), then filtered by
     a smooth random envelope: :data:`VOICE_EQ_BANDS` log-spaced bands with gains
-    uniform in ``[-eq_db, eq_db]`` dB, linear in log frequency between them. So a
-    clip's own voice, level and colour are not the same twice, while the word is.
+    uniform in ``[-eq_db, eq_db]`` dB, linear in log frequency between them; then,
+    with ``noise_snr_db > 0``, noise is added at an SNR uniform in ``[noise_snr_db,
+    noise_snr_db + VOICE_NOISE_RANGE_DB]`` dB, its colour between white and pink
+    (power ~ 1 / f^a, ``a`` uniform in [0, 1]). So a clip's own voice, colour and
+    noise floor are not the same twice, while the word is.
 
     Parameters
     ----------
@@ -200,7 +207,11 @@ def random_voice(
     speed, eq_db : float
         Ranges (0: that part off).
     generator : torch.Generator, optional
-        Source of randomness: :data:`VOICE_DRAWS` float64 draws per example, on its device.
+        Source of randomness: :data:`VOICE_DRAWS` float64 draws per example, on its
+        device (the noise itself comes from a generator seeded by one of them, so an
+        example's noise does not depend on its position in the batch).
+    noise_snr_db : float
+        Lowest SNR of the added noise (0: no noise).
 
     Returns
     -------
@@ -221,13 +232,29 @@ def random_voice(
         i0 = pos.floor().long().clamp(max=N - 2)
         w = pos - i0
         x = (x.gather(1, i0) * (1 - w) + x.gather(1, i0 + 1) * w) * inside
+    freqs = torch.fft.rfftfreq(N, 1.0 / sample_rate, device=wave.device, dtype=torch.float64)
     if eq_db > 0:
-        gains = eq_db * (2 * u[:, 1:] - 1)  # (B, K) dB
-        freqs = torch.fft.rfftfreq(N, 1.0 / sample_rate, device=wave.device, dtype=torch.float64)
+        gains = eq_db * (2 * u[:, 1 : 1 + VOICE_EQ_BANDS] - 1)  # (B, K) dB
         lo, hi = math.log(100.0), math.log(sample_rate / 2)
         p = (freqs.clamp(min=100.0).log() - lo) / (hi - lo) * (VOICE_EQ_BANDS - 1)
         i0 = p.floor().long().clamp(0, VOICE_EQ_BANDS - 2)
         w = (p - i0).clamp(0, 1)
         db = gains[:, i0] * (1 - w) + gains[:, i0 + 1] * w  # (B, F)
         x = torch.fft.irfft(torch.fft.rfft(x, dim=1) * 10 ** (db / 20), n=N, dim=1)
+    if noise_snr_db > 0:
+        snr, colour, seed = u[:, -3], u[:, -2:-1], u[:, -1]
+        white = torch.stack(
+            [
+                torch.randn(
+                    N, generator=torch.Generator().manual_seed(int(s * 2**62)), dtype=torch.float64
+                )
+                for s in seed.cpu()
+            ]
+        ).to(wave.device)
+        shape = freqs.clamp(min=freqs[1].item() if N > 2 else 1.0) ** (-colour / 2)  # (B, F)
+        noise = torch.fft.irfft(torch.fft.rfft(white, dim=1) * shape, n=N, dim=1)
+        p_sig = x.pow(2).mean(1, keepdim=True) + 1e-12
+        p_noise = noise.pow(2).mean(1, keepdim=True) + 1e-12
+        db = (noise_snr_db + VOICE_NOISE_RANGE_DB * snr).unsqueeze(1)
+        x = x + noise * torch.sqrt(p_sig / p_noise / 10 ** (db / 10))
     return x.to(wave.dtype)

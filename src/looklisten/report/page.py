@@ -8,12 +8,14 @@ run (``--with`` adds more runs, one section each):
 * the training and validation curves of ``RUN/metrics.jsonl`` (loss, AVC
   accuracy, learning rate, pairs/s), drawn with matplotlib;
 * retrieval examples on held-out videos (``RUN/split.json``, files from the
-  data folder): a few query frames and query sounds with their top hits, each
+  data folder; the test folder of ``RUN/eval/retrieval.json`` instead when it
+  evaluated another folder, e.g. writers and voices never met): a few query frames and query sounds with their top hits, each
   with a thumbnail and an audio player. AVE-Net embeds both modalities in one
   space, so its queries are cross-modal (image -> sound, sound -> image);
   L3-Net and AVOL-Net features are not aligned across modalities, so theirs
   are within-modality (image -> image, sound -> sound), and the page says so;
-* localisation overlays (AVOL-Net only): held-out frames with the heatmap of
+* localisation overlays (AVOL-Net only; the test folder of
+  ``RUN/eval/localization.json`` likewise): held-out frames with the heatmap of
   the sound heard then (:mod:`looklisten.tasks.localize`), the sounding object's box
   in green and a silent object's in red when the demo annotations give them;
 * the evaluations saved under ``RUN/eval/`` as tables (retrieval, localisation,
@@ -473,6 +475,30 @@ def _held_out(run: dict[str, Any]) -> tuple[list[str], str]:
     ], "every video of the data folder (no RUN/split.json)"
 
 
+def _shown(run: dict[str, Any], evaluation: str) -> tuple[list[str], str, Path]:
+    """The videos a section shows, where they come from and the folder that holds them.
+
+    The clips ``RUN/eval/<evaluation>.json`` was measured on when that is another
+    folder than the training data (a test set: never trained on, e.g. writers and
+    voices the network never met), else the run's held-out videos.
+    """
+    path = run["path"] / "eval" / f"{evaluation}.json"
+    try:
+        test = Path(_read_json(path).get("data") or "") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        test = None
+    if test is not None and str(test) and test.is_dir() and run["data"] is not None:
+        if test.resolve() != run["data"].resolve():
+            from looklisten.data.splits import list_videos
+
+            files = [str(test / p) for p in list_videos(test)]
+            if files:
+                where = f"{test.name}, the clips of RUN/eval/{evaluation}.json (none trained on)"
+                return files, where, test
+    files, where = _held_out(run)
+    return files, where, run["data"]
+
+
 def _needs(run: dict[str, Any], what: str) -> str | None:
     """A note when the run lacks a checkpoint or data folder, else None."""
     if run["checkpoint"] is None:
@@ -501,11 +527,11 @@ def _examples(run: dict[str, Any], device: str | None) -> str:
 
     model = get_model(run["checkpoint"], device)
     arch = model.cfg.model.arch
-    videos, where = _held_out(run)
+    videos, where, root = _shown(run, "retrieval")
     videos = videos[:EXAMPLE_VIDEOS]
     if not videos:
         return _note("No retrieval examples: no videos to search.")
-    labels = Labels(run["data"])
+    labels = Labels(root)
     items = collect_items(videos, model, None, hop=1.0)
     n = len(items["times"])
     if n < 2:
@@ -671,9 +697,8 @@ def _overlays(run: dict[str, Any], device: str | None) -> str:
 
     model = get_model(run["checkpoint"], device, arch="avol")
     cfg = model.cfg
-    data = run["data"]
+    videos, where, data = _shown(run, "localization")
     anns = load_annotations(data) if (data / "annotations.jsonl").is_file() else {}
-    videos, where = _held_out(run)
 
     def rel(f: str) -> str:
         try:

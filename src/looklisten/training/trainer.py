@@ -82,7 +82,7 @@ from looklisten.data.sampler import (
     null_sound,
 )
 from looklisten.data.scan import VideoEntry, scan_folder, too_few_videos, video_folder
-from looklisten.inputs.prepare import VisionTransform
+from looklisten.inputs.prepare import VisionTransform, random_channel_order
 from looklisten.models.audio import VOICE_DRAWS, random_gain, random_voice
 from looklisten.models.checkpoint import (
     has_checkpoint,
@@ -290,11 +290,12 @@ def augmentation_generator(seed: int, step: int, skip: int = 0) -> torch.Generat
 
     In one process, a step's vision transform draws 5 numbers per example
     (B x 5), then the audio gain one per example (B), then the voice
-    (``audio.speed_jitter``, ``audio.eq_jitter_db``) ``VOICE_DRAWS`` per example.
+    (``audio.speed_jitter``, ``eq_jitter_db``, ``noise_snr_db``) ``VOICE_DRAWS`` per example.
     CPU draws are sequential, so the rank computing the examples ``[first, first
     + b)`` of the global batch skips ``5 * first`` draws for its vision rows,
-    ``5 * B + first`` for its gains and ``6 * B + VOICE_DRAWS * first`` for its
-    voices: every pair gets the augmentation of its position in the global batch,
+    ``5 * B + first`` for its gains, ``6 * B + VOICE_DRAWS * first`` for its
+    voices and ``(6 + VOICE_DRAWS) * B + first`` for its channel orders
+    (``vision.channel_shuffle``, drawn first but placed last): every pair gets the augmentation of its position in the global batch,
     whatever rank computes it.
     """
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + step)
@@ -611,16 +612,21 @@ class Trainer:
         wave = batch["audio"].to(self.device, non_blocking=True)
         if train:
             first, seed = self.env.rank * self.local_batch, self.cfg.train.seed
+            a, B = self.cfg.audio, self.cfg.train.batch_size
+            if self.cfg.vision.channel_shuffle:
+                skip = (6 + VOICE_DRAWS) * B + first
+                frames = random_channel_order(frames, augmentation_generator(seed, step, skip))
             image = self.transform(
                 frames, train=True, generator=augmentation_generator(seed, step, 5 * first)
             )
-            a, B = self.cfg.audio, self.cfg.train.batch_size
             if a.gain_jitter > 0:
                 g = augmentation_generator(seed, step, 5 * B + first)
                 wave = random_gain(wave, a.gain_jitter, g)
-            if a.speed_jitter > 0 or a.eq_jitter_db > 0:
+            if a.speed_jitter > 0 or a.eq_jitter_db > 0 or a.noise_snr_db > 0:
                 g = augmentation_generator(seed, step, 6 * B + VOICE_DRAWS * first)
-                wave = random_voice(wave, a.sample_rate, a.speed_jitter, a.eq_jitter_db, g)
+                wave = random_voice(
+                    wave, a.sample_rate, a.speed_jitter, a.eq_jitter_db, g, a.noise_snr_db
+                )
         else:
             image = self.transform(frames, train=False)
         image = image.to(self.dtype)
