@@ -14,7 +14,7 @@ def test_demo_trains_three_models_evaluates_and_writes_overlays(tmp_path, capsys
     monkeypatch.setenv("LOOKLISTEN_CACHE", str(tmp_path / "cache"))
     data, out = tmp_path / "data", tmp_path / "out"
     argv = ["demo", "--data", data, "--out", out, "--videos", 14, "--epochs", 1, "--quiet"]
-    argv += ["--test-videos", 4]
+    argv += ["--test-videos", 4, "--digits-videos", 12]
     argv += ["--set", "train.batch_size=8", "--set", "train.epoch_pairs=16"]
     argv += ["--set", "train.val_pairs=16"]
     assert main([str(a) for a in argv]) == 0
@@ -61,8 +61,24 @@ def test_demo_trains_three_models_evaluates_and_writes_overlays(tmp_path, capsys
     assert digits["test_data"] == str(tmp_path / "data-digits-test")
     anns = [json.loads(x) for x in (tmp_path / "data-digits-test" / "annotations.jsonl").open()]
     assert len(anns) == 4 and {a["split"] for a in anns} == {"test"}
+    train_anns = [json.loads(x) for x in (tmp_path / "data-digits" / "annotations.jsonl").open()]
+    assert len(train_anns) == 12 and all("voice_variants" in a for a in train_anns)
     cfg = json.loads((out / "digits" / "checkpoint" / "config.json").read_text())
     assert cfg["model"]["arch"] == "ave" and cfg["train"]["objective"] == "infonce"
+    # ... each example with another voice, noise and colours, never mirrored
+    assert cfg["audio"]["speed_jitter"] > 0 and cfg["audio"]["noise_snr_db"] > 0
+    assert cfg["vision"]["channel_shuffle"] and not cfg["vision"]["hflip"]
+    # an AVOL-Net from it, localising the spoken digit on the test writers and voices
+    cfg = json.loads((out / "digits-avol" / "checkpoint" / "config.json").read_text())
+    assert cfg["model"]["arch"] == "avol" and cfg["train"]["init"] == str(
+        (out / "digits").resolve()
+    )
+    loc = json.loads((out / "digits-avol" / "eval" / "localization.json").read_text())
+    assert loc["data"] == digits["test_data"]
+    assert (
+        digits["localization"]["avol"]["two_object_accuracy"] == loc["avol"]["two_object_accuracy"]
+    )
+    assert "which of two digits" in printed
     avc = json.loads((out / "digits" / "eval" / "avc.json").read_text())
     assert avc["data"] == digits["test_data"] and avc["pairs"] == 2000
     assert digits["held_out_avc"]["accuracy"] == avc["accuracy"]
@@ -85,6 +101,9 @@ def test_demo_trains_three_models_evaluates_and_writes_overlays(tmp_path, capsys
         assert cfg["train"]["objective"] == objective and cfg["vision"]["image_size"] == 128
     html = (out / "report.html").read_text()
     assert summary["report"] == str(out / "report.html") and "AVOL-Net" in html and "<audio" in html
+    # the digits' examples and overlays come from the test writers and voices
+    assert "data-digits-test, the clips of RUN/eval/retrieval.json" in html
+    assert "data-digits-test, the clips of RUN/eval/localization.json" in html
 
     # a second run reuses the finished runs (no retraining) and redoes the rest
     mtime = (out / "l3" / "checkpoint").stat().st_mtime_ns

@@ -24,13 +24,17 @@ What it does, in order (each step's output lands in ``OUT``)::
     OUT/overlays/*.png, *.mp4         AVOL-Net heatmaps over test frames, and one
                                       held-out clip with the heatmap and its sound
     DATA-digits/, DATA-digits-test/   handwritten digits spoken by many voices: the
-                                      training writers and voices, and others never
-                                      trained on (--kind digits --split train|test)
-    OUT/digits/              an AVE-Net (InfoNCE) trained on DATA-digits
+                                      training writers and voices (many short clips,
+                                      each digit drawn and spoken anew), and others
+                                      never trained on (--kind digits --split train|test)
+    OUT/digits/              an AVE-Net (InfoNCE) trained on DATA-digits, each example
+                             with another voice, noise and colours (DIGITS_SET)
     OUT/digits/eval/avc.json, retrieval.json   its AVC accuracy and cross-modal
                                       retrieval on DATA-digits-test: held-out
                                       exemplars, where only the category links an
                                       image to a sound
+    OUT/digits-avol/         an AVOL-Net warm-started from it; eval/localization.json:
+                             which of two written digits is spoken, on DATA-digits-test
     OUT/report.html          one page: curves, retrieval examples, overlays, metrics
     OUT/metrics.json         the summary (``val_avc_accuracy`` is the L3-Net's)
 
@@ -77,11 +81,34 @@ DEMO_FRAMES: dict[str, Any] = dict(arch_overrides("tiny")["avol"])
 #: at the same step). AVOL-Net starts from the AVE-Net's trunks. "digits" is the
 #: held-out-exemplar AVE-Net (issue 23's). docs/results/demo.md says what they cost;
 #: benchmarks/time_to_accuracy.py measures what they buy per training minute.
+#: How the digits networks see their training examples: each one with another voice
+#: (speed, spectral envelope), noise floor and channel order of the colours, never
+#: mirrored. A clip's own voice variant, noise, background and ink still pair its
+#: frames with its sound; these make that pairing cost more than recognising the
+#: digit (benchmarks/digits_categories.py measures what each part buys).
+DIGITS_SET: dict[str, Any] = {
+    "audio.speed_jitter": 0.2,
+    "audio.eq_jitter_db": 6.0,
+    "audio.noise_snr_db": 5.0,
+    "vision.hflip": False,
+    "vision.channel_shuffle": True,
+}
+DIGITS_STEPS, DIGITS_AVOL_STEPS = 1500, 300
 DEMO_PLAN: dict[str, dict[str, Any]] = {
     "l3": {"steps": 600, "epochs": 4, "set": {**DEMO_FRAMES, "train.objective": "avc-all"}},
     "ave": {"steps": 400, "epochs": 4, "set": {**DEMO_FRAMES, "train.objective": "infonce"}},
     "avol": {"steps": 600, "epochs": 4, "set": {"train.objective": "avc-all"}, "init": "ave"},
-    "digits": {"steps": 400, "epochs": 4, "set": {}},
+    "digits": {
+        "steps": DIGITS_STEPS,
+        "epochs": 4,
+        "set": {**DIGITS_SET, "train.objective": "infonce"},
+    },
+    "digits-avol": {
+        "steps": DIGITS_AVOL_STEPS,
+        "epochs": 2,
+        "set": {**DIGITS_SET, "train.objective": "avc-all"},
+        "init": "digits",
+    },
 }
 OVERLAY_PNGS = 8
 #: Clips in the demo's test set. The 15 % held out of DATA (36 clips) measure AVC
@@ -174,6 +201,7 @@ def run_demo(
     seed: int = 0,
     overrides: dict[str, Any] | None = None,
     digits: bool = True,
+    digits_videos: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the demo (see the module docstring); return the summary written to OUT/metrics.json.
@@ -196,6 +224,9 @@ def run_demo(
     digits : bool
         Also train and evaluate the held-out-exemplar part (handwritten and spoken
         digits; see the module docstring).
+    digits_videos : int, optional
+        Clips of the digits' training set (default: ``make-demo-data``'s for digits
+        training sets, :data:`looklisten.data.demo_data.DIGITS_TRAIN_VIDEOS`).
     """
     from looklisten.core.config import get_config
     from looklisten.data.demo_data import make_demo_data
@@ -316,36 +347,20 @@ def run_demo(
         with timer("eval units"):
             save_eval(runs["l3"], "units.json", evaluate_units(data, runs["l3"]))
     if digits:
-        dirs = (base.with_name(base.name + "-digits"), base.with_name(base.name + "-digits-test"))
-        for folder, n, split, s in (
-            (dirs[0], videos, "train", seed),
-            (dirs[1], test_videos or TEST_VIDEOS, "test", seed + TEST_SEED_OFFSET),
-        ):
-            if not (folder / "annotations.jsonl").is_file():
-                print(f"building the digits ({split} writers and voices) in {folder} ...")
-                with timer(f"data: digits {split}"):
-                    make_demo_data(
-                        folder,
-                        n,
-                        s,
-                        kind="digits",
-                        split=split,
-                        layout="anywhere" if split == "test" else "train",
-                        workers=workers,
-                        progress=progress,
-                    )
-        over = _plan(preset, DIGITS_ARCH, "digits", seed, epochs, overrides)
-        runs["digits"] = out / "digits"
-        with timer("train digits"):
-            _train_or_reuse(
-                dirs[0],
-                runs["digits"],
-                get_config(preset, arch=DIGITS_ARCH, **over),
-                time_budget,
-                progress,
-            )
-        with timer("eval digits (avc, retrieval)"):
-            summary["digits"] = _held_out_digits(runs["digits"], *dirs, seed)
+        summary["digits"] = _digits_part(
+            base,
+            out,
+            runs,
+            preset,
+            seed,
+            epochs,
+            overrides,
+            time_budget,
+            (digits_videos, test_videos or TEST_VIDEOS),
+            workers,
+            progress,
+            timer,
+        )
     with timer("report"):
         report = _write_report(out, runs)
     if report:
@@ -380,9 +395,7 @@ def _plan(preset, arch, name, seed, epochs, overrides) -> dict[str, Any]:
     from looklisten.core.config import get_config
 
     plan = DEMO_PLAN[name]
-    fixed = {
-        k: v for k, v in plan["set"].items() if preset == "tiny" or not k.startswith("vision.")
-    }
+    fixed = {k: v for k, v in plan["set"].items() if preset == "tiny" or k not in DEMO_FRAMES}
     over = {"train.seed": seed, **fixed, **(overrides or {})}
     if epochs:
         over.setdefault("train.epochs", epochs)
@@ -396,6 +409,72 @@ def _plan(preset, arch, name, seed, epochs, overrides) -> dict[str, Any]:
 def _probe_line(res: dict) -> dict[str, Any]:
     """Mean probe accuracies: the network's and its baselines'."""
     return {"model": res["accuracy"]["mean"], **{k: v["mean"] for k, v in res["baselines"].items()}}
+
+
+def _digits_part(
+    base: Path,
+    out: Path,
+    runs: dict[str, Path],
+    preset: str,
+    seed: int,
+    epochs: int | None,
+    overrides: dict[str, Any] | None,
+    time_budget: float | None,
+    videos: tuple[int | None, int],
+    workers: int,
+    progress: bool,
+    timer,
+) -> dict[str, Any]:
+    """The held-out-exemplar part: digits AVE-Net and AVOL-Net, evaluated on other
+    writers and voices (adds ``runs["digits"]``, ``runs["digits-avol"]``)."""
+    from looklisten.core.config import get_config
+    from looklisten.data.demo_data import load_annotations, make_demo_data
+    from looklisten.evaluation.localization import evaluate_localization
+    from looklisten.models.checkpoint import save_eval
+
+    train_dir = base.with_name(base.name + "-digits")
+    test_dir = base.with_name(base.name + "-digits-test")
+    if (train_dir / "annotations.jsonl").is_file():
+        first = next(iter(load_annotations(train_dir).values()), {})
+        if "voice_variants" not in first:  # an older demo's clips: one exemplar per clip
+            print(f"rebuilding {train_dir}: its clips predate per-clip handwriting and voices")
+            for f in train_dir.glob("clip_*.mp4"):
+                f.unlink()
+            (train_dir / "annotations.jsonl").unlink()
+    for folder, split in ((train_dir, "train"), (test_dir, "test")):
+        if not (folder / "annotations.jsonl").is_file():
+            print(f"building the digits ({split} writers and voices) in {folder} ...")
+            with timer(f"data: digits {split}"):
+                make_demo_data(
+                    folder,
+                    videos=videos[0] if split == "train" else videos[1],
+                    seed=seed if split == "train" else seed + TEST_SEED_OFFSET,
+                    kind="digits",
+                    split=split,
+                    layout=TRAIN_LAYOUT if split == "train" else "anywhere",
+                    workers=workers,
+                    progress=progress,
+                )
+    for name, arch in (("digits", DIGITS_ARCH), ("digits-avol", "avol")):
+        over = _plan(preset, arch, name, seed, epochs, overrides)
+        init = DEMO_PLAN[name].get("init")
+        if init in runs:
+            over.setdefault("train.init", str(runs[init].resolve()))
+        runs[name] = out / name
+        with timer(f"train {name}"):
+            _train_or_reuse(
+                train_dir, runs[name], get_config(preset, arch=arch, **over), time_budget, progress
+            )
+    with timer("eval digits (avc, retrieval, localization)"):
+        summary = _held_out_digits(runs["digits"], train_dir, test_dir, seed)
+        print(f"evaluating the digits AVOL-Net on {test_dir} ...")
+        loc = evaluate_localization(test_dir, runs["digits-avol"])
+        save_eval(runs["digits-avol"], "localization.json", loc)
+    summary["localization"] = {
+        "run": str(runs["digits-avol"]),
+        **{k: loc[k] for k in ("avol", "baselines", "avol_minus_best_baseline", "samples")},
+    }
+    return summary
 
 
 def _held_out_digits(run: Path, train_dir: Path, test_dir: Path, seed: int) -> dict[str, Any]:

@@ -263,6 +263,13 @@ def cmd_demo(args) -> int:
         )
         for direction, row in dg["held_out_retrieval"].items():
             print(f"  {direction} nDCG@30: AVE-Net {_f(row['model'])}, random {_f(row['random'])}")
+        loc = dg.get("localization")
+        if loc:
+            print(
+                f"  AVOL-Net: which of two digits is spoken {_f(loc['avol']['two_object_accuracy'])} "
+                f"(chance 0.5); pixel AP {_f(loc['avol']['pixel_ap'])}, "
+                + _versus_best(loc, "pixel_ap")
+            )
     seconds = summary.get("seconds") or {}
     if seconds:
         phases = ", ".join(f"{k} {v / 60:.1f}" for k, v in seconds.items())
@@ -271,6 +278,17 @@ def cmd_demo(args) -> int:
     if "report" in summary:
         print(f"report: {summary['report']}")
     return 0
+
+
+def _versus_best(loc: dict, key: str) -> str:
+    """``key`` of the best trivial map and AVOL-Net's margin over it, with its interval."""
+    d = loc["avol_minus_best_baseline"][key]
+    lo, hi = d["ci95"]
+    theirs = loc["baselines"][d["baseline"]][key]
+    return (
+        f"{d['baseline']} {_f(theirs)} ({_f(d['difference'], '+')}, 95% interval "
+        f"{_f(lo, '+')} .. {_f(hi, '+')})"
+    )
 
 
 def _f(v, sign: str = "") -> str:
@@ -525,6 +543,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="digits",
         action="store_false",
         help="skip the held-out-exemplar part (an AVE-Net on handwritten and spoken digits)",
+    )
+    sp.add_argument(
+        "--digits-videos",
+        type=int,
+        metavar="N",
+        help="clips of the digits' training set (default: make-demo-data's for digits)",
     )
     training_options(
         sp,
