@@ -71,16 +71,6 @@ DEMO_MODELS = ("l3", "ave", "avol")
 #: from 0.26 / 0.29 to 0.50 / 0.53 and its test AVC accuracy from 0.69 to 0.78 for 1.4x
 #: the training minutes (benchmarks/time_to_accuracy.py, docs/results/demo.md).
 DEMO_FRAMES: dict[str, Any] = dict(arch_overrides("tiny")["avol"])
-#: The training plan of each demo run: ``steps`` of the preset's batch (64 pairs for
-#: tiny) in ``epochs`` epochs (a validation each) with a cosine schedule that ends
-#: where training stops, config overrides (``set``; its frame sizes apply to the tiny
-#: preset only) and the run whose weights it starts from (``init``, ``train --init``).
-#: L3-Net and AVOL-Net train with the papers' loss on every pair of each batch
-#: (``avc-all``: AVOL-Net reached in 1.2 training minutes the localisation that
-#: ``avc`` reached in 4.9), AVE-Net with InfoNCE (better retrieval than ``avc-all``
-#: at the same step). AVOL-Net starts from the AVE-Net's trunks. "digits" is the
-#: held-out-exemplar AVE-Net (issue 23's). docs/results/demo.md says what they cost;
-#: benchmarks/time_to_accuracy.py measures what they buy per training minute.
 #: How the digits networks see their training examples: each one with another voice
 #: (speed, spectral envelope), noise floor and channel order of the colours, never
 #: mirrored. A clip's own voice variant, noise, background and ink still pair its
@@ -93,7 +83,18 @@ DIGITS_SET: dict[str, Any] = {
     "vision.hflip": False,
     "vision.channel_shuffle": True,
 }
+#: Steps of the digits AVE-Net and of the digits AVOL-Net warm-started from it.
 DIGITS_STEPS, DIGITS_AVOL_STEPS = 1500, 300
+#: The training plan of each demo run: ``steps`` of the preset's batch (64 pairs for
+#: tiny) in ``epochs`` epochs (a validation each) with a cosine schedule that ends
+#: where training stops, config overrides (``set``; its frame sizes apply to the tiny
+#: preset only) and the run whose weights it starts from (``init``, ``train --init``).
+#: L3-Net and AVOL-Net train with the papers' loss on every pair of each batch
+#: (``avc-all``: AVOL-Net reached in 1.2 training minutes the localisation that
+#: ``avc`` reached in 4.9), AVE-Net with InfoNCE (better retrieval than ``avc-all``
+#: at the same step). AVOL-Net starts from the AVE-Net's trunks. "digits" is the
+#: held-out-exemplar AVE-Net (issue 23's). docs/results/demo.md says what they cost;
+#: benchmarks/time_to_accuracy.py measures what they buy per training minute.
 DEMO_PLAN: dict[str, dict[str, Any]] = {
     "l3": {"steps": 600, "epochs": 4, "set": {**DEMO_FRAMES, "train.objective": "avc-all"}},
     "ave": {"steps": 400, "epochs": 4, "set": {**DEMO_FRAMES, "train.objective": "infonce"}},

@@ -40,6 +40,20 @@ Clip content
 * Encoding: H.264 (libx264, ``veryfast``, CRF 23, GOP 15 frames) + AAC, mono,
   48 kHz (the L3-Net rate), through :func:`looklisten.media.video.write_video`.
 
+Digits
+------
+``kind="digits"`` shows handwritten MNIST digits (ink of a contrasting colour)
+while a voice says one of them: the training split's writers and voices, or the
+test split's (other writers, voices never used for training, two human speakers).
+Training sets (``split="train"``) are by default :data:`DIGITS_TRAIN_VIDEOS` clips
+of :data:`DIGITS_TRAIN_DURATION` s with every exemplar made anew (``vary``,
+:mod:`looklisten.data.augment`): each digit's strokes warped and thickened or
+thinned, each recording sped up or slowed down, coloured by a random spectral
+envelope and sometimes reverberated. With a few hundred long clips of the shipped
+exemplars as they are, a network pairs each clip's own look with its own sound
+instead of learning the digits (docs/results/digits.md). Test sets keep the
+held-out writers and voices as they are.
+
 Annotations
 -----------
 One JSON object per clip and line of ``annotations.jsonl``::
@@ -53,7 +67,10 @@ One JSON object per clip and line of ``annotations.jsonl``::
      "moving": false, "background": "gradient",
      "noise": {"type": "pink", "snr_db": 17.3}}
 
-Clips of ``layout="anywhere"`` also have ``"layout": "anywhere"``.
+Clips of ``layout="anywhere"`` also have ``"layout": "anywhere"``. Digits clips
+also have ``"kind"``, ``"split"``, ``"voice"`` and each object's MNIST ``"exemplar"``;
+with ``vary``, each object's ``"strokes"`` and the clip's ``"voice_variants"`` (one
+per recording heard, in order) give the variation drawn.
 
 * ``boxes`` has one box per video frame; frame ``i`` is displayed at time
   ``i / fps``. Boxes are integer pixels with exclusive ends (the visible,
