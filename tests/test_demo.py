@@ -68,6 +68,9 @@ def test_demo_trains_three_models_evaluates_and_writes_overlays(tmp_path, capsys
     # ... each example with another voice, noise and colours, never mirrored
     assert cfg["audio"]["speed_jitter"] > 0 and cfg["audio"]["noise_snr_db"] > 0
     assert cfg["vision"]["channel_shuffle"] and not cfg["vision"]["hflip"]
+    # ... its AVC accuracy on the test writers and voices at every epoch end, for the report
+    curve = json.loads((out / "digits" / "eval" / "test_curve.json").read_text())
+    assert curve["data"] == digits["test_data"] and [r["step"] for r in curve["rows"]] == [2]
     # an AVOL-Net from it, localising the spoken digit on the test writers and voices
     cfg = json.loads((out / "digits-avol" / "checkpoint" / "config.json").read_text())
     assert cfg["model"]["arch"] == "avol" and cfg["train"]["init"] == str(
@@ -104,6 +107,7 @@ def test_demo_trains_three_models_evaluates_and_writes_overlays(tmp_path, capsys
     # the digits' examples and overlays come from the test writers and voices
     assert "data-digits-test, the clips of RUN/eval/retrieval.json" in html
     assert "data-digits-test, the clips of RUN/eval/localization.json" in html
+    assert "(RUN/eval/test_curve.json)" in html
 
     # a second run reuses the finished runs (no retraining) and redoes the rest
     mtime = (out / "l3" / "checkpoint").stat().st_mtime_ns

@@ -138,6 +138,8 @@ DEMO_PROBES = ("audio",)
 TEST_AVC_PAIRS = 1024
 #: Fixed pairs of the held-out AVC evaluation (looklisten eval avc).
 AVC_PAIRS = 2000
+#: Fixed test pairs of each point of the digits AVE-Net's test curve (every epoch end).
+TEST_CURVE_PAIRS = 300
 
 
 def _train_or_reuse(data: Path, run: Path, cfg, time_budget: float | None, progress: bool) -> dict:
@@ -462,10 +464,12 @@ def _digits_part(
         if init in runs:
             over.setdefault("train.init", str(runs[init].resolve()))
         runs[name] = out / name
+        cfg = get_config(preset, arch=arch, **over)
         with timer(f"train {name}"):
-            _train_or_reuse(
-                train_dir, runs[name], get_config(preset, arch=arch, **over), time_budget, progress
-            )
+            if name == "digits" and time_budget is None:  # its learning curve on the test set
+                _train_with_test_curve(train_dir, runs[name], cfg, test_dir, seed, progress)
+            else:
+                _train_or_reuse(train_dir, runs[name], cfg, time_budget, progress)
     with timer("eval digits (avc, retrieval, localization)"):
         summary = _held_out_digits(runs["digits"], train_dir, test_dir, seed)
         print(f"evaluating the digits AVOL-Net on {test_dir} ...")
@@ -475,6 +479,42 @@ def _digits_part(
         "run": str(runs["digits-avol"]),
         **{k: loc[k] for k in ("avol", "baselines", "avol_minus_best_baseline", "samples")},
     }
+    return summary
+
+
+def _train_with_test_curve(
+    data: Path, run: Path, cfg, test: Path, seed: int, progress: bool
+) -> dict[str, Any]:
+    """Train a new run (or reuse a finished one), measuring AVC accuracy on ``test`` at
+    every epoch end: ``RUN/eval/test_curve.json``, drawn by the report beside the run's
+    training and held-out curves (memorising the clips, or recognising the digits?)."""
+    from looklisten.core.fileio import atomic_write_json
+    from looklisten.evaluation.avc import evaluate_avc
+    from looklisten.training.run_folder import check_new_run, run_lock
+    from looklisten.training.trainer import Trainer
+
+    summary_path = run / "metrics.json"
+    if summary_path.is_file() and (run / "checkpoint").exists():
+        summary = json.loads(summary_path.read_text())
+        if summary.get("model") == cfg.model.arch and summary.get("preset") == cfg.preset:
+            if summary.get("preempted"):  # stopped by a signal: continue it (no new curve)
+                return _train_or_reuse(data, run, cfg, None, progress)
+            print(f"reusing {run} (delete it to retrain)")
+            return summary
+    print(f"training {cfg.model.arch} ({cfg.preset}) -> {run}, its test curve on {test}")
+    run.mkdir(parents=True, exist_ok=True)
+    with run_lock(run):
+        check_new_run(run, overwrite=True)
+        trainer = Trainer.from_folder(data, run, cfg, progress=progress)
+        rows = []
+        for epoch in range(1, cfg.train.epochs + 1):
+            summary = trainer.fit(max_steps=epoch * trainer.steps_per_epoch)
+            res = evaluate_avc(test, run, pairs=TEST_CURVE_PAIRS, seed=seed)
+            rows.append({"step": trainer.step, "accuracy": res["accuracy"], "ci95": res["ci95"]})
+        atomic_write_json(
+            run / "eval" / "test_curve.json",
+            {"data": str(test), "pairs": TEST_CURVE_PAIRS, "seed": seed, "rows": rows},
+        )
     return summary
 
 

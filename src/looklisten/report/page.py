@@ -412,6 +412,13 @@ def _curves(run: dict[str, Any]) -> str:
 
     tr = [r for r in hist if r.get("split") == "train"]
     va = [r for r in hist if r.get("split") == "val"]
+    # AVC accuracy on a test folder at epoch ends, where a run has it (the demo's digits)
+    curve_path = run["path"] / "eval" / "test_curve.json"
+    try:
+        test_curve = _read_json(curve_path) if curve_path.is_file() else None
+        te = [r for r in (test_curve or {}).get("rows", []) if isinstance(r, dict)]
+    except (OSError, ValueError, AttributeError):
+        test_curve, te = None, []
 
     def xy(rs, key):
         pts = [(r["step"], r[key]) for r in rs if isinstance(r.get(key), (int, float))]
@@ -427,7 +434,11 @@ def _curves(run: dict[str, Any]) -> str:
         (
             axes[0, 1],
             "AVC accuracy",
-            [("train", tr, "avc_accuracy", "-"), ("held-out", va, "val_avc_accuracy", "o-")],
+            [
+                ("train", tr, "avc_accuracy", "-"),
+                ("held-out", va, "val_avc_accuracy", "o-"),
+                ("test set (never trained on)", te, "accuracy", "s-"),
+            ],
         ),
         (axes[1, 0], "learning rate", [("lr", tr, "lr", "-")]),
         (axes[1, 1], "throughput (pairs/s)", [("train", tr, "pairs_per_s", "-")]),
@@ -458,7 +469,15 @@ def _curves(run: dict[str, Any]) -> str:
         f"<img class='plot' src='{_data_uri(buf.getvalue(), 'image/png')}' "
         "alt='training and validation curves'>"
         f"<p class='meta'>{len(tr)} training log points (means since the previous point), "
-        f"{len(va)} validations.</p>"
+        f"{len(va)} validations"
+        + (
+            f"; test set: AVC accuracy on {test_curve.get('pairs')} fixed pairs of "
+            f"{e(Path(str(test_curve.get('data'))).name)} at each epoch end "
+            "(RUN/eval/test_curve.json)"
+            if te
+            else ""
+        )
+        + ".</p>"
     )
 
 
