@@ -92,7 +92,8 @@ ARMS: dict[str, tuple[str, bool]] = {
     "before": ("before", False),
     "short": ("short", False),
     "short+vary": ("vary", False),
-    "short+vary+examples": ("vary", True),  # the demo's recipe
+    "short+examples": ("short", True),
+    "short+vary+examples": ("vary", True),
 }
 RECIPE = "short+vary+examples"
 AVE = {"train.objective": "infonce"}
@@ -265,7 +266,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(19, 5.2))
-    colours = ["tab:red", "tab:orange", "tab:blue", "tab:green"]
+    colours = ["tab:red", "tab:orange", "tab:blue", "tab:olive", "tab:green"]
     for (name, rows), colour in zip(res["ablation"].items(), colours):
         _curve(a, rows, colour, name)
     a.set_title("ablation (AVE-Net, InfoNCE): training data and examples")

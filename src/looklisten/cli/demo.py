@@ -84,7 +84,7 @@ DIGITS_SET: dict[str, Any] = {
     "vision.channel_shuffle": True,
 }
 #: Steps of the digits AVE-Net and of the digits AVOL-Net warm-started from it.
-DIGITS_STEPS, DIGITS_AVOL_STEPS = 1500, 300
+DIGITS_STEPS, DIGITS_AVOL_STEPS = 1000, 200
 #: The training plan of each demo run: ``steps`` of the preset's batch (64 pairs for
 #: tiny) in ``epochs`` epochs (a validation each) with a cosine schedule that ends
 #: where training stops, config overrides (``set``; its frame sizes apply to the tiny

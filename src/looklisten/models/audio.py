@@ -11,6 +11,7 @@ padding, log power. At 48 kHz that is 257 bins x 199 frames (200 with ``pad``).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -180,6 +181,15 @@ VOICE_DRAWS = 1 + VOICE_EQ_BANDS + 3
 VOICE_NOISE_RANGE_DB = 20.0
 
 
+@functools.lru_cache(maxsize=4)
+def _noise_table(n: int, device: torch.device) -> Tensor:
+    """Fixed white noise (float32, 16 * n + 2**16 samples, seed 0) that :func:`random_voice`
+    takes its noise from, a stretch at a random place per example: one draw, no
+    generator per example."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(16 * n + 2**16, generator=g).to(device)
+
+
 def random_voice(
     wave: Tensor,
     sample_rate: int,
@@ -208,8 +218,8 @@ def random_voice(
         Ranges (0: that part off).
     generator : torch.Generator, optional
         Source of randomness: :data:`VOICE_DRAWS` float64 draws per example, on its
-        device (the noise itself comes from a generator seeded by one of them, so an
-        example's noise does not depend on its position in the batch).
+        device (the noise itself is a stretch of a fixed table at a place one of them
+        draws, so an example's noise does not depend on its position in the batch).
     noise_snr_db : float
         Lowest SNR of the added noise (0: no noise).
 
@@ -222,19 +232,18 @@ def random_voice(
     device = generator.device if generator is not None else "cpu"
     u = torch.rand(B, VOICE_DRAWS, generator=generator, device=device, dtype=torch.float64)
     u = u.to(wave.device)
-    x = wave.double()
+    x = wave.float()  # float32 throughout: batched and cheap beside a training step
     if speed > 0:
-        f = torch.exp(math.log1p(speed) * (2 * u[:, :1] - 1))  # (B, 1)
+        f = torch.exp(math.log1p(speed) * (2 * u[:, :1] - 1)).float()  # (B, 1)
         c = (N - 1) / 2
-        pos = c + (torch.arange(N, device=wave.device, dtype=torch.float64) - c) * f  # (B, N)
-        inside = (pos >= 0) & (pos <= N - 1)
-        pos = pos.clamp(0, N - 1)
-        i0 = pos.floor().long().clamp(max=N - 2)
-        w = pos - i0
-        x = (x.gather(1, i0) * (1 - w) + x.gather(1, i0 + 1) * w) * inside
-    freqs = torch.fft.rfftfreq(N, 1.0 / sample_rate, device=wave.device, dtype=torch.float64)
+        pos = c + (torch.arange(N, device=x.device, dtype=torch.float32) - c) * f  # (B, N)
+        grid = torch.stack([pos * (2 / (N - 1)) - 1, torch.zeros_like(pos)], -1)[:, None]
+        # linear interpolation, silence beyond the window's ends: (B, 1, 1, N) -> (B, N)
+        x = F.grid_sample(x[:, None, None], grid, "bilinear", "zeros", align_corners=True)
+        x = x[:, 0, 0]
+    freqs = torch.fft.rfftfreq(N, 1.0 / sample_rate, device=x.device)
     if eq_db > 0:
-        gains = eq_db * (2 * u[:, 1 : 1 + VOICE_EQ_BANDS] - 1)  # (B, K) dB
+        gains = (eq_db * (2 * u[:, 1 : 1 + VOICE_EQ_BANDS] - 1)).float()  # (B, K) dB
         lo, hi = math.log(100.0), math.log(sample_rate / 2)
         p = (freqs.clamp(min=100.0).log() - lo) / (hi - lo) * (VOICE_EQ_BANDS - 1)
         i0 = p.floor().long().clamp(0, VOICE_EQ_BANDS - 2)
@@ -242,19 +251,14 @@ def random_voice(
         db = gains[:, i0] * (1 - w) + gains[:, i0 + 1] * w  # (B, F)
         x = torch.fft.irfft(torch.fft.rfft(x, dim=1) * 10 ** (db / 20), n=N, dim=1)
     if noise_snr_db > 0:
-        snr, colour, seed = u[:, -3], u[:, -2:-1], u[:, -1]
-        white = torch.stack(
-            [
-                torch.randn(
-                    N, generator=torch.Generator().manual_seed(int(s * 2**62)), dtype=torch.float64
-                )
-                for s in seed.cpu()
-            ]
-        ).to(wave.device)
-        shape = freqs.clamp(min=freqs[1].item() if N > 2 else 1.0) ** (-colour / 2)  # (B, F)
+        snr, colour, where = u[:, -3], u[:, -2:-1].float(), u[:, -1]
+        table = _noise_table(N, x.device)  # each example: a stretch of it at a random place
+        start = (where * (len(table) - N)).long().clamp(0, len(table) - N)
+        white = table[start[:, None] + torch.arange(N, device=x.device)]  # (B, N)
+        shape = freqs.clamp(min=float(freqs[1]) if N > 2 else 1.0) ** (-colour / 2)  # (B, F)
         noise = torch.fft.irfft(torch.fft.rfft(white, dim=1) * shape, n=N, dim=1)
         p_sig = x.pow(2).mean(1, keepdim=True) + 1e-12
         p_noise = noise.pow(2).mean(1, keepdim=True) + 1e-12
-        db = (noise_snr_db + VOICE_NOISE_RANGE_DB * snr).unsqueeze(1)
+        db = (noise_snr_db + VOICE_NOISE_RANGE_DB * snr).float().unsqueeze(1)
         x = x + noise * torch.sqrt(p_sig / p_noise / 10 ** (db / 10))
     return x.to(wave.dtype)
