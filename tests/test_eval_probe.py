@@ -13,6 +13,7 @@ from looklisten.data.demo_data import make_demo_data
 from looklisten.evaluation.probe import cross_validate, grouped_folds, majority_accuracy
 from looklisten.models.audio import mel_filterbank
 from looklisten.tasks.features import (
+    RAW_TIME_BINS,
     color_histogram,
     layer_features,
     layer_maps,
@@ -166,8 +167,18 @@ def test_cli_probe_audio_on_demo_annotations(run, capsys, monkeypatch):
     assert res["chance"] == pytest.approx(1 / res["classes"], abs=1e-4)
     for row in [res["accuracy"], *res["baselines"].values()]:
         assert 0.0 <= row["mean"] <= 1.0 and len(row["per_fold"]) == 3
-    assert set(res["baselines"]) == {"random_weights", "handmade", "majority"}
-    assert res["feature_dims"] == {"model": 128, "random_weights": 128, "handmade": 128}
+    assert set(res["baselines"]) == {"random_weights", "handmade", "raw_input", "majority"}
+    bins = RAW_TIME_BINS * 64  # the tiny preset's 64 mel bands
+    assert res["feature_dims"] == {
+        "model": 128,
+        "random_weights": 128,
+        "handmade": 128,
+        "raw_input": bins,
+    }
+    # the margin over the best baseline, with its interval over files
+    m = res["margin"]
+    best = max(res["baselines"], key=lambda k: res["baselines"][k]["mean"])
+    assert m["over"] == best and m["files"] == 10 and m["ci"][0] <= m["difference"] <= m["ci"][1]
     saved = json.loads((run / "run" / "eval" / "probe_audio.json").read_text())
     assert saved == res
 
