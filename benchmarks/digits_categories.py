@@ -275,7 +275,8 @@ def plot(res: dict[str, Any], path: Path) -> None:
         _curve(a, rows, colour, name)
     a.set_title("ablation (AVE-Net, InfoNCE): training data and examples")
     _curve(b, res["ave_curve"], "tab:green", "AVE-Net (InfoNCE)")
-    _curve(b, res["l3_curve"], "tab:purple", "L3-Net (AVC loss)")
+    if res.get("l3_curve"):
+        _curve(b, res["l3_curve"], "tab:purple", "L3-Net (AVC loss)")
     b.set_title("the recipe: AVE-Net and L3-Net, memorising vs recognising")
     for ax in (a, b):
         ax.axhline(0.5, color="grey", lw=0.8)
