@@ -277,7 +277,8 @@ def plot(res: dict[str, Any], path: Path) -> None:
     _curve(b, res["ave_curve"], "tab:green", "AVE-Net (InfoNCE)")
     if res.get("l3_curve"):
         _curve(b, res["l3_curve"], "tab:purple", "L3-Net (AVC loss)")
-    b.set_title("the recipe: AVE-Net and L3-Net, memorising vs recognising")
+    nets = "AVE-Net and L3-Net" if res.get("l3_curve") else "AVE-Net"
+    b.set_title(f"the recipe ({nets}): memorising vs recognising")
     for ax in (a, b):
         ax.axhline(0.5, color="grey", lw=0.8)
         ax.set_xlabel("training steps (batch 64)")

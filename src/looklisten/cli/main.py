@@ -552,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     training_options(
         sp,
-        "training time limit per model (default: none; the demo's plan trains for about 9 "
+        "training time limit per model (default: none; the demo's plan trains for about 17 "
         "min in all on 2 cores)",
         " of every model",
     )
