@@ -143,19 +143,25 @@ AVC_PAIRS = 2000
 TEST_CURVE_PAIRS = 300
 
 
+def _earlier(run: Path, cfg) -> dict | None:
+    """The summary of a run of the same model and preset already in ``run``, else None."""
+    summary_path = run / "metrics.json"
+    if summary_path.is_file() and (run / "checkpoint").exists():
+        summary = json.loads(summary_path.read_text())
+        if summary.get("model") == cfg.model.arch and summary.get("preset") == cfg.preset:
+            return summary
+    return None
+
+
 def _train_or_reuse(data: Path, run: Path, cfg, time_budget: float | None, progress: bool) -> dict:
     from looklisten.training.preemption import Preempted
     from looklisten.training.trainer import train
 
-    summary_path = run / "metrics.json"
-    resume = False
-    if summary_path.is_file() and (run / "checkpoint").exists():
-        summary = json.loads(summary_path.read_text())
-        if summary.get("model") == cfg.model.arch and summary.get("preset") == cfg.preset:
-            if not summary.get("preempted"):
-                print(f"reusing {run} (delete it to retrain)")
-                return summary
-            resume = True  # stopped by a signal last time: continue it
+    summary = _earlier(run, cfg)
+    if summary is not None and not summary.get("preempted"):
+        print(f"reusing {run} (delete it to retrain)")
+        return summary
+    resume = summary is not None  # stopped by a signal last time: continue it
     print(f"{'resuming' if resume else 'training'} {cfg.model.arch} ({cfg.preset}) -> {run}")
     summary = train(
         data, run, cfg, progress=progress, time_budget=time_budget, resume=resume, overwrite=True
@@ -494,14 +500,8 @@ def _train_with_test_curve(
     from looklisten.training.run_folder import check_new_run, run_lock
     from looklisten.training.trainer import Trainer
 
-    summary_path = run / "metrics.json"
-    if summary_path.is_file() and (run / "checkpoint").exists():
-        summary = json.loads(summary_path.read_text())
-        if summary.get("model") == cfg.model.arch and summary.get("preset") == cfg.preset:
-            if summary.get("preempted"):  # stopped by a signal: continue it (no new curve)
-                return _train_or_reuse(data, run, cfg, None, progress)
-            print(f"reusing {run} (delete it to retrain)")
-            return summary
+    if _earlier(run, cfg) is not None:  # finished: reused; stopped by a signal: continued
+        return _train_or_reuse(data, run, cfg, None, progress)
     print(f"training {cfg.model.arch} ({cfg.preset}) -> {run}, its test curve on {test}")
     run.mkdir(parents=True, exist_ok=True)
     with run_lock(run):
